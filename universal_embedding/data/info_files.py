@@ -1,0 +1,94 @@
+"""Read and validate UnED info files (`<info_files_dir>/<domain>/<split>.json`); no TensorFlow."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from typing import Any
+
+from universal_embedding.data import registry
+
+
+@dataclasses.dataclass(frozen=True)
+class InfoSplit:
+    """One split of one domain: image paths and label tuples, in info-file order."""
+
+    domain: str
+    split: str
+    paths: tuple[str, ...]
+    labels: tuple[tuple[int, ...], ...]
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+
+def _entry_error(path: str, index: int, entry: Any, what: str) -> ValueError:
+    return ValueError(
+        f"Info file {path}: entry {index} ({str(entry)[:120]}) {what}. Each entry must be "
+        '{"path": "<relative image path>", "class_id": <int> or [<int>, ...]}.'
+    )
+
+
+def _validate_entry(path: str, index: int, entry: Any) -> dict:
+    if not isinstance(entry, dict) or "path" not in entry or "class_id" not in entry:
+        raise _entry_error(path, index, entry, "lacks 'path' or 'class_id'")
+    if not isinstance(entry["path"], str) or not entry["path"]:
+        raise _entry_error(path, index, entry, "has no non-empty string 'path'")
+    label = entry["class_id"]
+    labels = label if isinstance(label, list) else [label]
+    if not labels or any(isinstance(x, bool) or not isinstance(x, int) or x < 0 for x in labels):
+        raise _entry_error(path, index, entry, "has a 'class_id' that is not a non-negative int")
+    return {"path": entry["path"], "class_id": label}
+
+
+def read_info_file(path: str) -> list[dict]:
+    """The validated entries of one info file: [{'path': str, 'class_id': int | list[int]}]."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            data = json.load(f)
+    except json.JSONDecodeError as e:
+        raise ValueError(f"Info file {path} is not valid JSON: {e}") from e
+    if not isinstance(data, list):
+        raise ValueError(f"Info file {path} must hold a JSON list, found {type(data).__name__}.")
+    return [_validate_entry(path, i, entry) for i, entry in enumerate(data)]
+
+
+def label_tuple(class_id: int | list[int]) -> tuple[int, ...]:
+    """An info entry's class_id as a tuple of ints (one or several labels)."""
+    return tuple(class_id) if isinstance(class_id, list) else (class_id,)
+
+
+def load_split(info_files_dir: str, domain: str, split: str) -> InfoSplit:
+    """The InfoSplit of `domain`/`split` read from `<info_files_dir>/<domain>/<split>.json`."""
+    registry.get_domain(domain)
+    path = registry.info_file_path(info_files_dir, domain, split)
+    if not os.path.isfile(path):
+        raise FileNotFoundError(
+            f"No info file for domain '{domain}', split '{split}': {path} does not exist. "
+            "Point info_files_dir at a directory holding <domain>/<split>.json files "
+            "(for test data: python -m universal_embedding.data.synthetic --data_dir DIR)."
+        )
+    entries = read_info_file(path)
+    return InfoSplit(
+        domain=domain,
+        split=split,
+        paths=tuple(e["path"] for e in entries),
+        labels=tuple(label_tuple(e["class_id"]) for e in entries),
+    )
+
+
+def num_classes(info_files_dir: str, domain: str, split: str = "train") -> int:
+    """Number of classes of a split: its largest label + 1."""
+    info = load_split(info_files_dir, domain, split)
+    if not len(info):
+        raise ValueError(f"Info file of domain '{domain}', split '{split}' has no entries.")
+    return max(max(labels) for labels in info.labels) + 1
+
+
+def available_splits(info_files_dir: str, domain: str) -> tuple[str, ...]:
+    """Splits of `domain` whose info file exists, in the registry's split order."""
+    dom = registry.get_domain(domain)
+    return tuple(
+        s for s in dom.splits if os.path.isfile(registry.info_file_path(info_files_dir, domain, s))
+    )

@@ -1,0 +1,228 @@
+"""tf.data streams over UnED TFRecords yielding numpy batches: train (augmented, exactly resumable)
+and eval (info-file order, padded + masked), plus folders of image files."""
+
+from __future__ import annotations
+
+import concurrent.futures
+import os
+from collections.abc import Callable, Iterator, Sequence
+
+import numpy as np
+import tensorflow as tf
+
+from universal_embedding.data import image_files, preprocess, registry, tfrecords
+
+image_files.hide_gpus_from_tensorflow()  # JAX owns the accelerators
+
+AUTOTUNE = tf.data.AUTOTUNE
+_MAX_EPOCHS = 2**62
+
+
+def split_files(tfds_dir: str, domain: str, split: str) -> list[str]:
+    """The finished shard files of one split, in shard order (error if there are none)."""
+    prefix = registry.tfrecord_prefix(tfds_dir, domain, split)
+    files = tfrecords.shard_files(prefix)
+    if not files:
+        raise FileNotFoundError(
+            f"No TFRecords for domain '{domain}', split '{split}': expected {prefix} or "
+            f"{prefix}-NNNNN-of-NNNNN. Convert the data first: "
+            "python -m universal_embedding.data.prepare --data_dir <dir holding tfds/>."
+        )
+    return files
+
+
+def _file_counts(tfds_dir: str, domain: str, split: str) -> tuple[list[str], list[int]]:
+    files = split_files(tfds_dir, domain, split)
+    summary = tfrecords.read_summary(registry.tfrecord_prefix(tfds_dir, domain, split))
+    if summary and len(summary.get("shard_records", [])) == len(files):
+        return files, list(summary["shard_records"])
+    return files, [tfrecords.count_records([f]) for f in files]
+
+
+def num_records(tfds_dir: str, domain: str, split: str) -> int:
+    """Number of records of one converted split."""
+    return sum(_file_counts(tfds_dir, domain, split)[1])
+
+
+def _check_batch(batch_size: int, process_index: int, process_count: int) -> int:
+    if process_count < 1 or not 0 <= process_index < process_count:
+        raise ValueError(f"Bad process_index {process_index} for process_count {process_count}.")
+    if batch_size % process_count:
+        raise ValueError(
+            f"batch_size {batch_size} must be divisible by the process count {process_count}."
+        )
+    return batch_size // process_count
+
+
+def _numpy_batches(ds: tf.data.Dataset, prefetch: int) -> Iterator[dict[str, np.ndarray]]:
+    yield from ds.prefetch(prefetch).as_numpy_iterator()
+
+
+def train_batches(
+    tfds_dir: str,
+    domain: str,
+    *,
+    batch_size: int,
+    image_size: int,
+    resize_size: int,
+    normalization: str,
+    seed: int,
+    label_offset: int = 0,
+    start_batch: int = 0,
+    process_index: int = 0,
+    process_count: int = 1,
+    shuffle_buffer_size: int = 10000,
+) -> Iterator[dict[str, np.ndarray]]:
+    """Endless augmented train batches of one domain; `start_batch=n` resumes exactly at batch n."""
+    local = _check_batch(batch_size, process_index, process_count)
+    files, counts = _file_counts(tfds_dir, domain, "train")
+    by_record = len(files) < process_count
+    if by_record:  # fewer files than processes: every process reads all, keeps every pc-th record
+        mine, n = files, len(range(process_index, sum(counts), process_count))
+    else:
+        mine, n = files[process_index::process_count], sum(counts[process_index::process_count])
+    if n == 0:
+        raise ValueError(f"Process {process_index} has no train records of domain '{domain}'.")
+    first = start_batch * local
+    files_t = tf.constant(mine)
+    seed_t = tf.constant(seed, tf.int64)
+
+    def epoch(e: tf.Tensor) -> tf.data.Dataset:
+        if by_record:
+            ds = tf.data.TFRecordDataset(files_t).shard(process_count, process_index)
+        else:
+            keys = tf.random.stateless_uniform([len(mine)], seed=tf.stack([seed_t, e]))
+            ds = tf.data.Dataset.from_tensor_slices(tf.gather(files_t, tf.argsort(keys)))
+            ds = ds.interleave(
+                tf.data.TFRecordDataset,
+                cycle_length=min(len(mine), 16),
+                num_parallel_calls=AUTOTUNE,
+                deterministic=True,
+            )
+        return ds.shuffle(shuffle_buffer_size, seed=seed_t * 1_000_003 + e)
+
+    records = tf.data.Dataset.range(first // n, _MAX_EPOCHS).flat_map(epoch).skip(first % n)
+    ds = tf.data.Dataset.zip(tf.data.Dataset.counter(first), records)
+
+    def load(counter: tf.Tensor, serialized: tf.Tensor) -> dict[str, tf.Tensor]:
+        rec = preprocess.parse_record(serialized)
+        aug_seed = tf.stack([seed_t, counter * process_count + process_index])
+        image = preprocess.train_transform(
+            preprocess.decode(rec["image_bytes"]),
+            aug_seed,
+            image_size=image_size,
+            resize_size=resize_size,
+            norm=normalization,
+        )
+        return {"images": image, "labels": tf.cast(rec["label"] + label_offset, tf.int32)}
+
+    ds = ds.map(load, num_parallel_calls=AUTOTUNE, deterministic=True)
+    # A small fixed prefetch: training keeps one stream per domain open, and batches are large.
+    return _numpy_batches(ds.batch(local, drop_remainder=True), prefetch=2)
+
+
+def _padded_eval(
+    items: tf.data.Dataset,
+    to_bytes: Callable[[tf.Tensor], tf.Tensor],
+    *,
+    batch_size: int,
+    image_size: int,
+    normalization: str,
+    process_index: int,
+    process_count: int,
+) -> Iterator[dict[str, np.ndarray]]:
+    """Cut each global batch of `items` into per-process slices, pad, decode, eval-transform."""
+    local = _check_batch(batch_size, process_index, process_count)
+
+    def my_slice(group: tf.Tensor) -> tf.data.Dataset:
+        part = group[process_index * local : (process_index + 1) * local]
+        n = tf.shape(part)[0]
+        part = tf.concat([part, tf.fill([local - n], "")], 0)
+        return tf.data.Dataset.from_tensor_slices((part, tf.range(local) < n))
+
+    def load(item: tf.Tensor, valid: tf.Tensor) -> dict[str, tf.Tensor]:
+        def real() -> tf.Tensor:
+            image = preprocess.decode(to_bytes(item))
+            return preprocess.eval_transform(image, image_size=image_size, norm=normalization)
+
+        image = tf.cond(valid, real, lambda: tf.zeros([image_size, image_size, 3], tf.float32))
+        return {"images": image, "mask": valid}
+
+    ds = items.batch(batch_size).flat_map(my_slice)
+    ds = ds.map(load, num_parallel_calls=AUTOTUNE, deterministic=True)
+    return _numpy_batches(ds.batch(local), prefetch=AUTOTUNE)
+
+
+def eval_batches(
+    tfds_dir: str,
+    domain: str,
+    split: str,
+    *,
+    batch_size: int,
+    image_size: int,
+    normalization: str,
+    process_index: int = 0,
+    process_count: int = 1,
+) -> Iterator[dict[str, np.ndarray]]:
+    """Eval batches of one split in info-file order: {'images', 'mask'}, last batch padded."""
+    files = split_files(tfds_dir, domain, split)
+    return _padded_eval(
+        tf.data.TFRecordDataset(files),
+        lambda s: preprocess.parse_record(s)["image_bytes"],
+        batch_size=batch_size,
+        image_size=image_size,
+        normalization=normalization,
+        process_index=process_index,
+        process_count=process_count,
+    )
+
+
+def _read_compatible(path: bytes) -> bytes:
+    with open(path.decode(), "rb") as f:
+        return image_files.fast_compatible_bytes(f.read())
+
+
+def folder_batches(
+    base_dir: str,
+    rel_paths: Sequence[str],
+    *,
+    batch_size: int,
+    image_size: int,
+    normalization: str,
+) -> Iterator[dict]:
+    """Eval-transformed batches of the files base_dir/rel_paths[i], in order, padded + masked."""
+    full = [os.path.join(base_dir, p) for p in rel_paths]
+    return _padded_eval(
+        tf.data.Dataset.from_tensor_slices(tf.constant(full, tf.string)),
+        lambda p: tf.ensure_shape(
+            tf.numpy_function(_read_compatible, [p], tf.string, stateful=False), []
+        ),
+        batch_size=batch_size,
+        image_size=image_size,
+        normalization=normalization,
+        process_index=0,
+        process_count=1,
+    )
+
+
+def _check_file(full: str) -> str:
+    try:
+        with open(full, "rb") as f:
+            image_files.tf_compatible_bytes(f.read())
+    except (OSError, image_files.BadImageError) as e:
+        return str(e)
+    return ""
+
+
+def find_images(base_dir: str) -> tuple[list[str], list[tuple[str, str]]]:
+    """(sorted relative paths of decodable images under base_dir, [(path, reason)] of others)."""
+    rel = sorted(
+        os.path.relpath(os.path.join(root, name), base_dir)
+        for root, _, names in os.walk(base_dir)
+        for name in names
+    )
+    with concurrent.futures.ThreadPoolExecutor(min(32, os.cpu_count() or 1)) as pool:
+        reasons = list(pool.map(_check_file, [os.path.join(base_dir, r) for r in rel]))
+    good = [r for r, why in zip(rel, reasons, strict=True) if not why]
+    bad = [(r, why) for r, why in zip(rel, reasons, strict=True) if why]
+    return good, bad

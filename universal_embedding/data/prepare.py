@@ -1,0 +1,103 @@
+"""Convert every split of a UnED-style data dir into TFRecords (the original prepare script).
+
+    python -m universal_embedding.data.prepare --data_dir DIR [--domains a,b] [--workers N]
+
+Reads DIR/info_files/<domain>/<split>.json and DIR/images, writes
+DIR/tfds/<domain>/<split>/<domain>.<split>.tfrecord[-NNNNN-of-NNNNN] with the registry's shard
+counts (capped at the number of images), skipping splits whose conversion is already complete.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+from collections.abc import Sequence
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+from universal_embedding.data import info_files, registry, tfrecords  # noqa: E402
+
+
+def split_is_complete(info_file: str, prefix: str, num_shards: int) -> bool:
+    """True when `prefix` holds a finished conversion of exactly this info file and shard count."""
+    summary = tfrecords.read_summary(prefix)
+    if not summary or len(summary.get("shard_records", [])) != num_shards:
+        return False
+    expected = [registry.shard_name(prefix, i, num_shards) for i in range(num_shards)]
+    if tfrecords.shard_files(prefix) != sorted(expected):
+        return False
+    return summary.get("info_sha256") == tfrecords.file_sha256(info_file)
+
+
+def _domains(info_dir: str, domains: Sequence[str] | None) -> list[str]:
+    if domains:
+        return [d.name for d in registry.parse_domains(list(domains))]
+    found = [d for d in registry.DOMAIN_NAMES if os.path.isdir(os.path.join(info_dir, d))]
+    if not found:
+        raise FileNotFoundError(
+            f"No domain folders under {info_dir}. Expected {info_dir}/<domain>/<split>.json "
+            f"for domains {', '.join(registry.DOMAIN_NAMES)}."
+        )
+    return found
+
+
+def prepare(
+    data_dir: str,
+    domains: Sequence[str] | None = None,
+    workers: int = 0,
+    skip_bad_images: bool = False,
+) -> None:
+    """Convert all splits present under data_dir/info_files into data_dir/tfds."""
+    info_dir = os.path.join(data_dir, "info_files")
+    images_dir = os.path.join(data_dir, "images")
+    tfds_dir = os.path.join(data_dir, "tfds")
+    for domain in _domains(info_dir, domains):
+        splits = info_files.available_splits(info_dir, domain)
+        if not splits:
+            raise FileNotFoundError(
+                f"No info files of domain '{domain}' under {info_dir}/{domain}."
+            )
+        for split in splits:
+            info_file = registry.info_file_path(info_dir, domain, split)
+            size = len(info_files.read_info_file(info_file))
+            shards = max(1, min(registry.get_domain(domain).num_shards(split), size))
+            prefix = registry.tfrecord_prefix(tfds_dir, domain, split)
+            if split_is_complete(info_file, prefix, shards):
+                print(f"{domain}/{split}: already complete, skipped")
+                continue
+            summary = tfrecords.convert(
+                info_file,
+                prefix,
+                images_dir,
+                shards,
+                train=split in registry.TRAIN_SPLITS,
+                workers=workers,
+                skip_bad_images=skip_bad_images,
+            )
+            print(f"{domain}/{split}: {summary.line()}")
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """Command line entry point."""
+    parser = argparse.ArgumentParser(description="Convert a UnED data dir into TFRecords.")
+    parser.add_argument("--data_dir", required=True, help="holds info_files/ and images/")
+    parser.add_argument("--domains", default="", help="comma-separated; default: all present")
+    parser.add_argument("--workers", type=int, default=0, help="reader threads (0 = all cores)")
+    parser.add_argument("--skip_bad_images", action="store_true", help="leave out bad images")
+    args = parser.parse_args(argv)
+    import tensorflow as tf
+
+    tf.config.set_visible_devices([], "GPU")
+    try:
+        prepare(
+            args.data_dir,
+            args.domains.split(",") if args.domains else None,
+            args.workers,
+            args.skip_bad_images,
+        )
+    except (ValueError, FileNotFoundError, RuntimeError) as e:
+        raise SystemExit(f"prepare failed: {e}") from e
+
+
+if __name__ == "__main__":
+    main()

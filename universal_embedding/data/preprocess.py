@@ -1,0 +1,69 @@
+"""TensorFlow image transforms of UNED_SPEC section 4: decode, train/eval geometry, normalise."""
+
+from __future__ import annotations
+
+import numpy as np
+import tensorflow as tf
+
+from universal_embedding.data import normalization, registry
+
+
+def parse_record(serialized: tf.Tensor) -> dict[str, tf.Tensor]:
+    """Parse one UnED tf.train.Example into image bytes, first label, all labels and key."""
+    features = {
+        registry.IMAGE_KEY: tf.io.FixedLenFeature([], tf.string),
+        registry.LABEL_KEY: tf.io.VarLenFeature(tf.int64),
+        registry.PATH_KEY: tf.io.FixedLenFeature([], tf.string, default_value=""),
+    }
+    ex = tf.io.parse_single_example(serialized, features)
+    labels = tf.sparse.to_dense(ex[registry.LABEL_KEY])
+    return {"image_bytes": ex[registry.IMAGE_KEY], "label": labels[0], "key": ex[registry.PATH_KEY]}
+
+
+def decode(image_bytes: tf.Tensor) -> tf.Tensor:
+    """Decode any TF-readable image to uint8 [H, W, 3] (grayscale and CMYK become RGB)."""
+    image = tf.io.decode_image(image_bytes, channels=3, expand_animations=False)
+    image.set_shape([None, None, 3])
+    return image
+
+
+def normalize(image: tf.Tensor, name: str) -> tf.Tensor:
+    """Pixels in [0, 255] -> (x / 255 - mean) / std with the statistics of `name`."""
+    mean, std = normalization.mean_std(name)
+    scale = np.array([1.0 / (255.0 * s) for s in std], np.float32)
+    offset = np.array([m / s for m, s in zip(mean, std, strict=True)], np.float32)
+    image = tf.cast(image, tf.float32)
+    if image.shape.is_fully_defined():  # full-size constants: TF's [3]-vector broadcast is slow
+        scale = np.broadcast_to(scale, image.shape).copy()
+        offset = np.broadcast_to(offset, image.shape).copy()
+    return image * scale - offset
+
+
+def train_transform(
+    image: tf.Tensor, seed: tf.Tensor, *, image_size: int, resize_size: int, norm: str
+) -> tf.Tensor:
+    """Resize to a resize_size square, random crop, random flip; randomness from `seed` [2]."""
+    if resize_size < image_size:
+        raise ValueError(f"resize_size ({resize_size}) must be >= image_size ({image_size}).")
+    image = tf.image.resize(image, [resize_size, resize_size], method="bilinear")
+    u = tf.random.stateless_uniform([3], seed=seed)
+    span = float(resize_size - image_size + 1)
+    top = tf.minimum(tf.cast(u[0] * span, tf.int32), resize_size - image_size)
+    left = tf.minimum(tf.cast(u[1] * span, tf.int32), resize_size - image_size)
+    image = image[top : top + image_size, left : left + image_size]
+    image.set_shape([image_size, image_size, 3])
+    image = tf.cond(u[2] < 0.5, lambda: image[:, ::-1], lambda: image)
+    return normalize(image, norm)
+
+
+def eval_transform(image: tf.Tensor, *, image_size: int, norm: str) -> tf.Tensor:
+    """Resize the shorter side to image_size (aspect kept, bilinear), center crop, normalise."""
+    shape = tf.cast(tf.shape(image)[:2], tf.float32)
+    scale = float(image_size) / tf.reduce_min(shape)
+    new = tf.maximum(tf.cast(tf.round(shape * scale), tf.int32), image_size)
+    image = tf.image.resize(image, new, method="bilinear")
+    top = (new[0] - image_size) // 2
+    left = (new[1] - image_size) // 2
+    image = image[top : top + image_size, left : left + image_size]
+    image.set_shape([image_size, image_size, 3])
+    return normalize(image, norm)
