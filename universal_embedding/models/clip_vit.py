@@ -1,0 +1,128 @@
+"""OpenAI CLIP visual tower with parameter names that follow the OpenAI state-dict keys.
+
+Param tree (OpenAI key in brackets):
+`conv1/kernel` [p, p, 3, D] (visual.conv1.weight, no bias), `class_embedding` [D],
+`positional_embedding` [tokens, D], `ln_pre`, `transformer/resblocks_{i}/{ln_1,
+attn/{query,key,value,out}, ln_2, mlp/{c_fc,c_proj}}` (visual.transformer.resblocks.{i}...;
+the fused attn.in_proj_* is split into query/key/value), `ln_post`.
+`visual.proj` is not part of the backbone: the embedding model's projection replaces it.
+CLIP uses LayerNorm eps 1e-5 and quick-GELU x * sigmoid(1.702 x).
+"""
+
+from __future__ import annotations
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from universal_embedding.models.attention import MultiHeadAttention, pad_tokens
+
+LN_EPS = 1e-5
+
+
+def quick_gelu(x: jax.Array) -> jax.Array:
+    """CLIP's GELU approximation x * sigmoid(1.702 x)."""
+    return x * jax.nn.sigmoid(1.702 * x)
+
+
+def _layer_norm(dtype: jnp.dtype, name: str) -> nn.LayerNorm:
+    return nn.LayerNorm(epsilon=LN_EPS, dtype=dtype, param_dtype=jnp.float32, name=name)
+
+
+def _dense(features: int, dtype: jnp.dtype, name: str) -> nn.Dense:
+    return nn.Dense(features, dtype=dtype, param_dtype=jnp.float32, name=name)
+
+
+class Mlp(nn.Module):
+    """c_fc -> quick-GELU -> c_proj."""
+
+    mlp_dim: int
+    dtype: jnp.dtype = jnp.float32
+
+    @nn.compact
+    def __call__(self, x: jax.Array) -> jax.Array:
+        y = quick_gelu(_dense(self.mlp_dim, self.dtype, "c_fc")(x))
+        return _dense(x.shape[-1], self.dtype, "c_proj")(y)
+
+
+class ResidualBlock(nn.Module):
+    """Pre-LN residual attention block (OpenAI `ResidualAttentionBlock`)."""
+
+    num_heads: int
+    mlp_dim: int
+    dtype: jnp.dtype = jnp.float32
+    attention: str = "xla"
+
+    @nn.compact
+    def __call__(self, x: jax.Array, seq_lengths: jax.Array | None) -> jax.Array:
+        y = _layer_norm(self.dtype, "ln_1")(x)
+        x = x + MultiHeadAttention(self.num_heads, self.dtype, self.attention, name="attn")(
+            y, seq_lengths
+        )
+        y = _layer_norm(self.dtype, "ln_2")(x)
+        return x + Mlp(self.mlp_dim, self.dtype, name="mlp")(y)
+
+
+class Transformer(nn.Module):
+    """Stack of residual blocks named resblocks_{i}."""
+
+    num_layers: int
+    num_heads: int
+    mlp_dim: int
+    dtype: jnp.dtype = jnp.float32
+    attention: str = "xla"
+
+    @nn.compact
+    def __call__(self, x: jax.Array, seq_lengths: jax.Array | None) -> jax.Array:
+        for i in range(self.num_layers):
+            x = ResidualBlock(
+                self.num_heads, self.mlp_dim, self.dtype, self.attention, name=f"resblocks_{i}"
+            )(x, seq_lengths)
+        return x
+
+
+class ClipViT(nn.Module):
+    """CLIP visual tower; returns ln_post(class token) [B, hidden] in float32."""
+
+    hidden_size: int
+    num_heads: int
+    mlp_dim: int
+    num_layers: int
+    patch_size: int
+    dtype: jnp.dtype = jnp.float32
+    attention: str = "xla"
+    pad_multiple: int = 1
+
+    @nn.compact
+    def __call__(self, images: jax.Array) -> jax.Array:
+        p, d = self.patch_size, self.hidden_size
+        x = nn.Conv(
+            d,
+            (p, p),
+            strides=(p, p),
+            padding="VALID",
+            use_bias=False,
+            dtype=self.dtype,
+            param_dtype=jnp.float32,
+            name="conv1",
+        )(images.astype(self.dtype))
+        b = x.shape[0]
+        x = x.reshape(b, -1, d)
+        scale = d**-0.5
+        cls = self.param("class_embedding", nn.initializers.normal(scale), (d,), jnp.float32)
+        x = jnp.concatenate([jnp.broadcast_to(cls, (b, 1, d)).astype(x.dtype), x], axis=1)
+        pos = self.param(
+            "positional_embedding", nn.initializers.normal(scale), (x.shape[1], d), jnp.float32
+        )
+        x = (x + pos[None]).astype(self.dtype)
+        x = _layer_norm(self.dtype, "ln_pre")(x)
+        x, seq_lengths = pad_tokens(x, self.pad_multiple)
+        x = Transformer(
+            self.num_layers,
+            self.num_heads,
+            self.mlp_dim,
+            self.dtype,
+            self.attention,
+            name="transformer",
+        )(x, seq_lengths)
+        return _layer_norm(self.dtype, "ln_post")(x[:, 0]).astype(jnp.float32)

@@ -1,0 +1,136 @@
+"""ViT backbone whose parameter names are the AugReg checkpoint keys, one to one.
+
+Flattening the params with '/' gives exactly the AugReg `.npz` keys:
+`embedding/{kernel,bias}`, `cls`, `Transformer/posembed_input/pos_embedding`,
+`Transformer/encoderblock_{i}/{LayerNorm_0, MultiHeadDotProductAttention_1/{query,key,value,out},
+LayerNorm_2, MlpBlock_3/{Dense_0,Dense_1}}/...`, `Transformer/encoder_norm/{scale,bias}`.
+AugReg ViTs use LayerNorm eps 1e-6 and exact (erf) GELU.
+"""
+
+from __future__ import annotations
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from universal_embedding.models.attention import MultiHeadAttention, pad_tokens
+
+LN_EPS = 1e-6
+
+
+def _layer_norm(dtype: jnp.dtype, name: str) -> nn.LayerNorm:
+    return nn.LayerNorm(epsilon=LN_EPS, dtype=dtype, param_dtype=jnp.float32, name=name)
+
+
+def _dense(features: int, dtype: jnp.dtype, name: str) -> nn.Dense:
+    return nn.Dense(
+        features,
+        dtype=dtype,
+        param_dtype=jnp.float32,
+        kernel_init=nn.initializers.xavier_uniform(),
+        bias_init=nn.initializers.normal(1e-6),
+        name=name,
+    )
+
+
+class MlpBlock(nn.Module):
+    """Dense -> exact GELU -> Dense."""
+
+    mlp_dim: int
+    dtype: jnp.dtype = jnp.float32
+
+    @nn.compact
+    def __call__(self, x: jax.Array) -> jax.Array:
+        y = _dense(self.mlp_dim, self.dtype, "Dense_0")(x)
+        y = nn.gelu(y, approximate=False)
+        return _dense(x.shape[-1], self.dtype, "Dense_1")(y)
+
+
+class EncoderBlock(nn.Module):
+    """Pre-LN transformer block (AugReg names)."""
+
+    num_heads: int
+    mlp_dim: int
+    dtype: jnp.dtype = jnp.float32
+    attention: str = "xla"
+
+    @nn.compact
+    def __call__(self, x: jax.Array, seq_lengths: jax.Array | None) -> jax.Array:
+        y = _layer_norm(self.dtype, "LayerNorm_0")(x)
+        y = MultiHeadAttention(
+            self.num_heads, self.dtype, self.attention, name="MultiHeadDotProductAttention_1"
+        )(y, seq_lengths)
+        x = x + y
+        y = _layer_norm(self.dtype, "LayerNorm_2")(x)
+        return x + MlpBlock(self.mlp_dim, self.dtype, name="MlpBlock_3")(y)
+
+
+class PositionEmbedding(nn.Module):
+    """Learned 1-D position embedding `pos_embedding` [1, tokens, hidden]."""
+
+    @nn.compact
+    def __call__(self, x: jax.Array) -> jax.Array:
+        shape = (1, x.shape[1], x.shape[2])
+        return self.param("pos_embedding", nn.initializers.normal(0.02), shape, jnp.float32)
+
+
+class Encoder(nn.Module):
+    """Position embedding, encoder blocks, final LayerNorm (AugReg 'Transformer')."""
+
+    num_layers: int
+    num_heads: int
+    mlp_dim: int
+    dtype: jnp.dtype = jnp.float32
+    attention: str = "xla"
+    pad_multiple: int = 1
+
+    @nn.compact
+    def __call__(self, x: jax.Array) -> jax.Array:
+        pos = PositionEmbedding(name="posembed_input")(x)
+        x = (x + pos).astype(self.dtype)
+        x, seq_lengths = pad_tokens(x, self.pad_multiple)
+        for i in range(self.num_layers):
+            x = EncoderBlock(
+                self.num_heads, self.mlp_dim, self.dtype, self.attention, name=f"encoderblock_{i}"
+            )(x, seq_lengths)
+        return _layer_norm(self.dtype, "encoder_norm")(x[:, 0])
+
+
+class ViT(nn.Module):
+    """AugReg ViT; returns the final-LayerNorm class token [B, hidden] in float32."""
+
+    hidden_size: int
+    num_heads: int
+    mlp_dim: int
+    num_layers: int
+    patch_size: int
+    dtype: jnp.dtype = jnp.float32
+    attention: str = "xla"
+    pad_multiple: int = 1
+
+    @nn.compact
+    def __call__(self, images: jax.Array) -> jax.Array:
+        p = self.patch_size
+        x = nn.Conv(
+            self.hidden_size,
+            (p, p),
+            strides=(p, p),
+            padding="VALID",
+            dtype=self.dtype,
+            param_dtype=jnp.float32,
+            name="embedding",
+        )(images.astype(self.dtype))
+        b = x.shape[0]
+        x = x.reshape(b, -1, self.hidden_size)
+        cls = self.param("cls", nn.initializers.zeros, (1, 1, self.hidden_size), jnp.float32)
+        x = jnp.concatenate([jnp.broadcast_to(cls, (b, 1, self.hidden_size)).astype(x.dtype), x], 1)
+        out = Encoder(
+            self.num_layers,
+            self.num_heads,
+            self.mlp_dim,
+            self.dtype,
+            self.attention,
+            self.pad_multiple,
+            name="Transformer",
+        )(x)
+        return out.astype(jnp.float32)

@@ -1,0 +1,149 @@
+"""Reading checkpoint files into flat {name: float32 array} dicts.
+
+File containers are told apart by their first bytes, never by the file name: `.npz` (zip of
+.npy), `.npy` (pickled dict), PyTorch (zip with data.pkl, TorchScript, or legacy pickle) and
+safetensors (8-byte header length then JSON). torch is imported only for PyTorch files.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import zipfile
+from collections.abc import Mapping
+
+import numpy as np
+
+from universal_embedding.pretrained.common import CheckpointError
+
+
+def _is_safetensors(head: bytes, file_size: int) -> bool:
+    if len(head) < 9:
+        return False
+    header_len = int.from_bytes(head[:8], "little")
+    return 0 < header_len <= file_size - 8 and head[8:9] == b"{"
+
+
+def detect_container(path: str) -> str:
+    """'npz' | 'npy' | 'torch' | 'safetensors' from the file's content."""
+    with open(path, "rb") as f:
+        head = f.read(16)
+    if head.startswith(b"\x93NUMPY"):
+        return "npy"
+    if head.startswith(b"PK"):
+        with zipfile.ZipFile(path) as z:
+            names = z.namelist()
+        return "npz" if names and all(n.endswith(".npy") for n in names) else "torch"
+    if _is_safetensors(head, os.path.getsize(path)):
+        return "safetensors"
+    if head[:1] == b"\x80":
+        return "torch"  # legacy (non-zip) torch.save pickle
+    raise CheckpointError(
+        f"Cannot tell the format of checkpoint {path}: it is neither .npz (AugReg), .npy "
+        "(pickled dict, OpenAI CLIP), a PyTorch state dict (.pt/.bin) nor safetensors."
+    )
+
+
+def _as_float32(arrays: Mapping[str, object]) -> dict[str, np.ndarray]:
+    out = {}
+    for name, value in arrays.items():
+        arr = np.asarray(value)
+        floating = arr.dtype.kind == "f" or arr.dtype.name == "bfloat16"
+        out[name] = arr.astype(np.float32) if floating else arr
+    return out
+
+
+def _read_npy(path: str) -> dict[str, np.ndarray]:
+    obj = np.load(path, allow_pickle=True)  # the original .npy checkpoints are pickled dicts
+    if isinstance(obj, np.ndarray) and obj.dtype == object and obj.shape == ():
+        obj = obj.item()
+    if not isinstance(obj, dict):
+        raise CheckpointError(
+            f"{path} holds a {type(obj).__name__}, not a pickled dict of arrays "
+            "(keys as in the OpenAI CLIP state dict)."
+        )
+    return obj
+
+
+def _read_safetensors(path: str) -> dict[str, np.ndarray]:
+    from safetensors.numpy import load_file
+
+    try:
+        return load_file(path)
+    except TypeError:  # bfloat16 tensors: numpy has no such dtype, read them by hand
+        return _read_safetensors_raw(path)
+
+
+def _read_safetensors_raw(path: str) -> dict[str, np.ndarray]:
+    import ml_dtypes
+
+    dtypes = {"BF16": ml_dtypes.bfloat16, "F16": np.float16, "F32": np.float32}
+    dtypes |= {"F64": np.float64, "I64": np.int64, "I32": np.int32}
+    with open(path, "rb") as f:
+        header_len = int.from_bytes(f.read(8), "little")
+        header = json.loads(f.read(header_len))
+        data = f.read()
+    out = {}
+    for name, info in header.items():
+        if name == "__metadata__":
+            continue
+        start, end = info["data_offsets"]
+        arr = np.frombuffer(data[start:end], dtype=dtypes[info["dtype"]])
+        out[name] = arr.reshape(info["shape"])
+    return out
+
+
+def _read_torch(path: str) -> dict[str, np.ndarray]:
+    try:
+        import torch
+    except ImportError as e:
+        raise ImportError(
+            f"{path} is a PyTorch checkpoint and reading it needs torch, which is not installed: "
+            "pip install torch (CPU build is enough), or convert it to .npy/.safetensors."
+        ) from e
+    with open(path, "rb") as f:
+        is_zip = f.read(2) == b"PK"
+    scripted = False
+    if is_zip:
+        with zipfile.ZipFile(path) as z:
+            scripted = any(n.endswith("constants.pkl") for n in z.namelist())
+    if scripted:  # OpenAI's released ViT-B-16.pt is a TorchScript archive
+        state = torch.jit.load(path, map_location="cpu").state_dict()
+    else:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    for wrapper in ("state_dict", "model"):
+        if isinstance(state, dict) and isinstance(state.get(wrapper), dict):
+            state = state[wrapper]
+    if not isinstance(state, dict):
+        raise CheckpointError(f"{path} holds a {type(state).__name__}, not a state dict.")
+    return {
+        k.removeprefix("module."): v.detach().to(torch.float32).numpy()
+        if v.is_floating_point()
+        else v.numpy()
+        for k, v in state.items()
+        if torch.is_tensor(v)
+    }
+
+
+READERS = {"npz": lambda p: dict(np.load(p)), "npy": _read_npy}
+READERS |= {"safetensors": _read_safetensors, "torch": _read_torch}
+
+
+def resolve_path(path: str) -> str:
+    """The checkpoint file; a Hugging Face model folder resolves to its model.safetensors."""
+    if not path:
+        raise FileNotFoundError("No checkpoint given: set --config.pretrained_ckpt=PATH.")
+    if os.path.isdir(path) and os.path.isfile(os.path.join(path, "model.safetensors")):
+        return os.path.join(path, "model.safetensors")
+    if not os.path.isfile(path):
+        raise FileNotFoundError(
+            f"Pretrained checkpoint {path} does not exist; check --config.pretrained_ckpt "
+            "(see README for where to download AugReg .npz / CLIP vit_b16.npy files)."
+        )
+    return path
+
+
+def read_checkpoint(path: str) -> tuple[str, dict[str, np.ndarray]]:
+    """(container, flat name -> array) with floating arrays as float32."""
+    container = detect_container(path)
+    return container, _as_float32(READERS[container](path))
