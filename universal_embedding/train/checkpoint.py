@@ -1,0 +1,190 @@
+"""Orbax checkpoints under <workdir>/checkpoints/{latest,best}.
+
+latest: the whole train state plus a small JSON dict (rng, best metric, ...), every
+config.checkpoint_steps, keeping config.max_checkpoints_to_keep. best: params only plus
+{'step', 'metric'}, replaced whenever the metric (mean merged val R@1) improves.
+Orbax writes into a temporary directory and renames it when complete, so a save cut
+short (crash, SIGKILL) is never listed as a step.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Mapping
+from typing import Any
+
+import jax
+import numpy as np
+import orbax.checkpoint as ocp
+
+LATEST = "latest"
+BEST = "best"
+
+
+def checkpoint_dir(workdir: str, which: str = LATEST) -> str:
+    """<workdir>/checkpoints/<latest|best>."""
+    return os.path.join(os.path.abspath(workdir), "checkpoints", which)
+
+
+def _jsonable(value: Any) -> Any:
+    """numpy scalars/arrays and tuples -> plain JSON types."""
+    if isinstance(value, Mapping):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, (np.ndarray, jax.Array)):
+        return np.asarray(value).tolist()
+    if isinstance(value, np.generic):
+        return value.item()
+    return value
+
+
+def _manager(path: str, max_to_keep: int, async_save: bool, items: tuple):
+    options = ocp.CheckpointManagerOptions(
+        max_to_keep=max_to_keep,
+        enable_async_checkpointing=async_save,
+        create=True,
+    )
+    return ocp.CheckpointManager(path, options=options, item_names=items)
+
+
+class Checkpoints:
+    """The two checkpoint series of one training run (all processes must call the same methods)."""
+
+    def __init__(
+        self, workdir: str, *, checkpoint_steps: int, max_to_keep: int, async_save: bool = True
+    ) -> None:
+        if checkpoint_steps <= 0 or max_to_keep <= 0:
+            raise ValueError(
+                f"checkpoint_steps ({checkpoint_steps}) and max_checkpoints_to_keep "
+                f"({max_to_keep}) must be positive."
+            )
+        self._interval = int(checkpoint_steps)
+        latest_dir = checkpoint_dir(workdir, LATEST)
+        self._latest = _manager(latest_dir, max_to_keep, async_save, ("state", "extra"))
+        self._best = _manager(checkpoint_dir(workdir, BEST), 1, async_save, ("params", "extra"))
+        best_step = self._best.latest_step()
+        self._best_metric: float | None = None
+        if best_step is not None:
+            info = self._best.restore(
+                best_step, args=ocp.args.Composite(extra=ocp.args.JsonRestore())
+            )
+            self._best_metric = float(info["extra"]["metric"])
+
+    # ---- latest ----
+    def latest_step(self) -> int | None:
+        """Step of the newest complete latest checkpoint, or None."""
+        return self._latest.latest_step()
+
+    def should_save(self, step: int) -> bool:
+        """True when `step` is a multiple of checkpoint_steps and not saved yet."""
+        return step % self._interval == 0 and step not in self._latest.all_steps()
+
+    def save_latest(
+        self, step: int, state: Any, extra: Mapping[str, Any] | None = None, force: bool = False
+    ) -> bool:
+        """Save state + extra as step `step` when due (or `force`); True if a save started.
+
+        Asynchronous: arrays are copied to host before this returns, so the caller may
+        donate `state` to the next train step right away; the files land in the background.
+        """
+        if not (self.should_save(step) or (force and step not in self._latest.all_steps())):
+            return False
+        args = ocp.args.Composite(
+            state=ocp.args.PyTreeSave(state), extra=ocp.args.JsonSave(_jsonable(extra or {}))
+        )
+        return self._latest.save(step, args=args, force=True)
+
+    def restore_latest(self, template: Any, step: int | None = None) -> tuple[Any, dict]:
+        """(state, extra) of the newest (or `step`) checkpoint, laid out like `template`.
+
+        `template` holds jax.Arrays or jax.ShapeDtypeStructs with shardings (e.g. a freshly
+        created TrainState); restored arrays get the template's shardings and dtypes.
+        """
+        step = self.latest_step() if step is None else step
+        if step is None:
+            raise FileNotFoundError(f"No complete checkpoint under {self._latest.directory}.")
+        restore_args = ocp.checkpoint_utils.construct_restore_args(template)
+        args = ocp.args.Composite(
+            state=ocp.args.PyTreeRestore(item=template, restore_args=restore_args),
+            extra=ocp.args.JsonRestore(),
+        )
+        out = self._latest.restore(step, args=args)
+        return out["state"], dict(out["extra"] or {})
+
+    # ---- best ----
+    @property
+    def best_metric(self) -> float | None:
+        """Metric of the saved best checkpoint (None before the first)."""
+        return self._best_metric
+
+    def save_best_if_better(
+        self, step: int, params: Any, metric: float, extra: Mapping[str, Any] | None = None
+    ) -> bool:
+        """Save params as the best checkpoint when `metric` beats the best so far (higher wins)."""
+        metric = float(metric)
+        if math.isnan(metric):
+            return False
+        if self._best_metric is not None and metric <= self._best_metric:
+            return False
+        info = {**_jsonable(extra or {}), "step": int(step), "metric": metric}
+        if step in self._best.all_steps():  # re-evaluated after a resume: replace it
+            self._best.delete(step)
+        args = ocp.args.Composite(params=ocp.args.PyTreeSave(params), extra=ocp.args.JsonSave(info))
+        self._best.save(step, args=args, force=True)
+        self._best_metric = metric
+        return True
+
+    def best_step(self) -> int | None:
+        """Step of the best checkpoint, or None."""
+        return self._best.latest_step()
+
+    # ---- lifetime ----
+    def wait(self) -> None:
+        """Block until pending asynchronous saves are on disk."""
+        self._latest.wait_until_finished()
+        self._best.wait_until_finished()
+
+    def close(self) -> None:
+        """Finish pending saves and release resources."""
+        self.wait()
+        self._latest.close()
+        self._best.close()
+
+
+def restore_best_params(workdir: str, sharding: Any = None) -> tuple[Any, dict]:
+    """(params, {'step', 'metric', ...}) of <workdir>/checkpoints/best; no template needed.
+
+    Arrays come back as numpy (any device count), or placed with `sharding` when given.
+    """
+    path = checkpoint_dir(workdir, BEST)
+    if not os.path.isdir(path):
+        raise FileNotFoundError(
+            f"No best checkpoint at {path}. Train first (universal_embedding.main with this "
+            "--workdir), or pass pretrained weights instead."
+        )
+    handlers = {"params": ocp.PyTreeCheckpointHandler(), "extra": ocp.JsonCheckpointHandler()}
+    manager = ocp.CheckpointManager(
+        path, options=ocp.CheckpointManagerOptions(read_only=True), item_handlers=handlers
+    )
+    try:
+        step = manager.latest_step()
+        if step is None:
+            raise FileNotFoundError(f"{path} holds no complete checkpoint (interrupted save?).")
+        meta = manager.item_metadata(step)["params"]
+        meta_tree = getattr(meta, "tree", meta)
+
+        def restore_arg(_):
+            if sharding is None:
+                return ocp.RestoreArgs(restore_type=np.ndarray)
+            return ocp.ArrayRestoreArgs(sharding=sharding)
+
+        restore_args = jax.tree.map(restore_arg, meta_tree)
+        args = ocp.args.Composite(
+            params=ocp.args.PyTreeRestore(restore_args=restore_args), extra=ocp.args.JsonRestore()
+        )
+        out = manager.restore(step, args=args)
+    finally:
+        manager.close()
+    return out["params"], dict(out["extra"])

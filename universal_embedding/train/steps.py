@@ -1,0 +1,159 @@
+"""jit-compiled train and embedding steps over a 1-D device mesh (axis 'data').
+
+Parameters and optimiser state are replicated; batches are sharded over 'data' along
+their first axis. Works for one device, many devices and many hosts (each host feeds its
+own slice of the global batch through `shard_batch`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import flax
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from jax.experimental import multihost_utils
+from jax.sharding import Mesh, NamedSharding, PartitionSpec
+
+from universal_embedding.train import losses
+
+DATA_AXIS = "data"
+_BACKBONE_KEYS = ("backbone", "projection")
+
+
+@flax.struct.dataclass
+class TrainState:
+    """Everything a train step changes: step counter, params, optimiser state."""
+
+    step: jax.Array
+    params: Any
+    opt_state: Any
+
+
+def make_mesh(devices: Any = None) -> Mesh:
+    """A 1-D mesh named 'data' over all devices of all processes (or `devices`)."""
+    devices = jax.devices() if devices is None else devices
+    return Mesh(np.asarray(devices).reshape(-1), (DATA_AXIS,))
+
+
+def replicated(mesh: Mesh) -> NamedSharding:
+    """Sharding that keeps a full copy on every device."""
+    return NamedSharding(mesh, PartitionSpec())
+
+
+def data_sharded(mesh: Mesh) -> NamedSharding:
+    """Sharding that splits the leading (batch) axis over 'data'."""
+    return NamedSharding(mesh, PartitionSpec(DATA_AXIS))
+
+
+def shard_batch(batch: Mapping[str, np.ndarray], mesh: Mesh) -> dict[str, jax.Array]:
+    """Global arrays from this process's slice of the batch (rows of process i follow i-1)."""
+    sharding = data_sharded(mesh)
+    n_local = len(mesh.local_devices)
+    out = {}
+    for key, value in batch.items():
+        value = np.asarray(value)
+        if value.shape[0] % n_local:
+            raise ValueError(
+                f"Batch entry '{key}' has {value.shape[0]} rows on this process, not divisible "
+                f"by its {n_local} local devices; use a batch size divisible by the device count."
+            )
+        out[key] = jax.make_array_from_process_local_data(sharding, value)
+    return out
+
+
+def create_train_state(params: Any, tx: optax.GradientTransformation, mesh: Mesh) -> TrainState:
+    """TrainState at step 0, replicated over the mesh (params copied, optimiser initialised)."""
+    rep = replicated(mesh)
+    host_params = jax.device_get(params)
+    params = jax.device_put(host_params, rep)
+    opt_state = jax.jit(tx.init, out_shardings=rep)(params)
+    step = jax.device_put(np.zeros([], np.int32), rep)
+    return TrainState(step=step, params=params, opt_state=opt_state)
+
+
+def _without_backbone_grads(params: Any) -> Any:
+    """Params with backbone + projection behind stop_gradient (no backward pass through them)."""
+    return {k: jax.lax.stop_gradient(v) if k in _BACKBONE_KEYS else v for k, v in params.items()}
+
+
+def make_train_step(
+    model: flax.linen.Module,
+    tx: optax.GradientTransformation,
+    mesh: Mesh,
+    *,
+    head: str,
+    loss_config: Any,
+    train_backbone: bool = True,
+) -> Callable[[TrainState, dict[str, jax.Array]], tuple[TrainState, dict[str, jax.Array]]]:
+    """jit step(state, batch) -> (state, {'loss', 'precision_at_1', 'grad_norm'}) for one head.
+
+    `batch` = {'images': [B,H,W,3] float32, 'labels': [B] int32} sharded by `shard_batch`;
+    labels index `head`'s classes ('joint': already offset). `state` is donated: do not reuse
+    the argument. `train_backbone=False` skips the backward pass through backbone and
+    projection (their gradients are zero); use it only when they are frozen for all of
+    training (frozen_epochs == -1), since Adam moments then stay zero.
+    Metrics stay on device (no host sync); convert them when logging.
+    """
+    rep = replicated(mesh)
+
+    def loss_fn(params, images, labels):
+        used = params if train_backbone else _without_backbone_grads(params)
+        out = model.apply({"params": used}, images, train=True, head=head)
+        cosines = out["logits"].astype(jnp.float32)
+        loss = losses.loss_from_config(cosines, labels, loss_config)
+        return loss, losses.precision_at_1(cosines, labels)
+
+    def step_fn(state: TrainState, batch: dict[str, jax.Array]):
+        grad_fn = jax.value_and_grad(loss_fn, has_aux=True)
+        (loss, prec), grads = grad_fn(state.params, batch["images"], batch["labels"])
+        updates, opt_state = tx.update(grads, state.opt_state, state.params)
+        params = optax.apply_updates(state.params, updates)
+        metrics = {"loss": loss, "precision_at_1": prec, "grad_norm": optax.global_norm(grads)}
+        new_state = TrainState(step=state.step + 1, params=params, opt_state=opt_state)
+        return new_state, metrics
+
+    return jax.jit(step_fn, out_shardings=(rep, rep), donate_argnums=(0,))
+
+
+def make_embed_fn(
+    model: flax.linen.Module, key: str = "projected"
+) -> Callable[[Any, jax.Array], jax.Array]:
+    """jit fn(params, images) -> [B, d] float32 descriptors `key` ('projected' | 'backbone_out').
+
+    Output keeps the batch sharding of `images`; wrap with `host_embed_fn` for numpy I/O.
+    """
+    if key not in ("projected", "backbone_out"):
+        raise ValueError(f"Unknown embedding '{key}'; use 'projected' or 'backbone_out'.")
+
+    def embed(params, images):
+        out = model.apply({"params": params}, images, train=False, head=None)
+        return out[key].astype(jnp.float32)
+
+    return jax.jit(embed)
+
+
+def to_host(x: jax.Array) -> np.ndarray:
+    """The full global array as numpy on every process (rows in process order)."""
+    if jax.process_count() == 1:
+        return np.asarray(jax.device_get(x))
+    return np.asarray(multihost_utils.process_allgather(x, tiled=True))
+
+
+def host_embed_fn(
+    embed_fn: Callable[[Any, jax.Array], jax.Array], params: Any, mesh: Mesh
+) -> Callable[[np.ndarray], np.ndarray]:
+    """images (this process's slice, numpy) -> numpy descriptors of the whole global batch.
+
+    Fits knn.descriptors.extract; with several processes every one gets all rows (the
+    global batch order is process 0's slice, then process 1's, ...).
+    """
+
+    def fn(images: np.ndarray) -> np.ndarray:
+        sharded = shard_batch({"images": images}, mesh)["images"]
+        return to_host(embed_fn(params, sharded))
+
+    return fn
