@@ -1,0 +1,151 @@
+"""extract_dir_descriptors on a folder with a broken image, with a tiny random model."""
+
+import os
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from universal_embedding import extract_dir_descriptors
+from universal_embedding.configs import config_extract_dir_descriptors
+from universal_embedding.data import input_pipeline
+from universal_embedding.knn import descriptors as knn_descriptors
+from universal_embedding.knn import extract
+
+GOOD = ["a.jpg", "sub/b.png", "sub/deeper/c_gray.png", "z.jpeg"]
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _reuse_random_init():
+    """Initialise each tiny model once per module: init_params compiles (seconds on 2 cores)."""
+    from universal_embedding.models import embedding_model
+
+    original, cache = embedding_model.init_params, {}
+
+    def cached(model, rng, image_size):
+        key = (model, np.asarray(rng).tobytes(), image_size)
+        if key not in cache:
+            cache[key] = original(model, rng, image_size)
+        return cache[key]
+
+    patch = pytest.MonkeyPatch()
+    patch.setattr(embedding_model, "init_params", cached)
+    yield
+    patch.undo()
+
+
+def _config(base_dir, **overrides):
+    c = config_extract_dir_descriptors.get_config()
+    c.model_type = "Ti/16"
+    c.image_size = 32
+    c.model.hidden_size = 16
+    c.model.num_heads = 2
+    c.model.mlp_dim = 32
+    c.model.num_layers = 1
+    c.model.patch_size = 8
+    c.model.output_dim = 8
+    c.eval_batch_size = 4
+    c.allow_random_init = True
+    c.base_dir = str(base_dir)
+    for key, value in overrides.items():
+        c[key] = value
+    return c
+
+
+@pytest.fixture(scope="module")
+def image_dir(tmp_path_factory):
+    base = tmp_path_factory.mktemp("images")
+    rng = np.random.default_rng(0)
+    for i, rel in enumerate(GOOD):
+        os.makedirs(os.path.dirname(base / rel), exist_ok=True)
+        pixels = rng.integers(0, 256, (20 + 10 * i, 40 - 5 * i, 3), dtype=np.uint8)
+        im = Image.fromarray(pixels)
+        (im.convert("L") if "gray" in rel else im).save(base / rel)
+    (base / "sub" / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 this is not a JPEG")
+    return base
+
+
+def _alone(config, base_dir, rels):
+    """Descriptors of images embedded one per batch (one real row, the rest padding)."""
+    model, params, _ = extract.load_model(config)
+    embed_fn = extract.make_embedder(model, params, config.embedd_to_eval)
+    out = []
+    for rel in rels:
+        batches = input_pipeline.folder_batches(
+            str(base_dir), [rel], batch_size=4, image_size=32, normalization="imagenet"
+        )
+        out.append(knn_descriptors.extract(embed_fn, batches, 1)[0])
+    return np.stack(out)
+
+
+@pytest.mark.parametrize("embedding, dim", [("projected", 8), ("backbone_out", 16)])
+def test_broken_image_listed_and_rows_match_single_images(image_dir, tmp_path, embedding, dim):
+    config = _config(image_dir, embedd_to_eval=embedding)
+    workdir = tmp_path / "w"
+    descriptors, paths = extract_dir_descriptors.run_extract_dir(config, str(workdir))
+    assert paths == GOOD
+    saved = np.load(workdir / "descriptors.npz")
+    assert set(saved.files) == {"descriptors", "paths"}
+    assert saved["paths"].tolist() == GOOD
+    assert saved["descriptors"].shape == (4, dim) and saved["descriptors"].dtype == np.float32
+    np.testing.assert_array_equal(saved["descriptors"], descriptors)
+    np.testing.assert_allclose(np.linalg.norm(descriptors, axis=1), 1.0, atol=1e-5)
+    unreadable = (workdir / "unreadable.txt").read_text().splitlines()
+    assert len(unreadable) == 1 and unreadable[0].startswith("sub/broken.jpg\t")
+    alone = _alone(config, image_dir, [GOOD[0], GOOD[2]])  # a colour JPEG, the grayscale PNG
+    np.testing.assert_allclose(descriptors[[0, 2]], alone, atol=1e-5)
+    assert not np.allclose(descriptors[0], descriptors[1], atol=1e-3)
+
+
+def test_bad_arguments_fail_loudly(image_dir, tmp_path):
+    with pytest.raises(FileNotFoundError, match="base_dir"):
+        extract_dir_descriptors.run_extract_dir(_config(tmp_path / "none"), str(tmp_path / "w"))
+    missing = _config(image_dir, allow_random_init=False, pretrained_ckpt=str(tmp_path / "x.npz"))
+    with pytest.raises(FileNotFoundError, match="x.npz"):
+        extract_dir_descriptors.run_extract_dir(missing, str(tmp_path / "w"))
+    with pytest.raises(ValueError, match="No weights given"):
+        extract_dir_descriptors.run_extract_dir(
+            _config(image_dir, allow_random_init=False), str(tmp_path / "w")
+        )
+    assert not (tmp_path / "w").exists()
+
+
+def test_pretrained_hf_vit_weights_match_reference(image_dir, tmp_path):
+    """--config.pretrained_ckpt=<HF ViT safetensors>: backbone_out == transformers' class token."""
+    import torch
+    import transformers
+
+    hf_config = transformers.ViTConfig(
+        hidden_size=16,
+        intermediate_size=32,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        image_size=32,
+        patch_size=8,
+        layer_norm_eps=1e-6,  # AugReg's LayerNorm
+        hidden_act="gelu",
+    )
+    torch.manual_seed(0)
+    hf = transformers.ViTModel(hf_config, add_pooling_layer=False).eval()
+    with torch.no_grad():
+        for p in hf.parameters():
+            p.add_(torch.randn(p.shape) * 0.2)
+    hf.save_pretrained(tmp_path / "hf")  # writes model.safetensors with the Hub's tensor names
+
+    config = _config(
+        image_dir,
+        allow_random_init=False,
+        pretrained_ckpt=str(tmp_path / "hf" / "model.safetensors"),
+        embedd_to_eval="backbone_out",
+    )
+    descriptors, paths = extract_dir_descriptors.run_extract_dir(config, str(tmp_path / "w"))
+    batch = next(
+        input_pipeline.folder_batches(
+            str(image_dir), paths, batch_size=4, image_size=32, normalization="imagenet"
+        )
+    )
+    with torch.no_grad():
+        out = hf(pixel_values=torch.from_numpy(batch["images"].transpose(0, 3, 1, 2)))
+    want = out.last_hidden_state[:, 0].numpy()
+    want /= np.linalg.norm(want, axis=1, keepdims=True)
+    np.testing.assert_allclose(descriptors, want, atol=1e-4)

@@ -1,0 +1,314 @@
+"""knn_main end to end on a tiny random model over a tiny TFRecord UnED (cars + inshop)."""
+
+import json
+import os
+import re
+
+import ml_collections
+import numpy as np
+import pytest
+from PIL import Image
+
+from universal_embedding import knn_main
+from universal_embedding.configs import config_knn_vit
+from universal_embedding.data import registry, tfrecords
+from universal_embedding.knn import descriptors as knn_descriptors
+from universal_embedding.knn import extract
+
+K = 3
+# domain -> split -> labels (inshop test has a multi-label query and one without any match).
+SPLITS = {
+    "cars": {
+        "val": [0, 0, 1, 1, 2],
+        "test": [0, 0, 1, 1, 2, 3],
+    },
+    "inshop": {
+        "val": [0, 1, 1, 2],
+        "test": [0, [1, 2], 3, 9],
+        "index": [0, 0, 1, 2, 3, 3],
+    },
+}
+COLOURS = [(200, 30, 30), (30, 200, 30), (30, 30, 200), (200, 200, 30), (30, 200, 200)]
+
+
+def _image(label, i, rng):
+    """A class-coloured noisy image; varied sizes, some PNG, some grayscale."""
+    size = (24 + 8 * (i % 3), 32 + 4 * (i % 2))
+    base = np.array(COLOURS[label % len(COLOURS)], np.float32)
+    pixels = np.clip(base + rng.normal(0, 40, (size[1], size[0], 3)), 0, 255).astype(np.uint8)
+    im = Image.fromarray(pixels)
+    if i % 4 == 3:
+        return im.convert("L"), "png"
+    return im, ("png" if i % 4 == 2 else "jpg")
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _reuse_random_init():
+    """Initialise each tiny model once per module: init_params compiles (seconds on 2 cores)."""
+    from universal_embedding.models import embedding_model
+
+    original, cache = embedding_model.init_params, {}
+
+    def cached(model, rng, image_size):
+        key = (model, np.asarray(rng).tobytes(), image_size)
+        if key not in cache:
+            cache[key] = original(model, rng, image_size)
+        return cache[key]
+
+    patch = pytest.MonkeyPatch()
+    patch.setattr(embedding_model, "init_params", cached)
+    yield
+    patch.undo()
+
+
+def build_tiny_uned(data_dir):
+    """images/, info_files/ and tfds/ for SPLITS (evaluation splits: one shard, info order)."""
+    rng = np.random.default_rng(0)
+    for domain, splits in SPLITS.items():
+        for split, labels in splits.items():
+            entries = []
+            for i, label in enumerate(labels):
+                first = label[0] if isinstance(label, list) else label
+                im, ext = _image(first, i, rng)
+                rel = f"{domain}/{split}/img_{i}.{ext}"
+                os.makedirs(os.path.dirname(os.path.join(data_dir, "images", rel)), exist_ok=True)
+                im.save(os.path.join(data_dir, "images", rel))
+                entries.append({"path": rel, "class_id": label})
+            info = registry.info_file_path(os.path.join(data_dir, "info_files"), domain, split)
+            os.makedirs(os.path.dirname(info), exist_ok=True)
+            with open(info, "w") as f:
+                json.dump(entries, f)
+            prefix = registry.tfrecord_prefix(os.path.join(data_dir, "tfds"), domain, split)
+            tfrecords.convert(info, prefix, os.path.join(data_dir, "images"), progress=False)
+
+
+def tiny_model(c: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+    """A 1-layer ViT on 32x32 images with an 8-d projection."""
+    c.model_type = "Ti/16"
+    c.image_size = 32
+    c.model.hidden_size = 16
+    c.model.num_heads = 2
+    c.model.mlp_dim = 32
+    c.model.num_layers = 1
+    c.model.patch_size = 8
+    c.model.output_dim = 8
+    return c
+
+
+def knn_config(data_dir, **overrides):
+    c = tiny_model(config_knn_vit.get_config())
+    c.info_files_dir = os.path.join(data_dir, "info_files")
+    c.eval_dataset_dir = os.path.join(data_dir, "tfds")
+    c.knn_eval_names = "cars,inshop"
+    c.eval_knns = "val_knn,test_knn"
+    c.disabled_separate_knns = "val_knn"
+    c.disabled_merged_knns = ""
+    c.top_k = K
+    c.eval_batch_size = 4
+    c.allow_random_init = True
+    c.save_neighbors = True
+    c.save_json_descriptors = True
+    c.neighbours_queries = 10  # more than any split: every query is shown
+    c.neighbours_thumb_size = 16
+    for key, value in overrides.items():
+        c[key] = value
+    return c
+
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory):
+    d = str(tmp_path_factory.mktemp("uned"))
+    build_tiny_uned(d)
+    return d
+
+
+@pytest.fixture(scope="module")
+def run(data_dir, tmp_path_factory):
+    workdir = str(tmp_path_factory.mktemp("knn"))
+    config = knn_config(data_dir)
+    results = knn_main.run_knn(config, workdir)
+    return config, workdir, results
+
+
+def test_outputs_and_results_match_saved_descriptors(data_dir, run):
+    config, workdir, results = run
+    for name in ("results.json", "results.csv", "results.md", "knn_config.json", "neighbours.html"):
+        assert os.path.isfile(os.path.join(workdir, name)), name
+    with open(os.path.join(workdir, "results.json")) as f:
+        saved = json.load(f)
+    assert saved == pytest.approx(results)
+    for d in ("cars", "inshop", "average"):
+        for key in ("common:val_knn", "common:test_knn", "separate:test_knn"):
+            for metric in ("top_1", f"mp_{K}", f"map_{K}"):
+                assert f"{d}:{key}:{metric}" in saved
+    assert not any(":separate:val_knn:" in key for key in saved)
+    assert saved["inshop:separate:test_knn:skipped_queries"] == 1  # label 9 is in no index image
+
+    npz = knn_descriptors.load_descriptors(os.path.join(workdir, "descriptors.npz"))
+    js = knn_descriptors.load_descriptors(os.path.join(workdir, "descriptors.json"))
+    expected_keys = {f"{d}/{s}" for d, splits in SPLITS.items() for s in splits}
+    assert set(npz) == set(js) == expected_keys
+    for key, value in npz.items():
+        d, s = key.split("/")
+        assert value.shape == (len(SPLITS[d][s]), 8) and value.dtype == np.float32
+        np.testing.assert_allclose(np.linalg.norm(value, axis=1), 1.0, atol=1e-5)
+        np.testing.assert_allclose(js[key], value, atol=1e-6)
+
+
+def test_descr_eval_on_saved_descriptors_gives_the_same_numbers(run, tmp_path):
+    from universal_embedding import descr_eval
+
+    config, workdir, results = run
+    for name in ("descriptors.npz", "descriptors.json"):
+        c = config.copy_and_resolve_references()
+        c.descr_path = os.path.join(workdir, name)
+        again = descr_eval.descr_eval(c, str(tmp_path / name))
+        assert again.keys() == results.keys()
+        for key, value in results.items():
+            assert again[key] == pytest.approx(value, abs=1e-6, nan_ok=True), key
+
+
+def test_descriptor_rows_follow_info_order(data_dir, run, tmp_path):
+    """Row i of cars/test == the same image embedded alone from its file (same random model)."""
+    config, workdir, _ = run
+    from universal_embedding.data import input_pipeline
+    from universal_embedding.data.normalization import normalization_name
+
+    npz = knn_descriptors.load_descriptors(os.path.join(workdir, "descriptors.npz"))
+    model, params, mconfig = extract.load_model(config)
+    embed_fn = extract.make_embedder(model, params, "projected")
+    paths = knn_main.load_infos(config.info_files_dir, ["cars/test"])["cars/test"].paths
+    for i in (0, 3):  # a JPEG and a grayscale PNG
+        batches = input_pipeline.folder_batches(
+            os.path.join(data_dir, "images"),
+            [paths[i]],
+            batch_size=config.eval_batch_size,  # same shape as the run: no new compilation
+            image_size=32,
+            normalization=normalization_name(mconfig.model_class),
+        )
+        alone = knn_descriptors.extract(embed_fn, batches, 1)
+        np.testing.assert_allclose(alone[0], npz["cars/test"][i], atol=1e-5)
+
+
+def _sections(page):
+    """{(knn, protocol): {domain: [row html, ...]}} parsed from neighbours.html."""
+    out = {}
+    for part in re.split(r'<h2 id="', page)[1:]:
+        knn, protocol = re.match(r"(\w+)-(\w+)\"", part).groups()
+        domains = {}
+        for dpart in re.split(r'<h3 class="domain" data-domain="', part)[1:]:
+            domain = dpart.split('"', 1)[0]
+            domains[domain] = re.findall(r"<tr[^>]*>.*?</tr>", dpart)
+        out[(knn, protocol)] = domains
+    return out
+
+
+def test_neighbours_html_matches_metrics(run):
+    _, workdir, results = run
+    with open(os.path.join(workdir, "neighbours.html"), encoding="utf-8") as f:
+        page = f.read()
+    sections = _sections(page)
+    assert set(sections) == {
+        ("val_knn", "common"),
+        ("test_knn", "common"),
+        ("test_knn", "separate"),
+    }
+    assert "image unavailable" not in page
+    for (knn, protocol), domains in sections.items():
+        assert set(domains) == {"cars", "inshop"}
+        for domain, rows in domains.items():
+            query_split = registry.get_domain(domain).knn_setup(knn).query
+            assert len(rows) == len(SPLITS[domain][query_split])
+            top1, mp, skipped = [], [], 0
+            for row in rows:
+                assert row.count("<img ") == 1 + K
+                marks = [int(m) for m in re.findall(r'data-relevant="(\d)"', row)]
+                n_rel = int(re.search(r"(\d+) relevant in index", row).group(1))
+                if 'data-skipped="1"' in row:
+                    assert n_rel == 0 and sum(marks) == 0
+                    skipped += 1
+                    continue
+                top1.append(marks[0])
+                mp.append(sum(marks[: min(K, n_rel)]) / min(K, n_rel))
+            prefix = f"{domain}:{protocol}:{knn}"
+            assert np.mean(top1) == pytest.approx(results[f"{prefix}:top_1"], abs=1e-6)
+            assert np.mean(mp) == pytest.approx(results[f"{prefix}:mp_{K}"], abs=1e-6)
+            assert skipped == results.get(f"{prefix}:skipped_queries", 0)
+
+
+def test_image_loader_falls_back_to_tfrecords(data_dir, tmp_path):
+    """Without the original files, neighbours.html reads the same bytes from the TFRecords."""
+    config = knn_config(data_dir, images_dir=str(tmp_path / "nowhere"))
+    infos = knn_main.load_infos(config.info_files_dir, ["inshop/index"])
+    got = knn_main.image_loader(config, infos)("inshop/index", [1, 4])
+    for p in (1, 4):
+        with open(os.path.join(data_dir, "images", infos["inshop/index"].paths[p]), "rb") as f:
+            assert got[p] == f.read()
+
+
+@pytest.mark.parametrize(
+    "overrides, error, match",
+    [
+        (dict(allow_random_init=False), ValueError, "No weights given"),
+        (dict(pretrained_ckpt="/no/such/weights.npz"), FileNotFoundError, "weights.npz"),
+        (dict(train_dir="/no/such/train_dir"), FileNotFoundError, "config.json"),
+    ],
+)
+def test_missing_weights_fail_before_writing(data_dir, tmp_path, overrides, error, match):
+    workdir = tmp_path / "w"
+    with pytest.raises(error, match=match):
+        knn_main.run_knn(knn_config(data_dir, **overrides), str(workdir))
+    assert not workdir.exists() or not os.listdir(workdir)
+
+
+def test_train_dir_without_checkpoint_fails(data_dir, tmp_path):
+    from universal_embedding import app
+
+    train_dir = str(tmp_path / "train")
+    app.write_config(tiny_model(config_knn_vit.get_config()), train_dir)
+    for which, match in (("best", "best"), ("latest", "latest"), ("12", "latest")):
+        config = knn_config(data_dir, train_dir=train_dir, checkpoint=which)
+        with pytest.raises(FileNotFoundError, match=match):
+            knn_main.run_knn(config, str(tmp_path / "w"))
+
+
+def test_train_dir_checkpoints_restore_saved_params(tmp_path):
+    """best / latest / step N give the saved params (heads dropped), model from T/config.json."""
+    import jax
+    import optax
+
+    from universal_embedding import app
+    from universal_embedding.models import embedding_model
+    from universal_embedding.train import checkpoint, steps
+
+    train_config = tiny_model(config_knn_vit.get_config())
+    train_config.model.output_dim = 4
+    train_dir = str(tmp_path / "train")
+    app.write_config(train_config, train_dir)
+    model = embedding_model.build_model(train_config, {"cars": 3})
+    images = np.zeros((1, 32, 32, 3), np.float32)
+    shapes = jax.eval_shape(lambda: model.init(jax.random.PRNGKey(0), images, head="*"))["params"]
+    rng = np.random.default_rng(0)  # random values without compiling an init
+    best = jax.tree.map(lambda s: rng.normal(size=s.shape).astype(s.dtype), shapes)
+    latest = jax.tree.map(lambda x: x + 1.0, best)
+    ckpts = checkpoint.Checkpoints(train_dir, checkpoint_steps=1, max_to_keep=2, async_save=False)
+    ckpts.save_best_if_better(5, best, 0.5)
+    state = steps.create_train_state(latest, optax.adam(1e-3), steps.make_mesh())
+    ckpts.save_latest(7, state, force=True)
+    ckpts.close()
+
+    config = config_knn_vit.get_config()  # B/16, 64-d: the model must come from T/config.json
+    config.train_dir = train_dir
+    for which, saved in (("best", best), ("latest", latest), ("7", latest)):
+        config.checkpoint = which
+        restored_model, params, mconfig = extract.load_model(config)
+        sizes = (mconfig.model.output_dim, mconfig.image_size, mconfig.model.num_layers)
+        assert sizes == (4, 32, 1)
+        assert set(params) == {"backbone", "projection"}
+        expected = {k: v for k, v in saved.items() if k != "heads"}
+        jax.tree.map(np.testing.assert_array_equal, params, jax.device_get(expected))
+    out = jax.eval_shape(lambda: restored_model.apply({"params": params}, images))
+    assert out["projected"].shape == (1, 4)
+    config.checkpoint = "12"
+    with pytest.raises(FileNotFoundError, match=r"step 12 .*available: \[7\]"):
+        extract.load_model(config)

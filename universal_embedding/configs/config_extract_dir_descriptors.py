@@ -1,0 +1,23 @@
+"""Image-folder descriptors (`python -m universal_embedding.extract_dir_descriptors`).
+
+`--config.base_dir=DIR` plus either `--config.train_dir=T` or `--config.train_dir=''
+--config.pretrained_ckpt=PATH --config.model_class=... --config.model_type=...`.
+Writes W/descriptors.npz with 'descriptors' (n x d float32) and 'paths' (relative to DIR).
+"""
+
+from __future__ import annotations
+
+import ml_collections
+
+from universal_embedding.configs import base, config_knn_vit
+
+
+def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
+    args = base.parse_arg(arg)
+    c = config_knn_vit.add_knn_fields(base.get_config())
+    c.experiment_name = "extract_dir_descriptors"
+    c.model_class = args.get("model_class", "vit_with_embedding")
+    c.model_type = args.get("variant", "B/16")
+    c.base_dir = ""  # folder searched recursively for images (JPEG, PNG, ...)
+    c.embedd_to_eval = "projected"  # or 'backbone_out'
+    return c

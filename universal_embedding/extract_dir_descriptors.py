@@ -1,0 +1,85 @@
+"""Descriptors for every image under a folder, with a trained or pretrained model.
+
+python -m universal_embedding.extract_dir_descriptors \
+    --config=universal_embedding/configs/config_extract_dir_descriptors.py \
+    --workdir=W --config.base_dir=DIR --config.train_dir=T
+Every readable image under DIR (recursive) -> W/descriptors.npz with 'descriptors' (n x d float32)
+and 'paths' (relative to DIR, same row order). Unreadable files are listed (log and
+W/unreadable.txt) and skipped. Images get the evaluation transform (UNED_SPEC section 4).
+"""
+
+from __future__ import annotations
+
+import os
+
+import jax
+import ml_collections
+import numpy as np
+from absl import logging
+
+from universal_embedding import app
+from universal_embedding.knn import descriptors as knn_descriptors
+from universal_embedding.knn import extract
+
+
+def save_dir_descriptors(path: str, descriptors: np.ndarray, paths: list[str]) -> str:
+    """W/descriptors.npz: 'descriptors' float32 [n, d] and 'paths' (unicode) [n]."""
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    np.savez(path, descriptors=np.asarray(descriptors, np.float32), paths=np.asarray(paths, str))
+    return path
+
+
+def write_unreadable(path: str, unreadable: list[tuple[str, str]]) -> str:
+    """One 'relative path<TAB>reason' line per skipped file."""
+    with open(path, "w", encoding="utf-8") as f:
+        f.writelines(f"{rel}\t{reason}\n" for rel, reason in unreadable)
+    return path
+
+
+def run_extract_dir(
+    config: ml_collections.ConfigDict, workdir: str
+) -> tuple[np.ndarray, list[str]]:
+    """Embed every readable image under config.base_dir; returns (descriptors, relative paths)."""
+    from universal_embedding.data import input_pipeline
+    from universal_embedding.data.normalization import normalization_name
+
+    base_dir = config.get("base_dir", "")
+    if not base_dir or not os.path.isdir(base_dir):
+        raise FileNotFoundError(
+            f"base_dir '{base_dir}' is not a folder: give --config.base_dir=<folder of images>."
+        )
+    extract.check_weights_source(config)  # before scanning the folder
+    if jax.process_count() > 1:
+        raise ValueError("extract_dir_descriptors runs as a single process (all local devices).")
+    paths, unreadable = input_pipeline.find_images(base_dir)
+    for rel, reason in unreadable:
+        logging.warning("Skipping unreadable image %s: %s", os.path.join(base_dir, rel), reason)
+    if not paths:
+        raise ValueError(f"No readable image under {base_dir} ({len(unreadable)} unreadable).")
+    logging.info("%d images under %s (%d unreadable)", len(paths), base_dir, len(unreadable))
+
+    model, params, mconfig = extract.load_model(config)
+    embed_fn = extract.make_embedder(model, params, config.embedd_to_eval)
+    batches = input_pipeline.folder_batches(
+        base_dir,
+        paths,
+        batch_size=extract.global_batch_size(config.eval_batch_size),
+        image_size=mconfig.image_size,
+        normalization=normalization_name(mconfig.model_class, mconfig.normalization),
+    )
+    descriptors = knn_descriptors.extract(embed_fn, batches, len(paths))
+    if jax.process_index() == 0:
+        os.makedirs(workdir, exist_ok=True)
+        extract.save_run_config(config, workdir, "extract_config.json")
+        save_dir_descriptors(os.path.join(workdir, "descriptors.npz"), descriptors, paths)
+        if unreadable:
+            write_unreadable(os.path.join(workdir, "unreadable.txt"), unreadable)
+    return descriptors, paths
+
+
+def main(config: ml_collections.ConfigDict, workdir: str) -> None:
+    run_extract_dir(config, workdir)
+
+
+if __name__ == "__main__":
+    app.run(main)
