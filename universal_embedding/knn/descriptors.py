@@ -1,0 +1,195 @@
+"""Descriptor files (npz native, original JSON layout), input checks, and batched extraction.
+
+Descriptor dicts are keyed 'domain/split', rows in info-file order (UNED_SPEC
+sections 1 and 7). Nothing here imports JAX or TensorFlow: `extract` takes any
+function that maps an image batch to an array.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import Any
+
+import numpy as np
+from absl import logging
+from tqdm import tqdm
+
+from universal_embedding.data import registry
+
+
+def save_npz(path: str, descriptors: Mapping[str, np.ndarray]) -> None:
+    """Write {'domain/split': [n, d]} as float32 arrays into one .npz file (path used as given)."""
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    arrays = {key: np.asarray(value, dtype=np.float32) for key, value in descriptors.items()}
+    with open(path, "wb") as f:
+        np.savez(f, **arrays)
+
+
+def save_json(path: str, descriptors: Mapping[str, np.ndarray]) -> None:
+    """Write the original JSON layout {"domain": {"split": [[...], ...]}}."""
+    nested: dict[str, dict[str, list]] = {}
+    for key, value in descriptors.items():
+        domain, split = _split_key(key, path)
+        nested.setdefault(domain, {})[split] = np.asarray(value, dtype=np.float32).tolist()
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    with open(path, "w") as f:
+        json.dump(nested, f)
+
+
+def load_descriptors(path: str) -> dict[str, np.ndarray]:
+    """{'domain/split': float32 [n, d]} from a native .npz or an original-layout .json file."""
+    if not os.path.isfile(path):
+        raise FileNotFoundError(
+            f"Descriptor file '{path}' does not exist. Pass --config.descr_path=<.npz or .json>."
+        )
+    if path.endswith(".json"):
+        with open(path) as f:
+            nested = json.load(f)
+        return _from_nested(nested, path)
+    if not path.endswith(".npz"):
+        raise ValueError(f"Descriptor file '{path}': expected a .npz or .json file.")
+    with np.load(path, allow_pickle=False) as data:
+        out = {}
+        for key in data.files:
+            _split_key(key, path)
+            out[key] = np.asarray(data[key], dtype=np.float32)
+    return out
+
+
+def _split_key(key: str, path: str) -> tuple[str, str]:
+    parts = key.split("/")
+    if len(parts) != 2 or not all(parts):
+        raise ValueError(
+            f"Descriptor file '{path}': key '{key}' is not of the form 'domain/split' "
+            "(a folder's descriptors from extract_dir_descriptors cannot be evaluated)."
+        )
+    return parts[0], parts[1]
+
+
+def _from_nested(nested: Any, path: str) -> dict[str, np.ndarray]:
+    if not isinstance(nested, dict) or not all(isinstance(v, dict) for v in nested.values()):
+        raise ValueError(
+            f'Descriptor file \'{path}\': expected {{"domain": {{"split": [[...], ...]}}}}.'
+        )
+    out = {}
+    for domain, splits in nested.items():
+        for split, rows in splits.items():
+            try:
+                out[f"{domain}/{split}"] = np.asarray(rows, dtype=np.float32)
+            except (ValueError, TypeError) as e:
+                raise ValueError(
+                    f"Descriptor file '{path}': domain '{domain}', split '{split}' is not a "
+                    f"list of equal-length number lists ({e})."
+                ) from e
+    return out
+
+
+def validate_inputs(
+    descriptors: Mapping[str, np.ndarray],
+    labels: Mapping[str, Sequence],
+    domains: Sequence[str],
+    knn_names: Sequence[str],
+) -> int:
+    """Check descriptors against labels for every split the setups need; returns the dimension.
+
+    Raises ValueError naming domain, split and what was expected: unknown domain or
+    split, missing split, row count != info file, non-finite values, differing dims.
+    """
+    for key in descriptors:
+        domain, split = _split_key(key, "descriptors")
+        if domain not in registry.DOMAIN_NAMES:
+            raise ValueError(
+                f"Descriptors for unknown domain '{domain}' (key '{key}'). "
+                f"Valid domains: {', '.join(registry.DOMAIN_NAMES)}."
+            )
+        if split not in registry.get_domain(domain).splits:
+            raise ValueError(
+                f"Descriptors for unknown split '{split}' of domain '{domain}' (key '{key}'). "
+                f"Valid splits: {', '.join(registry.get_domain(domain).splits)}."
+            )
+    needs: dict[str, str] = {}
+    for knn in knn_names:
+        for d in registry.parse_domains(domains):
+            setup = d.knn_setup(knn)
+            needs.setdefault(f"{d.name}/{setup.query}", f"queries of {knn}")
+            needs.setdefault(f"{d.name}/{setup.index}", f"index of {knn}")
+    dim_key, dim = "", -1
+    for key, why in needs.items():
+        domain, split = key.split("/")
+        where = f"Domain '{domain}', split '{split}' ({why})"
+        if key not in descriptors:
+            raise ValueError(
+                f"{where}: no descriptors (expected key '{key}'; present: "
+                f"{', '.join(sorted(descriptors)) or 'none'}). Extract that split or disable "
+                "the setup (disabled_separate_knns / disabled_merged_knns / knn_eval_names)."
+            )
+        if key not in labels:
+            raise ValueError(f"{where}: no labels; its info file '{split}.json' was not read.")
+        _check_array(np.asarray(descriptors[key]), len(labels[key]), where)
+        if dim < 0:
+            dim_key, dim = key, descriptors[key].shape[1]
+        elif descriptors[key].shape[1] != dim:
+            raise ValueError(
+                f"{where}: descriptors are {descriptors[key].shape[1]}-d but '{dim_key}' is "
+                f"{dim}-d; every split must come from the same model and embedding."
+            )
+    return dim
+
+
+def _check_array(arr: np.ndarray, expected_rows: int, where: str) -> None:
+    if arr.ndim != 2 or not np.issubdtype(arr.dtype, np.number):
+        raise ValueError(f"{where}: expected a 2-D numeric [images, dim] array, got {arr.shape}.")
+    if len(arr) != expected_rows:
+        raise ValueError(
+            f"{where}: {len(arr)} descriptor rows but the info file lists {expected_rows} "
+            "images; rows must be the info file's images, in its order."
+        )
+    finite = np.isfinite(arr).all(axis=1)
+    if not finite.all():
+        raise ValueError(
+            f"{where}: {int((~finite).sum())} rows hold NaN or inf (first: row "
+            f"{int(np.argmin(finite))}); expected finite descriptors."
+        )
+    norms = np.linalg.norm(arr, axis=1)
+    if len(arr) and np.abs(norms - 1).max() > 1e-3:
+        logging.warning("%s: descriptors are not L2-normalised; ranking by inner product.", where)
+
+
+def extract(
+    embed_fn: Callable[[np.ndarray], Any], batches: Iterable[dict], num_examples: int
+) -> np.ndarray:
+    """float32 [num_examples, d]: embed_fn over batches, padded rows (mask False) removed, in order.
+
+    The next batch is dispatched before the previous result is copied to the host,
+    so an asynchronous embed_fn (a jitted JAX function) overlaps with the copy.
+    """
+    rows: list[np.ndarray] = []
+    pending = None
+    with tqdm(total=num_examples, desc="extract", unit="img", leave=False) as bar:
+        for batch in batches:
+            out = embed_fn(batch["images"])
+            if pending is not None:
+                rows.append(_unpad(*pending))
+                bar.update(len(rows[-1]))
+            pending = (out, batch.get("mask"))
+        if pending is not None:
+            rows.append(_unpad(*pending))
+            bar.update(len(rows[-1]))
+    count = sum(len(r) for r in rows)
+    if count != num_examples:
+        raise ValueError(f"Extracted {count} descriptors but {num_examples} were expected.")
+    if not rows:
+        return np.zeros((0, 0), dtype=np.float32)
+    return np.concatenate(rows).astype(np.float32, copy=False)
+
+
+def _unpad(out: Any, mask: Any) -> np.ndarray:
+    out = np.asarray(out, dtype=np.float32)
+    if mask is None:
+        return out
+    mask = np.asarray(mask, dtype=bool)
+    if mask.shape != out.shape[:1]:
+        raise ValueError(f"Batch mask has shape {mask.shape}, embeddings {out.shape}.")
+    return out[mask]
