@@ -28,6 +28,8 @@ SPLITS = {
         "index": [0, 0, 1, 2, 3, 3],
     },
 }
+# Train splits: shuffled into 2 shards when converted (record order != info order).
+TRAIN = {"cars": [0, 0, 1, 1, 2, 2, 3, 3, 0], "inshop": [0, 1, 1, 2, 2, 0, 3]}
 COLOURS = [(200, 30, 30), (30, 200, 30), (30, 30, 200), (200, 200, 30), (30, 200, 200)]
 
 
@@ -62,24 +64,26 @@ def _reuse_random_init():
 
 
 def build_tiny_uned(data_dir):
-    """images/, info_files/ and tfds/ for SPLITS (evaluation splits: one shard, info order)."""
+    """images/, info_files/ and tfds/ for SPLITS (one shard, info order) and TRAIN (shuffled)."""
     rng = np.random.default_rng(0)
-    for domain, splits in SPLITS.items():
-        for split, labels in splits.items():
-            entries = []
-            for i, label in enumerate(labels):
-                first = label[0] if isinstance(label, list) else label
-                im, ext = _image(first, i, rng)
-                rel = f"{domain}/{split}/img_{i}.{ext}"
-                os.makedirs(os.path.dirname(os.path.join(data_dir, "images", rel)), exist_ok=True)
-                im.save(os.path.join(data_dir, "images", rel))
-                entries.append({"path": rel, "class_id": label})
-            info = registry.info_file_path(os.path.join(data_dir, "info_files"), domain, split)
-            os.makedirs(os.path.dirname(info), exist_ok=True)
-            with open(info, "w") as f:
-                json.dump(entries, f)
-            prefix = registry.tfrecord_prefix(os.path.join(data_dir, "tfds"), domain, split)
-            tfrecords.convert(info, prefix, os.path.join(data_dir, "images"), progress=False)
+    all_splits = [(d, s, labels) for d, splits in SPLITS.items() for s, labels in splits.items()]
+    for domain, split, labels in all_splits + [(d, "train", ls) for d, ls in TRAIN.items()]:
+        entries = []
+        for i, label in enumerate(labels):
+            first = label[0] if isinstance(label, list) else label
+            im, ext = _image(first, i, rng)
+            rel = f"{domain}/{split}/img_{i}.{ext}"
+            os.makedirs(os.path.dirname(os.path.join(data_dir, "images", rel)), exist_ok=True)
+            im.save(os.path.join(data_dir, "images", rel))
+            entries.append({"path": rel, "class_id": label})
+        info = registry.info_file_path(os.path.join(data_dir, "info_files"), domain, split)
+        os.makedirs(os.path.dirname(info), exist_ok=True)
+        with open(info, "w") as f:
+            json.dump(entries, f)
+        prefix = registry.tfrecord_prefix(os.path.join(data_dir, "tfds"), domain, split)
+        train = split == "train"
+        tfrecords.convert(info, prefix, os.path.join(data_dir, "images"), 1 + train,
+                          train=train, progress=False)  # fmt: skip
 
 
 def tiny_model(c: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
@@ -188,6 +192,123 @@ def test_descriptor_rows_follow_info_order(data_dir, run, tmp_path):
         )
         alone = knn_descriptors.extract(embed_fn, batches, 1)
         np.testing.assert_allclose(alone[0], npz["cars/test"][i], atol=1e-5)
+
+
+@pytest.fixture(scope="module")
+def train_run(data_dir, tmp_path_factory):
+    """knn_main with train_knn only (separate and merged) over the shuffled train splits."""
+    workdir = str(tmp_path_factory.mktemp("knn_train"))
+    config = knn_config(
+        data_dir,
+        eval_knns="train_knn",
+        disabled_separate_knns="",
+        save_neighbors=False,
+        save_json_descriptors=False,
+    )
+    return config, workdir, knn_main.run_knn(config, workdir)
+
+
+def test_train_knn_results_match_descr_eval_on_saved_descriptors(train_run, tmp_path):
+    from universal_embedding import descr_eval
+
+    config, workdir, results = train_run
+    with open(os.path.join(workdir, "results.json")) as f:
+        saved = json.load(f)
+    assert saved == pytest.approx(results)
+    for d in ("cars", "inshop", "average"):
+        for protocol in ("separate", "common"):
+            for metric in ("top_1", f"mp_{K}", f"map_{K}"):
+                assert f"{d}:{protocol}:train_knn:{metric}" in saved
+    c = config.copy_and_resolve_references()
+    c.descr_path = os.path.join(workdir, "descriptors.npz")
+    again = descr_eval.descr_eval(c, str(tmp_path / "again"))
+    assert again.keys() == results.keys()
+    for key, value in results.items():
+        assert again[key] == pytest.approx(value, abs=1e-6, nan_ok=True), key
+
+
+def test_train_descriptor_rows_follow_info_order(data_dir, train_run):
+    """Shuffled 2-shard train splits: row i == info-file image i embedded from its own file."""
+    from universal_embedding.data import input_pipeline
+    from universal_embedding.data.normalization import normalization_name
+
+    config, workdir, _ = train_run
+    npz = knn_descriptors.load_descriptors(os.path.join(workdir, "descriptors.npz"))
+    assert set(npz) == {"cars/train", "inshop/train"}
+    model, params, mconfig = extract.load_model(config)
+    embed_fn = extract.make_embedder(model, params, "projected")
+    infos = knn_main.load_infos(config.info_files_dir, sorted(npz))
+    kw = dict(batch_size=config.eval_batch_size, image_size=32,
+              normalization=normalization_name(mconfig.model_class))  # fmt: skip
+    for key, info in infos.items():
+        domain = key.split("/")[0]
+        records = input_pipeline.eval_batches(
+            config.eval_dataset_dir, domain, "train", with_keys=True, **kw
+        )
+        record_order = [k for b in records for k in b["keys"][b["mask"]].tolist()]
+        assert sorted(record_order) == sorted(info.paths) and record_order != list(info.paths)
+        batches = input_pipeline.folder_batches(os.path.join(data_dir, "images"), info.paths, **kw)
+        by_file = knn_descriptors.extract(embed_fn, batches, len(info))
+        assert npz[key].shape == (len(TRAIN[domain]), 8)
+        np.testing.assert_allclose(npz[key], by_file, atol=1e-5)
+
+
+def _keyed_batches(keys, batch=2):
+    """Fake eval batches: images [B, 1] = the number in each key's name, last batch padded."""
+    keys = list(keys) + [""] * (-len(keys) % batch)
+    for i in range(0, len(keys), batch):
+        part = np.array(keys[i : i + batch])
+        values = [float(k.split("_")[-1].split(".")[0]) if k else 0.0 for k in part]
+        yield {"images": np.array(values, np.float32)[:, None], "mask": part != "", "keys": part}
+
+
+# Info paths (one listed twice: same file, same descriptor) and a shuffled record order;
+# one rp2k-style record key spells its non-ASCII name escaped.
+PATHS = ["d/a_0.jpg", "d/\u4e2d_1.jpg", "d/a_2.jpg", "d/dup_3.jpg", "d/dup_3.jpg"]
+RECORDS = ["d/a_2.jpg", "d/dup_3.jpg", "d/#U4e2d_1.jpg", "d/a_0.jpg", "d/dup_3.jpg"]
+
+
+def _extract(records, info_paths=None, key="rp2k/train"):
+    return extract.extract_splits(
+        lambda images: images,
+        [key],
+        lambda domain, split: _keyed_batches(records),
+        {key: len(records)},
+        {key: PATHS} if info_paths is None else info_paths,
+    )[key]
+
+
+def test_extract_splits_orders_rows_by_record_key():
+    assert extract.is_shuffled("cars/train") and extract.is_shuffled("met/small_train")
+    assert not extract.is_shuffled("cars/val") and not extract.is_shuffled("gldv2/index")
+    np.testing.assert_array_equal(_extract(RECORDS)[:, 0], [0, 1, 2, 3, 3])
+    # Splits not named in info_paths keep their batch order (keys ignored).
+    np.testing.assert_array_equal(_extract(RECORDS, info_paths={})[:, 0], [2, 3, 1, 0, 3])
+
+
+@pytest.mark.parametrize(
+    "records, match",
+    [
+        (RECORDS[:4] + ["d/zzz_9.jpg"], r"Domain 'rp2k', split 'train': 1 TFRecord key.*zzz_9"),
+        (
+            RECORDS[:4] + ["d/a_0.jpg"],
+            r"split 'train'.*extra records e\.g\. \[0\].*record e\.g\. \[3\]",
+        ),
+    ],
+)
+def test_extract_splits_key_errors_name_the_split(records, match):
+    with pytest.raises(ValueError, match=match):
+        _extract(records)
+
+
+def test_extract_splits_needs_keys_for_shuffled_splits():
+    def no_keys(domain, split):
+        for b in _keyed_batches(RECORDS):
+            yield {k: v for k, v in b.items() if k != "keys"}
+
+    with pytest.raises(ValueError, match=r"rp2k/train.*with_keys=True"):
+        extract.extract_splits(lambda x: x, ["rp2k/train"], no_keys, {"rp2k/train": 5},
+                               {"rp2k/train": PATHS})  # fmt: skip
 
 
 def _sections(page):

@@ -2,7 +2,8 @@
 
 python -m universal_embedding.knn_main --config=universal_embedding/configs/config_knn_vit.py \
     --workdir=W --config.train_dir=T
-Extracts every split the chosen kNN setups need (once each), evaluates them with knn/evaluate.py
+Extracts every split the chosen kNN setups need (once each; shuffled train splits are put in
+info-file order by record key, so train_knn works too), evaluates them with knn/evaluate.py
 and writes W/results.{json,csv,md}, W/descriptors.npz (W/descriptors.json on request) and, with
 save_neighbors=True, W/neighbours.html.
 """
@@ -19,20 +20,9 @@ import numpy as np
 from absl import logging
 
 from universal_embedding import app
-from universal_embedding.data import info_files, registry
+from universal_embedding.data import info_files
 from universal_embedding.knn import descriptors as knn_descriptors
 from universal_embedding.knn import evaluate, extract, neighbours, report
-
-
-def check_not_shuffled(keys: Sequence[str]) -> None:
-    """Training splits are shuffled when converted: their records are not in info-file order."""
-    bad = [k for k in keys if k.split("/", 1)[1] in registry.TRAIN_SPLITS]
-    if bad:
-        raise ValueError(
-            f"Splits {', '.join(bad)} are needed (train_knn) but their TFRecords are shuffled, so "
-            "their descriptors would not line up with the info file. Disable train_knn "
-            "(--config.eval_knns=val_knn,test_knn) or evaluate saved descriptors with descr_eval."
-        )
 
 
 def load_infos(info_files_dir: str, keys: Sequence[str]) -> dict[str, info_files.InfoSplit]:
@@ -80,10 +70,13 @@ def extract_descriptors(
             normalization=norm,
             process_index=jax.process_index(),
             process_count=jax.process_count(),
+            with_keys=extract.is_shuffled(f"{domain}/{split}"),
         )
 
+    # Train splits are stored shuffled: their rows are put in info-file order by record key.
+    by_key = {key: info.paths for key, info in infos.items() if extract.is_shuffled(key)}
     embed_fn = extract.make_embedder(model, params, config.embedd_to_eval)
-    return extract.extract_splits(embed_fn, list(infos), batches_for, counts)
+    return extract.extract_splits(embed_fn, list(infos), batches_for, counts, by_key)
 
 
 def image_loader(config: ml_collections.ConfigDict, infos: Mapping[str, info_files.InfoSplit]):
@@ -140,7 +133,6 @@ def run_knn(config: ml_collections.ConfigDict, workdir: str) -> dict[str, float]
     extract.check_weights_source(config)  # fail on missing weights before reading any data
     extract.resolve_model_config(config)
     keys = evaluate.required_splits(plan.domains, plan.knn_names)
-    check_not_shuffled(keys)
     infos = load_infos(config.info_files_dir, keys)
     descriptors = extract_descriptors(config, infos)
     out = evaluate.run_evaluation(

@@ -148,6 +148,35 @@ def test_train_processes_partition_the_data(train_tfds, domain):
     assert not seen[0] & seen[1] and seen[0] | seen[1] == set(range(18))
 
 
+def test_eval_keys_of_a_shuffled_sharded_train_split(train_tfds):
+    """with_keys: each record's path once, matching its image; default output unchanged."""
+    kw = dict(batch_size=4, image_size=8, normalization="imagenet")
+    keyed = list(ip.eval_batches(train_tfds, "inat", "train", with_keys=True, **kw))
+    plain = list(ip.eval_batches(train_tfds, "inat", "train", **kw))
+    assert len(keyed) == len(plain) == 5  # 18 records: 4 full batches + 2 real rows
+    for k, p in zip(keyed, plain, strict=True):
+        assert set(p) == {"images", "mask"} and set(k) == {"images", "mask", "keys"}
+        assert k["keys"].dtype.kind == "U" and k["keys"].shape == (4,)
+        np.testing.assert_array_equal(k["images"], p["images"])
+        np.testing.assert_array_equal(k["mask"], p["mask"])
+    assert keyed[-1]["keys"][2:].tolist() == ["", ""]  # padding
+    keys = np.concatenate([b["keys"][b["mask"]] for b in keyed]).tolist()
+    paths = [f"inat/train/{i:03d}.png" for i in range(18)]
+    assert sorted(keys) == paths and len(set(keys)) == 18
+    assert keys != paths  # shuffled across 3 shards: record order is not info order
+    images_dir = os.path.join(os.path.dirname(train_tfds), "images")
+    (f,) = ip.folder_batches(
+        images_dir, keys, batch_size=20, image_size=8, normalization="imagenet"
+    )
+    records = np.concatenate([b["images"][b["mask"]] for b in keyed])
+    np.testing.assert_allclose(records, f["images"][:18], atol=1e-6)  # key i is image i
+    parts = [list(ip.eval_batches(train_tfds, "inat", "train", with_keys=True, process_index=p,
+                                  process_count=2, **kw)) for p in range(2)]  # fmt: skip
+    for i, b in enumerate(keyed):
+        glued = np.concatenate([parts[0][i]["keys"], parts[1][i]["keys"]])
+        assert glued.tolist() == b["keys"].tolist()
+
+
 def test_folder_batches_and_find_images(tmp_path):
     base = tmp_path / "folder"
     os.makedirs(base / "sub")

@@ -123,15 +123,19 @@ def train_batches(
 
 def _padded_eval(
     items: tf.data.Dataset,
-    to_bytes: Callable[[tf.Tensor], tf.Tensor],
+    parse: Callable[[tf.Tensor], dict[str, tf.Tensor]],
     *,
     batch_size: int,
     image_size: int,
     normalization: str,
     process_index: int,
     process_count: int,
+    with_keys: bool = False,
 ) -> Iterator[dict[str, np.ndarray]]:
-    """Cut each global batch of `items` into per-process slices, pad, decode, eval-transform."""
+    """Cut each global batch of `items` into per-process slices, pad, decode, eval-transform.
+
+    `parse(item)` gives {'image_bytes'} (+ {'key'} when with_keys); padded rows get key ''.
+    """
     local = _check_batch(batch_size, process_index, process_count)
 
     def my_slice(group: tf.Tensor) -> tf.data.Dataset:
@@ -141,16 +145,29 @@ def _padded_eval(
         return tf.data.Dataset.from_tensor_slices((part, tf.range(local) < n))
 
     def load(item: tf.Tensor, valid: tf.Tensor) -> dict[str, tf.Tensor]:
-        def real() -> tf.Tensor:
-            image = preprocess.decode(to_bytes(item))
-            return preprocess.eval_transform(image, image_size=image_size, norm=normalization)
+        def real() -> dict[str, tf.Tensor]:
+            rec = parse(item)
+            image = preprocess.decode(rec["image_bytes"])
+            image = preprocess.eval_transform(image, image_size=image_size, norm=normalization)
+            return {"images": image, **({"keys": rec["key"]} if with_keys else {})}
 
-        image = tf.cond(valid, real, lambda: tf.zeros([image_size, image_size, 3], tf.float32))
-        return {"images": image, "mask": valid}
+        def padding() -> dict[str, tf.Tensor]:
+            image = tf.zeros([image_size, image_size, 3], tf.float32)
+            return {"images": image, **({"keys": tf.constant("")} if with_keys else {})}
+
+        return {**tf.cond(valid, real, padding), "mask": valid}
 
     ds = items.batch(batch_size).flat_map(my_slice)
     ds = ds.map(load, num_parallel_calls=AUTOTUNE, deterministic=True)
-    return _numpy_batches(ds.batch(local), prefetch=AUTOTUNE)
+    batches = _numpy_batches(ds.batch(local), prefetch=AUTOTUNE)
+    return _decode_keys(batches) if with_keys else batches
+
+
+def _decode_keys(batches: Iterator[dict[str, np.ndarray]]) -> Iterator[dict[str, np.ndarray]]:
+    """Record keys bytes -> str (numpy unicode array; padded rows '')."""
+    for b in batches:
+        b["keys"] = np.array([k.decode("utf-8") for k in b["keys"]], dtype=str)
+        yield b
 
 
 def eval_batches(
@@ -163,17 +180,24 @@ def eval_batches(
     normalization: str,
     process_index: int = 0,
     process_count: int = 1,
+    with_keys: bool = False,
 ) -> Iterator[dict[str, np.ndarray]]:
-    """Eval batches of one split in info-file order: {'images', 'mask'}, last batch padded."""
+    """Eval batches of one split in record order: {'images', 'mask'}, last batch padded.
+
+    Record order is info-file order for evaluation splits; train splits are stored shuffled,
+    so ask for `with_keys=True` to also get 'keys' (str [local], each row's relative path,
+    '' on padding) and put the rows in info-file order by key (knn/extract.py does).
+    """
     files = split_files(tfds_dir, domain, split)
     return _padded_eval(
         tf.data.TFRecordDataset(files),
-        lambda s: preprocess.parse_record(s)["image_bytes"],
+        preprocess.parse_record,
         batch_size=batch_size,
         image_size=image_size,
         normalization=normalization,
         process_index=process_index,
         process_count=process_count,
+        with_keys=with_keys,
     )
 
 
@@ -194,9 +218,11 @@ def folder_batches(
     full = [os.path.join(base_dir, p) for p in rel_paths]
     return _padded_eval(
         tf.data.Dataset.from_tensor_slices(tf.constant(full, tf.string)),
-        lambda p: tf.ensure_shape(
-            tf.numpy_function(_read_compatible, [p], tf.string, stateful=False), []
-        ),
+        lambda p: {
+            "image_bytes": tf.ensure_shape(
+                tf.numpy_function(_read_compatible, [p], tf.string, stateful=False), []
+            )
+        },
         batch_size=batch_size,
         image_size=image_size,
         normalization=normalization,
