@@ -1,0 +1,250 @@
+"""The trainer end to end on a tiny synthetic mini-UnED (2 domains, 16x16 images, 1-layer ViT)."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import jax
+import numpy as np
+import orbax.checkpoint as ocp
+import pytest
+
+from universal_embedding import app
+from universal_embedding.configs import tiny
+from universal_embedding.data import info_files
+from universal_embedding.knn import descriptors as knn_descriptors
+from universal_embedding.knn import evaluate as knn_evaluate
+from universal_embedding.models import embedding_model
+from universal_embedding.train import checkpoint, optimizers, plan, steps, trainer, validation
+
+DOMAINS = "cars,sop"
+FROZEN = 3  # tiny config: 0.3 epochs of 10 steps
+CACHE_OPTIONS = (
+    "jax_compilation_cache_dir",
+    "jax_persistent_cache_min_compile_time_secs",
+    "jax_persistent_cache_min_entry_size_bytes",
+)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def compilation_cache(tmp_path_factory):
+    """Runs with equal programs compile once (XLA:CPU compiles are the slow part here)."""
+    old = {k: getattr(jax.config, k) for k in CACHE_OPTIONS}
+    cache = tmp_path_factory.getbasetemp() / "jax_cache"  # shared with test_multiprocess.py
+    jax.config.update("jax_compilation_cache_dir", str(cache))
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
+    jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
+    yield
+    for k, v in old.items():
+        jax.config.update(k, v)
+
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory):
+    from universal_embedding.data import prepare, synthetic
+
+    root = str(tmp_path_factory.mktemp("mini_uned"))
+    synthetic.write_synthetic_uned(root, seed=0, scale=0.1)
+    prepare.prepare(root, domains=DOMAINS.split(","))
+    return root
+
+
+def tiny_config(data_dir: str, **overrides):
+    """configs/tiny.py: 1-layer ViT, joint head, 6 steps (3 frozen), checkpoint every 2."""
+    c = tiny.get_config(f"data_dir={data_dir}")
+    for key, value in overrides.items():
+        c[key] = value
+    return c
+
+
+def latest_params(workdir: str, step: int) -> dict:
+    """Params of checkpoints/latest/<step> as numpy (no template needed)."""
+    path = checkpoint.checkpoint_dir(workdir, checkpoint.LATEST)
+    handlers = {"state": ocp.PyTreeCheckpointHandler(), "extra": ocp.JsonCheckpointHandler()}
+    options = ocp.CheckpointManagerOptions(read_only=True)
+    with ocp.CheckpointManager(path, options=options, item_handlers=handlers) as manager:
+        meta = manager.item_metadata(step)["state"]
+        tree = getattr(meta, "tree", meta)
+        args = jax.tree.map(lambda _: ocp.RestoreArgs(restore_type=np.ndarray), tree)
+        out = manager.restore(
+            step, args=ocp.args.Composite(state=ocp.args.PyTreeRestore(restore_args=args))
+        )
+    state = out["state"]
+    return state["params"] if isinstance(state, dict) else state.params
+
+
+def losses_by_step(workdir: str) -> dict[int, float]:
+    """train/loss of each step in metrics.jsonl (a resumed run's rows replace earlier ones)."""
+    return {r["step"]: r["train/loss"] for r in app.read_metrics(workdir) if "train/loss" in r}
+
+
+def assert_trees_equal(a, b) -> None:
+    flat_a, tree_a = jax.tree.flatten(a)
+    flat_b, tree_b = jax.tree.flatten(b)
+    assert tree_a == tree_b
+    for x, y in zip(flat_a, flat_b, strict=True):
+        np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
+
+
+def init_params(config) -> dict:
+    p = plan.make_plan(config)
+    model = embedding_model.build_model(config, p.classes_per_head)
+    return jax.device_get(
+        embedding_model.init_params(model, jax.random.PRNGKey(config.rng_seed), config.image_size)
+    )
+
+
+def test_one_step_smoke(data_dir, tmp_path):
+    workdir = str(tmp_path)
+    c = tiny_config(data_dir, num_training_steps=1)
+    assert trainer.train_and_evaluate(c, workdir) == {}
+    rows = app.read_metrics(workdir)
+    assert [r["step"] for r in rows] == [1]
+    # round robin: step 0 trains cars (8 images; cosines in [-1, 1] at scale 16)
+    n_classes = plan.make_plan(c).classes_per_head["joint"]
+    assert np.isfinite(rows[0]["train/cars/loss"]) and "train/sop/loss" not in rows[0]
+    assert 0 < rows[0]["train/loss"] < 32 + np.log(n_classes)
+    assert rows[0]["lr/heads"] == pytest.approx(1e-2) and rows[0]["train/grad_norm"] > 0
+    with open(os.path.join(workdir, "config.json")) as f:
+        assert json.load(f)["dataset_name"] == DOMAINS
+    params, start = latest_params(workdir, 1), init_params(c)
+    assert not np.array_equal(params["heads"]["joint"]["kernel"], start["heads"]["joint"]["kernel"])
+    assert_trees_equal(params["backbone"], start["backbone"])  # frozen for 3 steps
+
+
+def test_separate_and_joint_head_shapes(data_dir, tmp_path):
+    info_dir = os.path.join(data_dir, "info_files")
+    classes = {d: info_files.num_classes(info_dir, d) for d in DOMAINS.split(",")}
+    c = tiny_config(data_dir, num_training_steps=2)
+    trainer.train_and_evaluate(c, str(tmp_path))
+    params = latest_params(str(tmp_path), 2)
+    assert list(params["heads"]) == ["joint"]
+    assert params["heads"]["joint"]["kernel"].shape == (8, classes["cars"] + classes["sop"])
+    assert plan.make_plan(c).label_offsets == (0, classes["cars"])
+    sep = init_params(tiny_config(data_dir, classifier="separate"))["heads"]
+    assert {k: v["kernel"].shape for k, v in sep.items()} == {
+        "cars": (8, classes["cars"]),
+        "sop": (8, classes["sop"]),
+    }
+
+
+def test_frozen_steps_leave_backbone_bit_identical(data_dir, tmp_path):
+    c = tiny_config(data_dir, num_training_steps=FROZEN + 1, checkpoint_steps=1)
+    tplan = plan.make_plan(c)
+    assert tplan.steps_per_epoch == 10 and tplan.frozen_steps == FROZEN
+    trainer.train_and_evaluate(c, str(tmp_path))
+    start = init_params(c)
+    frozen, after = latest_params(str(tmp_path), FROZEN), latest_params(str(tmp_path), FROZEN + 1)
+    for part in ("backbone", "projection"):
+        assert_trees_equal(frozen[part], start[part])
+        moved = jax.tree.map(lambda a, b: bool(np.any(a != b)), after[part], start[part])
+        assert all(jax.tree.leaves(moved)), part
+    assert not np.array_equal(frozen["heads"]["joint"]["kernel"], start["heads"]["joint"]["kernel"])
+
+
+def test_resume_after_interruption_equals_uninterrupted_run(data_dir, tmp_path, capsys):
+    full, cut = str(tmp_path / "full"), str(tmp_path / "cut")
+    trainer.train_and_evaluate(tiny_config(data_dir), full)
+    # "killed" after step 3: the last checkpoint is step 2, step 3 is lost and redone
+    trainer.train_and_evaluate(tiny_config(data_dir, stop_after_steps=3), cut)
+    assert sorted(os.listdir(checkpoint.checkpoint_dir(cut))) == ["2"]
+    capsys.readouterr()
+    trainer.train_and_evaluate(tiny_config(data_dir), cut)
+    assert "resumed from step 2" in capsys.readouterr().out
+    assert_trees_equal(latest_params(cut, 6), latest_params(full, 6))
+    assert losses_by_step(cut) == losses_by_step(full)
+    assert sorted(losses_by_step(full)) == [1, 2, 3, 4, 5, 6]
+
+
+def test_validation_best_checkpoint_and_final_test(data_dir, tmp_path):
+    workdir = str(tmp_path)
+    c = tiny_config(
+        data_dir,
+        num_training_steps=4,
+        eval_knns="val_knn",
+        log_eval_steps=2,
+        do_final_testing=True,
+        save_descriptors=True,
+    )
+    results = trainer.train_and_evaluate(c, workdir)
+    vals = {
+        r["step"]: r for r in app.read_metrics(workdir) if "knn/average:common:val_knn:top_1" in r
+    }
+    assert sorted(vals) == [2, 4]
+    row = vals[2]
+    assert {"mp/cars:separate:val_knn:mp_5", "map/sop:common:val_knn:map_5"} <= set(row)
+    best = max(vals, key=lambda s: (vals[s]["knn/average:common:val_knn:top_1"], -s))
+    _, info = checkpoint.restore_best_params(workdir)
+    assert info["step"] == best
+    assert info["metric"] == pytest.approx(vals[best]["knn/average:common:val_knn:top_1"])
+
+    with open(os.path.join(workdir, "results.json")) as f:
+        saved = json.load(f)
+    assert saved == pytest.approx(results)
+    assert 0 <= saved["average:common:test_knn:mp_5"] <= 1
+    descr = knn_descriptors.load_descriptors(os.path.join(workdir, "descriptors.npz"))
+    assert sorted(descr) == ["cars/test", "sop/test"]
+    labels = {k: info_files.load_split(c.info_files_dir, *k.split("/")).labels for k in descr}
+    assert {k: len(v) for k, v in descr.items()} == {k: len(v) for k, v in labels.items()}
+    again = knn_evaluate.evaluate(
+        descr,
+        labels,
+        domains=["cars", "sop"],
+        separate_knns=["test_knn"],
+        merged_knns=["test_knn"],
+        k=5,
+    )
+    assert again == pytest.approx(results)
+
+
+def test_loss_falls_on_a_fixed_batch(data_dir):
+    c = tiny_config(data_dir)
+    p = plan.make_plan(c)
+    model = embedding_model.build_model(c, p.classes_per_head)
+    params = embedding_model.init_params(model, jax.random.PRNGKey(0), 16)
+    tx = optimizers.make_optimizer(c, p.steps_per_epoch, p.total_steps)
+    mesh = steps.make_mesh()
+    state = steps.create_train_state(params, tx, mesh)
+    step = steps.make_train_step(model, tx, mesh, head="joint", loss_config=c.loss)
+    rng = np.random.default_rng(0)
+    batch = steps.shard_batch(
+        {
+            "images": rng.normal(size=(8, 16, 16, 3)).astype(np.float32),
+            "labels": np.arange(8, dtype=np.int32) % 4,
+        },
+        mesh,
+    )
+    losses = []
+    for _ in range(40):
+        state, metrics = step(state, batch)
+        losses.append(float(metrics["loss"]))
+    assert losses[-1] < 0.3 * losses[0]
+    assert float(metrics["precision_at_1"]) == 1.0
+
+
+def test_train_knn_descriptors_follow_info_file_order(data_dir):
+    """Train splits are stored shuffled; validation must still give rows in info-file order."""
+    from universal_embedding.data import input_pipeline
+
+    c = tiny_config(data_dir, eval_knns="train_knn", disabled_separate_knns="")
+    c.disabled_merged_knns = ""
+    tplan = plan.make_plan(c)
+    model = embedding_model.build_model(c, tplan.classes_per_head)
+    mesh = steps.make_mesh()
+    params = jax.device_put(init_params(c), steps.replicated(mesh))
+    evaluator = validation.validation_evaluator(c, model, mesh, "imagenet")
+    results, descr = evaluator.run(params)
+    assert sorted(descr) == ["cars/train", "sop/train"]
+    assert "average:common:train_knn:top_1" in results
+    info = info_files.load_split(c.info_files_dir, "cars", "train")
+    embed = steps.host_embed_fn(steps.make_embed_fn(model, "projected"), params, mesh)
+    batches = input_pipeline.folder_batches(
+        os.path.join(data_dir, "images"),
+        info.paths,
+        batch_size=16,
+        image_size=16,
+        normalization="imagenet",
+    )
+    from_files = knn_descriptors.extract(embed, batches, len(info))
+    np.testing.assert_allclose(descr["cars/train"], from_files, atol=1e-5)

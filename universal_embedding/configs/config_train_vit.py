@@ -1,0 +1,61 @@
+"""Train a universal embedding from an ImageNet-21k AugReg ViT (universal_embedding.main).
+
+The paper's runs are picked with an argument string, e.g.
+`--config=universal_embedding/configs/config_train_vit.py:classifier=joint,sampling=dataset_size`
+(UJCDS); `classifier` is `separate` | `joint`, `sampling` is `round_robin` | `dataset_size` |
+`balanced` | `specialist_top_steps`, `variant` is `B/16` (default) | `S/16`.
+"""
+
+from __future__ import annotations
+
+import ml_collections
+
+from universal_embedding.configs import base
+
+AUGREG_CHECKPOINTS = {
+    "B/16": "B_16-i21k-300ep-lr_0.001-aug_medium1-wd_0.1-do_0.0-sd_0.0"
+    "--imagenet2012-steps_20k-lr_0.01-res_224.npz",
+    "S/16": "S_16-i21k-300ep-lr_0.001-aug_light1-wd_0.03-do_0.0-sd_0.0"
+    "--imagenet2012-steps_20k-lr_0.01-res_224.npz",
+}
+RUN_ARGS = ("classifier", "sampling", "variant")
+CLASSIFIERS = ("separate", "joint")
+SAMPLINGS = ("round_robin", "dataset_size", "balanced", "specialist_top_steps")
+
+
+def add_train_fields(c: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+    """Trainer-only fields (added to a base config)."""
+    c.stop_after_steps = 0  # debug: leave the loop after this step, as if killed; 0 = off
+    return c
+
+
+def apply_run_args(c: ml_collections.ConfigDict, args: dict[str, str]) -> ml_collections.ConfigDict:
+    """Apply the paper-run arguments (classifier, sampling, variant); unknown keys raise."""
+    for key in args:
+        if key not in RUN_ARGS:
+            raise ValueError(f"Unknown config argument '{key}'. Valid: {', '.join(RUN_ARGS)}.")
+    c.classifier = _choice(args, "classifier", c.classifier, CLASSIFIERS)
+    c.sampling_strategy = _choice(args, "sampling", c.sampling_strategy, SAMPLINGS)
+    c.model_type = args.get("variant", c.model_type)
+    return c
+
+
+def _choice(args: dict[str, str], key: str, default: str, valid: tuple[str, ...]) -> str:
+    value = args.get(key, default)
+    if value not in valid:
+        raise ValueError(f"Config argument {key}={value!r} is not one of: {', '.join(valid)}.")
+    return value
+
+
+def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
+    c = add_train_fields(base.get_config())
+    c.experiment_name = "train_vit"
+    c.model_class = "vit_with_embedding"
+    c.model_type = "B/16"
+    apply_run_args(c, base.parse_arg(arg))
+    if c.model_type not in AUGREG_CHECKPOINTS:
+        raise ValueError(
+            f"variant={c.model_type!r}: choose one of {', '.join(AUGREG_CHECKPOINTS)}."
+        )
+    c.pretrained_ckpt = f"data/models/imagenet/{AUGREG_CHECKPOINTS[c.model_type]}"
+    return c

@@ -1,0 +1,9 @@
+"""Train a universal embedding: `python -m universal_embedding.main --config=... --workdir=W`."""
+
+from __future__ import annotations
+
+from universal_embedding import app
+from universal_embedding.train import trainer
+
+if __name__ == "__main__":
+    app.run(trainer.train_and_evaluate)

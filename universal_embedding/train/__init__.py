@@ -1,0 +1,1 @@
+"""universal_embedding: universal image embeddings on UnED, in JAX."""

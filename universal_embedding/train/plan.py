@@ -1,0 +1,125 @@
+"""Training arithmetic from the info files actually present: sizes, classes, steps, schedule.
+
+Pure bookkeeping (no TensorFlow, no devices), so it is the same on every process and
+cheap to test: the real UnED and the synthetic mini-UnED differ only in what the info
+files say.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import ml_collections
+import numpy as np
+
+from universal_embedding.data import info_files, registry
+from universal_embedding.train import optimizers, samplers
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainPlan:
+    """Everything the loop needs to know about step counts and label spaces."""
+
+    domains: tuple[str, ...]  # training domains, in config order
+    train_sizes: tuple[int, ...]  # records per domain's train split
+    num_classes: tuple[int, ...]  # classes per domain (max train label + 1)
+    batch_size: int  # global
+    steps_per_epoch: int
+    total_steps: int
+    frozen_steps: int  # backbone + projection frozen for steps [0, frozen_steps)
+    log_eval_steps: int
+    checkpoint_steps: int
+    joint: bool
+
+    @property
+    def label_offsets(self) -> tuple[int, ...]:
+        """Joint head: each domain's labels shifted by the preceding domains' class counts."""
+        if not self.joint:
+            return (0,) * len(self.domains)
+        return tuple(int(x) for x in np.cumsum((0,) + self.num_classes[:-1]))
+
+    @property
+    def classes_per_head(self) -> dict[str, int]:
+        """{domain: classes} for separate heads, {'joint': total} for one joint head."""
+        if self.joint:
+            return {"joint": sum(self.num_classes)}
+        return dict(zip(self.domains, self.num_classes, strict=True))
+
+    def head_of(self, domain: str) -> str:
+        """Name of the head a domain's batches train."""
+        return "joint" if self.joint else domain
+
+
+def _epochs_to_steps(epochs: float, steps_per_epoch: int) -> int:
+    return int(round(float(epochs) * steps_per_epoch))
+
+
+def make_plan(
+    config: ml_collections.ConfigDict,
+    train_sizes: dict[str, int] | None = None,
+    num_classes: dict[str, int] | None = None,
+) -> TrainPlan:
+    """The TrainPlan of a config; sizes/classes are read from the info files unless given."""
+    domains = tuple(d.name for d in registry.parse_domains(config.dataset_name))
+    if config.classifier not in ("separate", "joint"):
+        raise ValueError(
+            f"config.classifier must be 'separate' or 'joint', not {config.classifier!r}."
+        )
+    sizes, classes = [], []
+    for d in domains:
+        if train_sizes is None or num_classes is None:
+            split = info_files.load_split(config.info_files_dir, d, "train")
+            if not len(split):
+                raise ValueError(f"Training split of '{d}' in {config.info_files_dir} is empty.")
+            sizes.append(len(split))
+            classes.append(max(max(labels) for labels in split.labels) + 1)
+        else:
+            sizes.append(int(train_sizes[d]))
+            classes.append(int(num_classes[d]))
+    batch_size = int(config.batch_size)
+    steps_per_epoch = sum(sizes) // batch_size
+    if steps_per_epoch < 1:
+        raise ValueError(
+            f"batch_size {batch_size} is larger than all training sets together ({sum(sizes)} "
+            f"images in {config.info_files_dir}): lower config.batch_size."
+        )
+    if config.num_training_steps > 0:
+        total = int(config.num_training_steps)
+    else:
+        total = _epochs_to_steps(config.num_epochs, steps_per_epoch)
+    if total < 1:
+        raise ValueError(
+            "No training steps: set config.num_epochs or config.num_training_steps > 0."
+        )
+    frozen = optimizers.frozen_steps(config, steps_per_epoch, total)
+    log_eval = steps_per_epoch if config.log_eval_steps <= 0 else int(config.log_eval_steps)
+    ckpt = int(config.checkpoint_steps) if config.checkpoint_steps > 0 else steps_per_epoch
+    return TrainPlan(
+        domains=domains,
+        train_sizes=tuple(sizes),
+        num_classes=tuple(classes),
+        batch_size=batch_size,
+        steps_per_epoch=steps_per_epoch,
+        total_steps=total,
+        frozen_steps=min(frozen, total),
+        log_eval_steps=log_eval,
+        checkpoint_steps=ckpt,
+        joint=config.classifier == "joint",
+    )
+
+
+def domain_schedule(config: ml_collections.ConfigDict, plan: TrainPlan) -> np.ndarray:
+    """Domain position (index into plan.domains) of every step, fixed by the config's seed."""
+    shares = None
+    if config.sampling_strategy == "specialist_top_steps":
+        shares = [float(x) for x in str(config.specialist_top_steps).split(",") if x.strip()]
+    return np.asarray(
+        samplers.domain_schedule(
+            config.sampling_strategy,
+            plan.domains,
+            plan.train_sizes,
+            plan.total_steps,
+            config.rng_seed,
+            shares=shares,
+        )
+    )

@@ -1,0 +1,248 @@
+"""Train a universal embedding on several UnED domains: one readable function in sections.
+
+`train_and_evaluate(config, workdir)` runs plan -> mesh/model/optimiser -> checkpoint/resume
+-> evaluators -> data streams -> loop (train, log, validate, checkpoint) -> final test.
+
+Exact resume: everything a step depends on is either in the latest checkpoint (params,
+optimiser state, step) or a pure function of the config and the step (the domain schedule,
+hence every domain stream's position; the augmentation seeds; there is no other randomness:
+the models have no dropout). Restarting the same command after a crash therefore ends with
+the same parameters as an uninterrupted run.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import defaultdict
+
+import jax
+import ml_collections
+import numpy as np
+from absl import logging
+from tqdm import tqdm
+
+from universal_embedding import app
+from universal_embedding.data import normalization, registry
+from universal_embedding.models import embedding_model
+from universal_embedding.train import checkpoint, optimizers, plan, samplers, steps, validation
+
+
+def _log(msg: str, *args) -> None:
+    """Log on every process, print on process 0 (the console a user watches)."""
+    logging.info(msg, *args)
+    if jax.process_index() == 0:
+        tqdm.write(msg % args if args else msg)
+
+
+def _check_batching(config: ml_collections.ConfigDict) -> None:
+    n_dev, n_proc = jax.device_count(), jax.process_count()
+    if config.batch_size % n_dev:
+        raise ValueError(
+            f"config.batch_size={config.batch_size} must be divisible by the {n_dev} devices "
+            f"({n_proc} process(es)): every device gets the same number of images."
+        )
+
+
+def _init_params(config: ml_collections.ConfigDict, model) -> dict:
+    """Random init (seeded), backbone replaced by config.pretrained_ckpt when given."""
+    params = embedding_model.init_params(
+        model, jax.random.PRNGKey(config.rng_seed), int(config.image_size)
+    )
+    if config.pretrained_ckpt:
+        from universal_embedding.pretrained import load_pretrained
+
+        params = load_pretrained(params, config.pretrained_ckpt, config)
+        _log("Backbone weights: %s", config.pretrained_ckpt)
+    else:
+        _log("Backbone weights: random initialisation (config.pretrained_ckpt is empty).")
+    return params
+
+
+def _train_streams(config, tplan: plan.TrainPlan, norm: str, positions: np.ndarray) -> list:
+    """One lazily started batch stream per domain, each resuming at its position."""
+    streams: list = [None] * len(tplan.domains)
+
+    def get(i: int):
+        if streams[i] is None:
+            from universal_embedding.data import input_pipeline  # TensorFlow stays in data/
+
+            domain = tplan.domains[i]
+            streams[i] = input_pipeline.train_batches(
+                config.train_dataset_dir,
+                domain,
+                batch_size=tplan.batch_size,
+                image_size=int(config.image_size),
+                resize_size=int(config.resize_size),
+                normalization=norm,
+                seed=int(config.rng_seed) * 1000 + registry.get_domain(domain).id,
+                label_offset=tplan.label_offsets[i],
+                start_batch=int(positions[i]),
+                process_index=jax.process_index(),
+                process_count=jax.process_count(),
+                shuffle_buffer_size=int(config.shuffle_buffer_size),
+            )
+        return streams[i]
+
+    return get
+
+
+def _summarise(pending: list, domains: tuple[str, ...]) -> dict[str, float]:
+    """Mean loss / precision@1 / grad norm over the steps since the last summary, per domain too."""
+    host = jax.device_get([m for _, m in pending])
+    out: dict[str, float] = {}
+    by_domain: dict[int, list] = defaultdict(list)
+    for (d, _), m in zip(pending, host, strict=True):
+        by_domain[d].append(m)
+    for name in ("loss", "precision_at_1", "grad_norm"):
+        out[f"train/{name}"] = float(np.mean([m[name] for m in host]))
+        for d, ms in by_domain.items():
+            out[f"train/{domains[d]}/{name}"] = float(np.mean([m[name] for m in ms]))
+    return out
+
+
+def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[str, float]:
+    """Train per the config in workdir (resuming if it holds a checkpoint); final test results."""
+    config = config.copy_and_resolve_references()
+    lead = jax.process_index() == 0
+
+    # ------------------------------------------------------------------ plan
+    tplan = plan.make_plan(config)
+    schedule = plan.domain_schedule(config, tplan)
+    norm = normalization.normalization_name(config.model_class, config.normalization)
+    _check_batching(config)
+    if lead:
+        app.write_config(config, workdir)
+    writer = app.create_writer(workdir, config)
+    _log(
+        "Training %s on %s: %d images, %d steps/epoch, %d steps (%d frozen), heads %s",
+        config.model_class,
+        ",".join(tplan.domains),
+        sum(tplan.train_sizes),
+        tplan.steps_per_epoch,
+        tplan.total_steps,
+        tplan.frozen_steps,
+        tplan.classes_per_head,
+    )
+
+    # ------------------------------------------------------------------ mesh, model, optimiser
+    mesh = steps.make_mesh()
+    model = embedding_model.build_model(config, tplan.classes_per_head)
+    tx = optimizers.make_optimizer(config, tplan.steps_per_epoch, tplan.total_steps)
+    lr_fns = optimizers.lr_schedules(config, tplan.steps_per_epoch, tplan.total_steps)
+    state = steps.create_train_state(_init_params(config, model), tx, mesh)
+    train_step = {
+        head: steps.make_train_step(
+            model,
+            tx,
+            mesh,
+            head=head,
+            loss_config=config.loss,
+            train_backbone=float(config.frozen_epochs) != -1,
+        )
+        for head in tplan.classes_per_head
+    }
+
+    # ------------------------------------------------------------------ checkpoints, resume
+    ckpts = checkpoint.Checkpoints(
+        workdir,
+        checkpoint_steps=tplan.checkpoint_steps,
+        max_to_keep=int(config.max_checkpoints_to_keep),
+    )
+    start = 0
+    if ckpts.latest_step() is not None:
+        state, extra = ckpts.restore_latest(state)
+        start = int(jax.device_get(state.step))
+        expected = samplers.domain_positions(schedule, start, len(tplan.domains))
+        saved = extra.get("domain_positions")
+        if saved is not None and list(saved) != expected.tolist():
+            raise ValueError(
+                f"The checkpoint in {workdir} was written with another domain schedule "
+                f"(stream positions {saved}, this config gives {expected.tolist()}). "
+                "Use a new --workdir when changing the data, domains, sampling or steps."
+            )
+        _log("resumed from step %d", start)
+    positions = samplers.domain_positions(schedule, start, len(tplan.domains))
+
+    # ------------------------------------------------------------------ evaluators
+    val_eval = validation.validation_evaluator(config, model, mesh, norm)
+
+    def validate(step: int) -> None:
+        t0 = time.time()
+        results, _ = val_eval.run(state.params)
+        writer.write_scalars(step, validation.summary_scalars(results))
+        metric = validation.best_metric(results)
+        if ckpts.save_best_if_better(step, state.params, metric):
+            _log("step %d: new best %s = %.4f", step, validation.BEST_METRIC, metric)
+        _log(
+            "step %d: validation %s = %.4f (%.1fs)",
+            step,
+            validation.BEST_METRIC,
+            metric,
+            time.time() - t0,
+        )
+
+    # ------------------------------------------------------------------ data streams
+    stream = _train_streams(config, tplan, norm, positions)
+
+    # ------------------------------------------------------------------ loop
+    stop_after = int(config.get("stop_after_steps", 0) or 0)
+    log_every = max(1, int(config.log_summary_steps))
+    pending: list = []
+    bar = tqdm(
+        total=tplan.total_steps,
+        initial=start,
+        disable=not lead,
+        unit="step",
+        desc="train",
+        dynamic_ncols=True,
+    )
+    t_window, n_window = time.time(), 0
+    for step in range(start, tplan.total_steps):
+        d = int(schedule[step])
+        batch = steps.shard_batch(next(stream(d)), mesh)
+        state, metrics = train_step[tplan.head_of(tplan.domains[d])](state, batch)
+        pending.append((d, metrics))
+        done, n_window = step + 1, n_window + 1
+        bar.update(1)
+        if done % log_every == 0 or done == tplan.total_steps:
+            scalars = _summarise(pending, tplan.domains)
+            scalars.update(optimizers.learning_rates(lr_fns, step))
+            elapsed = max(time.time() - t_window, 1e-9)
+            scalars["train/steps_per_second"] = n_window / elapsed
+            scalars["train/images_per_second"] = n_window * tplan.batch_size / elapsed
+            writer.write_scalars(done, scalars)
+            bar.set_postfix(loss=f"{scalars['train/loss']:.3f}", refresh=False)
+            pending, t_window, n_window = [], time.time(), 0
+        if val_eval is not None and (done % tplan.log_eval_steps == 0 or done == tplan.total_steps):
+            validate(done)
+        if ckpts.should_save(done) or done == tplan.total_steps:
+            positions = samplers.domain_positions(schedule, done, len(tplan.domains))
+            ckpts.save_latest(done, state, {"domain_positions": positions}, force=True)
+        if stop_after and done >= stop_after:
+            _log("stop_after_steps=%d reached: leaving the loop (as if killed).", stop_after)
+            break
+    bar.close()
+    ckpts.wait()
+    writer.flush()
+    final_step = int(jax.device_get(state.step))
+    if final_step < tplan.total_steps:
+        ckpts.close()
+        return {}
+
+    # ------------------------------------------------------------------ final test
+    if ckpts.best_step() is None:  # no validation ran: the last params are the best we have
+        ckpts.save_best_if_better(final_step, state.params, -1.0, {"note": "no validation"})
+        ckpts.wait()
+    results: dict[str, float] = {}
+    if config.do_final_testing:
+        best_params, info = checkpoint.restore_best_params(workdir, steps.replicated(mesh))
+        _log("Final test on the best checkpoint (step %s).", info.get("step"))
+        test_eval = validation.test_evaluator(config, model, mesh, norm)
+        results, descr = test_eval.run(best_params)
+        writer.write_scalars(final_step, validation.summary_scalars(results))
+        validation.write_test_outputs(
+            workdir, test_eval, results, descr if config.save_descriptors else None
+        )
+    writer.flush()
+    ckpts.close()
+    return results
