@@ -13,7 +13,14 @@ def test_benchmark_totals():
 
 def test_domain_ids_and_order():
     assert registry.DOMAIN_NAMES == (
-        "cars", "sop", "inshop", "inat", "met", "gldv2", "food2k", "rp2k",
+        "cars",
+        "sop",
+        "inshop",
+        "inat",
+        "met",
+        "gldv2",
+        "food2k",
+        "rp2k",
     )
     assert [d.id for d in registry.DOMAINS] == list(range(8))
 
@@ -21,13 +28,25 @@ def test_domain_ids_and_order():
 def test_train_classes_and_shards():
     classes = {d.name: d.num_train_classes for d in registry.DOMAINS}
     assert classes == {
-        "cars": 78, "sop": 9054, "inshop": 3198, "inat": 4552,
-        "met": 224408, "gldv2": 73182, "food2k": 900, "rp2k": 1074,
+        "cars": 78,
+        "sop": 9054,
+        "inshop": 3198,
+        "inat": 4552,
+        "met": 224408,
+        "gldv2": 73182,
+        "food2k": 900,
+        "rp2k": 1074,
     }
     shards = {d.name: d.num_shards("train") for d in registry.DOMAINS}
     assert shards == {
-        "cars": 1, "sop": 5, "inshop": 2, "inat": 30,
-        "met": 40, "gldv2": 150, "food2k": 50, "rp2k": 20,
+        "cars": 1,
+        "sop": 5,
+        "inshop": 2,
+        "inat": 30,
+        "met": 40,
+        "gldv2": 150,
+        "food2k": 50,
+        "rp2k": 20,
     }
     assert registry.get_domain("gldv2").num_shards("index") == 1
 

@@ -69,7 +69,8 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     c.loss.label_smoothing = 0.0
 
     # ---- sampling ----
-    c.sampling_strategy = "round_robin"  # round_robin | dataset_size | balanced | specialist_top_steps
+    # round_robin | dataset_size | balanced | specialist_top_steps
+    c.sampling_strategy = "round_robin"
     c.specialist_top_steps = ""  # comma-separated shares per domain for specialist_top_steps
 
     # ---- optimiser ----
