@@ -12,26 +12,9 @@ from universal_embedding.data import input_pipeline
 from universal_embedding.knn import descriptors as knn_descriptors
 from universal_embedding.knn import extract
 
+pytestmark = pytest.mark.usefixtures("reuse_random_init")
+
 GOOD = ["a.jpg", "sub/b.png", "sub/deeper/c_gray.png", "z.jpeg"]
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _reuse_random_init():
-    """Initialise each tiny model once per module: init_params compiles (seconds on 2 cores)."""
-    from universal_embedding.models import embedding_model
-
-    original, cache = embedding_model.init_params, {}
-
-    def cached(model, rng, image_size):
-        key = (model, np.asarray(rng).tobytes(), image_size)
-        if key not in cache:
-            cache[key] = original(model, rng, image_size)
-        return cache[key]
-
-    patch = pytest.MonkeyPatch()
-    patch.setattr(embedding_model, "init_params", cached)
-    yield
-    patch.undo()
 
 
 def _config(base_dir, **overrides):

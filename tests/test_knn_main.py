@@ -15,6 +15,8 @@ from universal_embedding.data import registry, tfrecords
 from universal_embedding.knn import descriptors as knn_descriptors
 from universal_embedding.knn import extract
 
+pytestmark = pytest.mark.usefixtures("reuse_random_init")
+
 K = 3
 # domain -> split -> labels (inshop test has a multi-label query and one without any match).
 SPLITS = {
@@ -42,25 +44,6 @@ def _image(label, i, rng):
     if i % 4 == 3:
         return im.convert("L"), "png"
     return im, ("png" if i % 4 == 2 else "jpg")
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _reuse_random_init():
-    """Initialise each tiny model once per module: init_params compiles (seconds on 2 cores)."""
-    from universal_embedding.models import embedding_model
-
-    original, cache = embedding_model.init_params, {}
-
-    def cached(model, rng, image_size):
-        key = (model, np.asarray(rng).tobytes(), image_size)
-        if key not in cache:
-            cache[key] = original(model, rng, image_size)
-        return cache[key]
-
-    patch = pytest.MonkeyPatch()
-    patch.setattr(embedding_model, "init_params", cached)
-    yield
-    patch.undo()
 
 
 def build_tiny_uned(data_dir):

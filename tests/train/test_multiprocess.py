@@ -23,26 +23,10 @@ from universal_embedding.data import input_pipeline
 from universal_embedding.knn import descriptors as knn_descriptors
 from universal_embedding.train import checkpoint, trainer
 
+pytestmark = pytest.mark.usefixtures("compilation_cache")
+
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 TINY = "universal_embedding/configs/tiny.py"
-CACHE_OPTIONS = (
-    "jax_compilation_cache_dir",
-    "jax_persistent_cache_min_compile_time_secs",
-    "jax_persistent_cache_min_entry_size_bytes",
-)
-
-
-@pytest.fixture(scope="module", autouse=True)
-def compilation_cache(tmp_path_factory):
-    """Equal programs compile once, here and in the launched processes."""
-    old = {k: getattr(jax.config, k) for k in CACHE_OPTIONS}
-    cache = str(tmp_path_factory.getbasetemp() / "jax_cache")  # shared with test_trainer.py
-    jax.config.update("jax_compilation_cache_dir", cache)
-    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
-    jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
-    yield cache
-    for k, v in old.items():
-        jax.config.update(k, v)
 
 
 @pytest.fixture(scope="module")

@@ -18,26 +18,10 @@ from universal_embedding.knn import evaluate as knn_evaluate
 from universal_embedding.models import embedding_model
 from universal_embedding.train import checkpoint, optimizers, plan, steps, trainer, validation
 
+pytestmark = pytest.mark.usefixtures("compilation_cache")
+
 DOMAINS = "cars,sop"
 FROZEN = 3  # tiny config: 0.3 epochs of 10 steps
-CACHE_OPTIONS = (
-    "jax_compilation_cache_dir",
-    "jax_persistent_cache_min_compile_time_secs",
-    "jax_persistent_cache_min_entry_size_bytes",
-)
-
-
-@pytest.fixture(scope="module", autouse=True)
-def compilation_cache(tmp_path_factory):
-    """Runs with equal programs compile once (XLA:CPU compiles are the slow part here)."""
-    old = {k: getattr(jax.config, k) for k in CACHE_OPTIONS}
-    cache = tmp_path_factory.getbasetemp() / "jax_cache"  # shared with test_multiprocess.py
-    jax.config.update("jax_compilation_cache_dir", str(cache))
-    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
-    jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
-    yield
-    for k, v in old.items():
-        jax.config.update(k, v)
 
 
 @pytest.fixture(scope="module")
