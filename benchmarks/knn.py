@@ -26,6 +26,7 @@ import numpy as np
 
 from universal_embedding.configs import config_knn_descr_eval
 from universal_embedding.data import registry
+from universal_embedding.data.info_files import load_splits
 from universal_embedding.knn import descriptors, evaluate, report
 
 # mean images per class in the index split (roughly the real datasets')
@@ -95,7 +96,12 @@ def time_descr_eval(descr_path: str, info_dir: str, workdir: str, k: int, backen
     t0, cpu0 = time.perf_counter(), time.process_time()
     plan = evaluate.plan_from_config(c)
     descr = descriptors.load_descriptors(descr_path)
-    labels = report.load_labels(info_dir, evaluate.required_splits(plan.domains, plan.knn_names))
+    labels = {
+        k: i.labels
+        for k, i in load_splits(
+            info_dir, evaluate.required_splits(plan.domains, plan.knn_names)
+        ).items()
+    }
     t_load = time.perf_counter() - t0
     out = evaluate.run_evaluation(descr, labels, **dataclasses.asdict(plan))
     t1 = time.perf_counter()

@@ -25,6 +25,8 @@ import numpy as np
 
 from universal_embedding.configs import base
 from universal_embedding.data import registry
+from universal_embedding.distributed import mesh as mesh_lib
+from universal_embedding.loading import embedder
 from universal_embedding.models import embedding_model
 from universal_embedding.models.attention import pad_multiple, resolve_implementation
 from universal_embedding.train import optimizers, steps
@@ -114,7 +116,7 @@ def bench_jax(args, dtype: str, attention: str, mesh) -> dict:
     state = steps.create_train_state(params, tx, mesh)
     rng = np.random.default_rng(0)
     shape = (args.batch_size, config.image_size, config.image_size, 3)
-    batch = steps.shard_batch(
+    batch = mesh_lib.shard_batch(
         {
             "images": rng.normal(size=shape).astype(np.float32),
             "labels": rng.integers(0, heads[args.head], args.batch_size).astype(np.int32),
@@ -142,9 +144,9 @@ def bench_jax(args, dtype: str, attention: str, mesh) -> dict:
     cost = (compiled.cost_analysis() or {}) if hasattr(compiled, "cost_analysis") else {}
     cost = cost[0] if isinstance(cost, list) else cost
 
-    embed = steps.make_embed_fn(model, config.embedd_to_eval)
+    embed = embedder.make_embed_fn(model, config.embedd_to_eval)
     eshape = (args.eval_batch_size,) + shape[1:]
-    images = steps.shard_batch({"images": rng.normal(size=eshape).astype(np.float32)}, mesh)
+    images = mesh_lib.shard_batch({"images": rng.normal(size=eshape).astype(np.float32)}, mesh)
     params_now = holder["state"].params
     t0 = time.perf_counter()
     ecompiled = embed.lower(params_now, images["images"]).compile()
@@ -259,7 +261,7 @@ def ratios(rows: list[dict]) -> dict[str, float]:
 
 def main(argv=None) -> None:
     args = parse_args(argv)
-    mesh = steps.make_mesh()
+    mesh = mesh_lib.make_mesh()
     if args.batch_size % mesh.size or args.eval_batch_size % mesh.size:
         raise SystemExit(f"Batch sizes must be divisible by the {mesh.size} devices.")
     rows = []

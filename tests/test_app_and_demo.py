@@ -7,7 +7,7 @@ import os
 
 import pytest
 
-from universal_embedding import app, demo
+from universal_embedding import demo, distributed, writers
 from universal_embedding.configs import base
 from universal_embedding.configs import demo as demo_config
 
@@ -18,32 +18,32 @@ def test_distributed_settings_from_explicit_env_vars():
         "JAX_NUM_PROCESSES": "4",
         "JAX_PROCESS_ID": "3",
     }
-    assert app.distributed_settings(env) == {
+    assert distributed.distributed_settings(env) == {
         "coordinator_address": "10.0.0.1:1234",
         "num_processes": 4,
         "process_id": 3,
     }
-    assert app.distributed_settings({}) is None  # one process: nothing to initialise
-    assert app.distributed_settings({"SLURM_NTASKS": "1"}) is None
-    assert app.distributed_settings({"SLURM_NTASKS": "8"}) == {}  # let JAX detect SLURM
+    assert distributed.distributed_settings({}) is None  # one process: nothing to initialise
+    assert distributed.distributed_settings({"SLURM_NTASKS": "1"}) is None
+    assert distributed.distributed_settings({"SLURM_NTASKS": "8"}) == {}  # let JAX detect SLURM
     with pytest.raises(ValueError, match="JAX_PROCESS_ID"):
-        app.distributed_settings({"JAX_COORDINATOR_ADDRESS": "h:1", "JAX_PROCESS_ID": "x"})
+        distributed.distributed_settings({"JAX_COORDINATOR_ADDRESS": "h:1", "JAX_PROCESS_ID": "x"})
 
 
 def test_jsonl_writer_round_trip(tmp_path):
-    w = app.JsonlWriter(str(tmp_path / app.METRICS_FILE))
+    w = writers.JsonlWriter(str(tmp_path / writers.METRICS_FILE))
     w.write_scalars(3, {"train/loss": 1.5})
     w.write_scalars(4, {"knn/a:common:val_knn:top_1": 0.25})
-    assert app.read_metrics(str(tmp_path)) == [
+    assert writers.read_metrics(str(tmp_path)) == [
         {"step": 3, "train/loss": 1.5},
         {"step": 4, "knn/a:common:val_knn:top_1": 0.25},
     ]
-    assert app.read_metrics(str(tmp_path / "missing")) == []
+    assert writers.read_metrics(str(tmp_path / "missing")) == []
 
 
 def test_write_config_is_the_resolved_config(tmp_path):
     c = demo_config.get_config("data_dir=/d")
-    path = app.write_config(c, str(tmp_path))
+    path = writers.write_config_json(c, str(tmp_path / "config.json"))
     with open(path) as f:
         saved = json.load(f)
     assert saved["info_files_dir"] == "/d/info_files"
@@ -62,7 +62,7 @@ def test_wandb_without_the_package_says_what_to_do(monkeypatch):
 
     monkeypatch.setattr(builtins, "__import__", no_wandb)
     with pytest.raises(RuntimeError, match="pip install wandb"):
-        app._open_wandb({"project": "p"}, "/tmp")
+        writers._open_wandb({"project": "p"}, "/tmp")
 
 
 def test_comparison_table_rows_in_percent():

@@ -6,11 +6,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from universal_embedding import extract_dir_descriptors
-from universal_embedding.configs import config_extract_dir_descriptors
+from universal_embedding import extract_dir_descriptors, loading
+from universal_embedding.configs import config_extract_dir_descriptors, tiny
 from universal_embedding.data import input_pipeline
 from universal_embedding.knn import descriptors as knn_descriptors
-from universal_embedding.knn import extract
 
 pytestmark = pytest.mark.usefixtures("reuse_random_init")
 
@@ -18,15 +17,7 @@ GOOD = ["a.jpg", "sub/b.png", "sub/deeper/c_gray.png", "z.jpeg"]
 
 
 def _config(base_dir, **overrides):
-    c = config_extract_dir_descriptors.get_config()
-    c.model_type = "Ti/16"
-    c.image_size = 32
-    c.model.hidden_size = 16
-    c.model.num_heads = 2
-    c.model.mlp_dim = 32
-    c.model.num_layers = 1
-    c.model.patch_size = 8
-    c.model.output_dim = 8
+    c = tiny.tiny_vit(config_extract_dir_descriptors.get_config())
     c.eval_batch_size = 4
     c.allow_random_init = True
     c.base_dir = str(base_dir)
@@ -50,8 +41,9 @@ def image_dir(tmp_path_factory):
 
 def _alone(config, base_dir, rels):
     """Descriptors of images embedded one per batch (one real row, the rest padding)."""
-    model, params, _ = extract.load_model(config)
-    embed_fn = extract.make_embedder(model, params, config.embedd_to_eval)
+    loaded = loading.load_model(config)
+    model, params, _ = loaded.model, loaded.params, loaded.config
+    embed_fn = loading.make_embedder(model, params, config.embedd_to_eval)
     out = []
     for rel in rels:
         batches = input_pipeline.folder_batches(

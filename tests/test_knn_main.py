@@ -4,16 +4,14 @@ import json
 import os
 import re
 
-import ml_collections
 import numpy as np
 import pytest
 from PIL import Image
 
-from universal_embedding import knn_main
-from universal_embedding.configs import config_knn_vit
-from universal_embedding.data import registry, tfrecords
+from universal_embedding import knn_main, loading, writers
+from universal_embedding.configs import config_knn_vit, tiny
+from universal_embedding.data import info_files, registry, tfrecords
 from universal_embedding.knn import descriptors as knn_descriptors
-from universal_embedding.knn import extract
 
 pytestmark = pytest.mark.usefixtures("reuse_random_init")
 
@@ -69,21 +67,8 @@ def build_tiny_uned(data_dir):
                           train=train, progress=False)  # fmt: skip
 
 
-def tiny_model(c: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
-    """A 1-layer ViT on 32x32 images with an 8-d projection."""
-    c.model_type = "Ti/16"
-    c.image_size = 32
-    c.model.hidden_size = 16
-    c.model.num_heads = 2
-    c.model.mlp_dim = 32
-    c.model.num_layers = 1
-    c.model.patch_size = 8
-    c.model.output_dim = 8
-    return c
-
-
 def knn_config(data_dir, **overrides):
-    c = tiny_model(config_knn_vit.get_config())
+    c = tiny.tiny_vit(config_knn_vit.get_config())
     c.info_files_dir = os.path.join(data_dir, "info_files")
     c.eval_dataset_dir = os.path.join(data_dir, "tfds")
     c.knn_eval_names = "cars,inshop"
@@ -162,9 +147,10 @@ def test_descriptor_rows_follow_info_order(data_dir, run, tmp_path):
     from universal_embedding.data.normalization import normalization_name
 
     npz = knn_descriptors.load_descriptors(os.path.join(workdir, "descriptors.npz"))
-    model, params, mconfig = extract.load_model(config)
-    embed_fn = extract.make_embedder(model, params, "projected")
-    paths = knn_main.load_infos(config.info_files_dir, ["cars/test"])["cars/test"].paths
+    loaded = loading.load_model(config)
+    model, params, mconfig = loaded.model, loaded.params, loaded.config
+    embed_fn = loading.make_embedder(model, params, "projected")
+    paths = info_files.load_splits(config.info_files_dir, ["cars/test"])["cars/test"].paths
     for i in (0, 3):  # a JPEG and a grayscale PNG
         batches = input_pipeline.folder_batches(
             os.path.join(data_dir, "images"),
@@ -218,9 +204,10 @@ def test_train_descriptor_rows_follow_info_order(data_dir, train_run):
     config, workdir, _ = train_run
     npz = knn_descriptors.load_descriptors(os.path.join(workdir, "descriptors.npz"))
     assert set(npz) == {"cars/train", "inshop/train"}
-    model, params, mconfig = extract.load_model(config)
-    embed_fn = extract.make_embedder(model, params, "projected")
-    infos = knn_main.load_infos(config.info_files_dir, sorted(npz))
+    loaded = loading.load_model(config)
+    model, params, mconfig = loaded.model, loaded.params, loaded.config
+    embed_fn = loading.make_embedder(model, params, "projected")
+    infos = info_files.load_splits(config.info_files_dir, sorted(npz))
     kw = dict(batch_size=config.eval_batch_size, image_size=32,
               normalization=normalization_name(mconfig.model_class))  # fmt: skip
     for key, info in infos.items():
@@ -234,64 +221,6 @@ def test_train_descriptor_rows_follow_info_order(data_dir, train_run):
         by_file = knn_descriptors.extract(embed_fn, batches, len(info))
         assert npz[key].shape == (len(TRAIN[domain]), 8)
         np.testing.assert_allclose(npz[key], by_file, atol=1e-5)
-
-
-def _keyed_batches(keys, batch=2):
-    """Fake eval batches: images [B, 1] = the number in each key's name, last batch padded."""
-    keys = list(keys) + [""] * (-len(keys) % batch)
-    for i in range(0, len(keys), batch):
-        part = np.array(keys[i : i + batch])
-        values = [float(k.split("_")[-1].split(".")[0]) if k else 0.0 for k in part]
-        yield {"images": np.array(values, np.float32)[:, None], "mask": part != "", "keys": part}
-
-
-# Info paths (one listed twice: same file, same descriptor) and a shuffled record order;
-# one rp2k-style record key spells its non-ASCII name escaped.
-PATHS = ["d/a_0.jpg", "d/\u4e2d_1.jpg", "d/a_2.jpg", "d/dup_3.jpg", "d/dup_3.jpg"]
-RECORDS = ["d/a_2.jpg", "d/dup_3.jpg", "d/#U4e2d_1.jpg", "d/a_0.jpg", "d/dup_3.jpg"]
-
-
-def _extract(records, info_paths=None, key="rp2k/train"):
-    return extract.extract_splits(
-        lambda images: images,
-        [key],
-        lambda domain, split: _keyed_batches(records),
-        {key: len(records)},
-        {key: PATHS} if info_paths is None else info_paths,
-    )[key]
-
-
-def test_extract_splits_orders_rows_by_record_key():
-    assert extract.is_shuffled("cars/train") and extract.is_shuffled("met/small_train")
-    assert not extract.is_shuffled("cars/val") and not extract.is_shuffled("gldv2/index")
-    np.testing.assert_array_equal(_extract(RECORDS)[:, 0], [0, 1, 2, 3, 3])
-    # Splits not named in info_paths keep their batch order (keys ignored).
-    np.testing.assert_array_equal(_extract(RECORDS, info_paths={})[:, 0], [2, 3, 1, 0, 3])
-
-
-@pytest.mark.parametrize(
-    "records, match",
-    [
-        (RECORDS[:4] + ["d/zzz_9.jpg"], r"Domain 'rp2k', split 'train': 1 TFRecord key.*zzz_9"),
-        (
-            RECORDS[:4] + ["d/a_0.jpg"],
-            r"split 'train'.*extra records e\.g\. \[0\].*record e\.g\. \[3\]",
-        ),
-    ],
-)
-def test_extract_splits_key_errors_name_the_split(records, match):
-    with pytest.raises(ValueError, match=match):
-        _extract(records)
-
-
-def test_extract_splits_needs_keys_for_shuffled_splits():
-    def no_keys(domain, split):
-        for b in _keyed_batches(RECORDS):
-            yield {k: v for k, v in b.items() if k != "keys"}
-
-    with pytest.raises(ValueError, match=r"rp2k/train.*with_keys=True"):
-        extract.extract_splits(lambda x: x, ["rp2k/train"], no_keys, {"rp2k/train": 5},
-                               {"rp2k/train": PATHS})  # fmt: skip
 
 
 def _sections(page):
@@ -343,7 +272,7 @@ def test_neighbours_html_matches_metrics(run):
 def test_image_loader_falls_back_to_tfrecords(data_dir, tmp_path):
     """Without the original files, neighbours.html reads the same bytes from the TFRecords."""
     config = knn_config(data_dir, images_dir=str(tmp_path / "nowhere"))
-    infos = knn_main.load_infos(config.info_files_dir, ["inshop/index"])
+    infos = info_files.load_splits(config.info_files_dir, ["inshop/index"])
     got = knn_main.image_loader(config, infos)("inshop/index", [1, 4])
     for p in (1, 4):
         with open(os.path.join(data_dir, "images", infos["inshop/index"].paths[p]), "rb") as f:
@@ -366,53 +295,12 @@ def test_missing_weights_fail_before_writing(data_dir, tmp_path, overrides, erro
 
 
 def test_train_dir_without_checkpoint_fails(data_dir, tmp_path):
-    from universal_embedding import app
 
     train_dir = str(tmp_path / "train")
-    app.write_config(tiny_model(config_knn_vit.get_config()), train_dir)
+    writers.write_config_json(
+        tiny.tiny_vit(config_knn_vit.get_config()), os.path.join(train_dir, "config.json")
+    )
     for which, match in (("best", "best"), ("latest", "latest"), ("12", "latest")):
         config = knn_config(data_dir, train_dir=train_dir, checkpoint=which)
         with pytest.raises(FileNotFoundError, match=match):
             knn_main.run_knn(config, str(tmp_path / "w"))
-
-
-def test_train_dir_checkpoints_restore_saved_params(tmp_path):
-    """best / latest / step N give the saved params (heads dropped), model from T/config.json."""
-    import jax
-    import optax
-
-    from universal_embedding import app
-    from universal_embedding.models import embedding_model
-    from universal_embedding.train import checkpoint, steps
-
-    train_config = tiny_model(config_knn_vit.get_config())
-    train_config.model.output_dim = 4
-    train_dir = str(tmp_path / "train")
-    app.write_config(train_config, train_dir)
-    model = embedding_model.build_model(train_config, {"cars": 3})
-    images = np.zeros((1, 32, 32, 3), np.float32)
-    shapes = jax.eval_shape(lambda: model.init(jax.random.PRNGKey(0), images, head="*"))["params"]
-    rng = np.random.default_rng(0)  # random values without compiling an init
-    best = jax.tree.map(lambda s: rng.normal(size=s.shape).astype(s.dtype), shapes)
-    latest = jax.tree.map(lambda x: x + 1.0, best)
-    ckpts = checkpoint.Checkpoints(train_dir, checkpoint_steps=1, max_to_keep=2, async_save=False)
-    ckpts.save_best_if_better(5, best, 0.5)
-    state = steps.create_train_state(latest, optax.adam(1e-3), steps.make_mesh())
-    ckpts.save_latest(7, state, force=True)
-    ckpts.close()
-
-    config = config_knn_vit.get_config()  # B/16, 64-d: the model must come from T/config.json
-    config.train_dir = train_dir
-    for which, saved in (("best", best), ("latest", latest), ("7", latest)):
-        config.checkpoint = which
-        restored_model, params, mconfig = extract.load_model(config)
-        sizes = (mconfig.model.output_dim, mconfig.image_size, mconfig.model.num_layers)
-        assert sizes == (4, 32, 1)
-        assert set(params) == {"backbone", "projection"}
-        expected = {k: v for k, v in saved.items() if k != "heads"}
-        jax.tree.map(np.testing.assert_array_equal, params, jax.device_get(expected))
-    out = jax.eval_shape(lambda: restored_model.apply({"params": params}, images))
-    assert out["projected"].shape == (1, 4)
-    config.checkpoint = "12"
-    with pytest.raises(FileNotFoundError, match=r"step 12 .*available: \[7\]"):
-        extract.load_model(config)

@@ -35,22 +35,19 @@ def make_data(data_dir: str) -> None:
 
 def evaluate_untrained(config, out_dir: str) -> dict[str, float]:
     """Test kNN of the model training starts from (same seed, no step taken)."""
-    import jax
-
+    from universal_embedding import loading
     from universal_embedding.data import normalization
+    from universal_embedding.knn import evaluator
     from universal_embedding.models import embedding_model
-    from universal_embedding.train import plan, steps, validation
+    from universal_embedding.train import plan
 
     model = embedding_model.build_model(config, plan.make_plan(config).classes_per_head)
-    params = embedding_model.init_params(
-        model, jax.random.PRNGKey(config.rng_seed), int(config.image_size)
-    )
-    mesh = steps.make_mesh()
-    params = jax.device_put(params, steps.replicated(mesh))
+    params = loading.initial_params(config, model)
     norm = normalization.normalization_name(config.model_class, config.normalization)
-    evaluator = validation.test_evaluator(config, model, mesh, norm)
-    results, _ = evaluator.run(params)
-    validation.write_test_outputs(out_dir, evaluator, results, None)
+    data = evaluator.EvalData.from_config(config, norm)
+    knn = evaluator.KnnEvaluator(model, evaluator.test_plan(config), data, config.embedd_to_eval)
+    results, _ = knn.run(loading.without_heads(params))
+    knn.write_outputs(out_dir, results)
     return results
 
 

@@ -17,9 +17,9 @@ import ml_collections
 import numpy as np
 from absl import logging
 
-from universal_embedding import app
+from universal_embedding import app, loading, writers
+from universal_embedding.distributed.mesh import global_batch_size
 from universal_embedding.knn import descriptors as knn_descriptors
-from universal_embedding.knn import extract
 
 
 def save_dir_descriptors(path: str, descriptors: np.ndarray, paths: list[str]) -> str:
@@ -41,14 +41,13 @@ def run_extract_dir(
 ) -> tuple[np.ndarray, list[str]]:
     """Embed every readable image under config.base_dir; returns (descriptors, relative paths)."""
     from universal_embedding.data import input_pipeline
-    from universal_embedding.data.normalization import normalization_name
 
-    base_dir = config.get("base_dir", "")
+    base_dir = config.base_dir
     if not base_dir or not os.path.isdir(base_dir):
         raise FileNotFoundError(
             f"base_dir '{base_dir}' is not a folder: give --config.base_dir=<folder of images>."
         )
-    extract.check_weights_source(config)  # before scanning the folder
+    loading.weights_source(config)  # before scanning the folder
     if jax.process_count() > 1:
         raise ValueError("extract_dir_descriptors runs as a single process (all local devices).")
     paths, unreadable = input_pipeline.find_images(base_dir)
@@ -58,19 +57,19 @@ def run_extract_dir(
         raise ValueError(f"No readable image under {base_dir} ({len(unreadable)} unreadable).")
     logging.info("%d images under %s (%d unreadable)", len(paths), base_dir, len(unreadable))
 
-    model, params, mconfig = extract.load_model(config)
-    embed_fn = extract.make_embedder(model, params, config.embedd_to_eval)
+    loaded = loading.load_model(config)
+    embed_fn = loading.make_embedder(loaded.model, loaded.params, config.embedd_to_eval)
     batches = input_pipeline.folder_batches(
         base_dir,
         paths,
-        batch_size=extract.global_batch_size(config.eval_batch_size),
-        image_size=mconfig.image_size,
-        normalization=normalization_name(mconfig.model_class, mconfig.normalization),
+        batch_size=global_batch_size(config.eval_batch_size),
+        image_size=loaded.config.image_size,
+        normalization=loaded.normalization,
     )
     descriptors = knn_descriptors.extract(embed_fn, batches, len(paths))
     if jax.process_index() == 0:
         os.makedirs(workdir, exist_ok=True)
-        extract.save_run_config(config, workdir, "extract_config.json")
+        writers.write_config_json(config, os.path.join(workdir, "extract_config.json"))
         save_dir_descriptors(os.path.join(workdir, "descriptors.npz"), descriptors, paths)
         if unreadable:
             write_unreadable(os.path.join(workdir, "unreadable.txt"), unreadable)

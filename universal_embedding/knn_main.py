@@ -10,80 +10,24 @@ save_neighbors=True, W/neighbours.html.
 
 from __future__ import annotations
 
-import dataclasses
 import os
 from collections.abc import Mapping, Sequence
 
 import jax
 import ml_collections
-import numpy as np
 from absl import logging
 
-from universal_embedding import app
-from universal_embedding.data import info_files
+from universal_embedding import app, loading, writers
+from universal_embedding.data.normalization import normalization_name
 from universal_embedding.knn import descriptors as knn_descriptors
-from universal_embedding.knn import evaluate, extract, neighbours, report
+from universal_embedding.knn import evaluate, evaluator, neighbours, report
 
 
-def load_infos(info_files_dir: str, keys: Sequence[str]) -> dict[str, info_files.InfoSplit]:
-    """The info file of every 'domain/split' key."""
-    return {key: info_files.load_split(info_files_dir, *key.split("/", 1)) for key in keys}
-
-
-def check_record_counts(tfds_dir: str, infos: Mapping[str, info_files.InfoSplit]) -> dict:
-    """{key: count}; raises when a split's TFRecords and info file disagree (before extracting)."""
-    from universal_embedding.data import input_pipeline
-
-    counts = {}
-    for key, info in infos.items():
-        domain, split = key.split("/", 1)
-        n = input_pipeline.num_records(tfds_dir, domain, split)
-        if n != len(info):
-            raise ValueError(
-                f"Domain '{domain}', split '{split}': the TFRecords in {tfds_dir} hold {n} "
-                f"images but its info file lists {len(info)}. Re-convert the split from the "
-                "same info file."
-            )
-        counts[key] = n
-    return counts
-
-
-def extract_descriptors(
-    config: ml_collections.ConfigDict, infos: Mapping[str, info_files.InfoSplit]
-) -> dict[str, np.ndarray]:
-    """Load the model the config names and embed every split in `infos` (TFRecord input)."""
-    from universal_embedding.data import input_pipeline
-    from universal_embedding.data.normalization import normalization_name
-
-    counts = check_record_counts(config.eval_dataset_dir, infos)
-    model, params, mconfig = extract.load_model(config)
-    norm = normalization_name(mconfig.model_class, mconfig.normalization)
-    batch_size = extract.global_batch_size(config.eval_batch_size)
-
-    def batches_for(domain: str, split: str):
-        return input_pipeline.eval_batches(
-            config.eval_dataset_dir,
-            domain,
-            split,
-            batch_size=batch_size,
-            image_size=mconfig.image_size,
-            normalization=norm,
-            process_index=jax.process_index(),
-            process_count=jax.process_count(),
-            with_keys=extract.is_shuffled(f"{domain}/{split}"),
-        )
-
-    # Train splits are stored shuffled: their rows are put in info-file order by record key.
-    by_key = {key: info.paths for key, info in infos.items() if extract.is_shuffled(key)}
-    embed_fn = extract.make_embedder(model, params, config.embedd_to_eval)
-    return extract.extract_splits(embed_fn, list(infos), batches_for, counts, by_key)
-
-
-def image_loader(config: ml_collections.ConfigDict, infos: Mapping[str, info_files.InfoSplit]):
+def image_loader(config: ml_collections.ConfigDict, infos: Mapping):
     """Loader for neighbours.html: original files under images_dir, else the TFRecord bytes."""
     from universal_embedding.data import image_files, record_images
 
-    images_dir = config.get("images_dir", "") or os.path.join(
+    images_dir = config.images_dir or os.path.join(
         os.path.dirname(os.path.normpath(config.info_files_dir)), "images"
     )
 
@@ -115,7 +59,7 @@ def write_neighbours(config, workdir: str, found: Mapping, infos: Mapping) -> st
     """W/neighbours.html from the evaluation's neighbour lists (every kNN setup and protocol)."""
     labels = {key: info.labels for key, info in infos.items()}
     sections = neighbours.build_sections(
-        found, labels, num_queries=config.get("neighbours_queries", 8), seed=config.rng_seed
+        found, labels, num_queries=config.neighbours_queries, seed=config.rng_seed
     )
     return neighbours.write_neighbours_html(
         os.path.join(workdir, "neighbours.html"),
@@ -123,35 +67,31 @@ def write_neighbours(config, workdir: str, found: Mapping, infos: Mapping) -> st
         image_loader(config, infos),
         {key: info.paths for key, info in infos.items()},
         k=config.top_k,
-        thumb_size=config.get("neighbours_thumb_size", 128),
+        thumb_size=config.neighbours_thumb_size,
     )
 
 
 def run_knn(config: ml_collections.ConfigDict, workdir: str) -> dict[str, float]:
     """Extract, evaluate and write every output; returns the flat results."""
     plan = evaluate.plan_from_config(config)
-    extract.check_weights_source(config)  # fail on missing weights before reading any data
-    extract.resolve_model_config(config)
-    keys = evaluate.required_splits(plan.domains, plan.knn_names)
-    infos = load_infos(config.info_files_dir, keys)
-    descriptors = extract_descriptors(config, infos)
-    out = evaluate.run_evaluation(
-        descriptors,
-        {key: info.labels for key, info in infos.items()},
-        **dataclasses.asdict(plan),
-        keep_neighbours=bool(config.save_neighbors),
-    )
+    loading.weights_source(config)  # fail on missing weights before reading any data
+    mconfig = loading.resolve_model_config(config)
+    norm = normalization_name(mconfig.model_class, mconfig.normalization)
+    data = evaluator.EvalData.from_config(mconfig, norm)
+    loaded = loading.load_model(config)
+    knn = evaluator.KnnEvaluator(loaded.model, plan, data, config.embedd_to_eval)
+    evaluator.check_record_counts(data.tfds_dir, knn.infos)
+    descriptors = knn.descriptors(loaded.params)
+    out = knn.evaluate(descriptors, keep_neighbours=config.save_neighbors)
     logging.info("kNN timings (s): %s", out.timings)
     if jax.process_index() != 0:
         return out.results
-    extract.save_run_config(config, workdir, "knn_config.json")
-    report.write_results(workdir, out.results, plan.domains, plan.knn_names, plan.k)
-    if config.save_descriptors:
-        knn_descriptors.save_npz(os.path.join(workdir, "descriptors.npz"), descriptors)
-    if config.get("save_json_descriptors", False):
+    writers.write_config_json(config, os.path.join(workdir, "knn_config.json"))
+    knn.write_outputs(workdir, out.results, descriptors if config.save_descriptors else None)
+    if config.save_json_descriptors:
         knn_descriptors.save_json(os.path.join(workdir, "descriptors.json"), descriptors)
     if config.save_neighbors:
-        logging.info("Wrote %s", write_neighbours(config, workdir, out.neighbours, infos))
+        logging.info("Wrote %s", write_neighbours(config, workdir, out.neighbours, knn.infos))
     print(report.format_table(out.results, plan.domains, plan.knn_names, plan.k), flush=True)
     return out.results
 

@@ -17,11 +17,11 @@ import jax
 import numpy as np
 import pytest
 
-from universal_embedding import app
+from universal_embedding import checkpoint, writers
 from universal_embedding.configs import tiny
 from universal_embedding.data import input_pipeline
 from universal_embedding.knn import descriptors as knn_descriptors
-from universal_embedding.train import checkpoint, trainer
+from universal_embedding.train import trainer
 
 pytestmark = pytest.mark.usefixtures("compilation_cache")
 
@@ -129,10 +129,10 @@ def test_two_processes_match_one_process_with_the_same_global_batch(
     results = trainer.train_and_evaluate(config, single)
 
     multi_losses = {
-        r["step"]: r["train/loss"] for r in app.read_metrics(multi) if "train/loss" in r
+        r["step"]: r["train/loss"] for r in writers.read_metrics(multi) if "train/loss" in r
     }
     single_losses = {
-        r["step"]: r["train/loss"] for r in app.read_metrics(single) if "train/loss" in r
+        r["step"]: r["train/loss"] for r in writers.read_metrics(single) if "train/loss" in r
     }
     assert sorted(multi_losses) == [1, 2, 3, 4]
     for step, loss in single_losses.items():
@@ -143,7 +143,7 @@ def test_two_processes_match_one_process_with_the_same_global_batch(
     assert sorted(d_multi) == sorted(d_single) == ["cars/test", "sop/test"]
     for key in d_single:
         np.testing.assert_allclose(d_multi[key], d_single[key], atol=1e-5)
-    _, best_multi = checkpoint.restore_best_params(multi)
+    _, best_multi = checkpoint.restore_params(multi, "best")
     assert best_multi["step"] == 4
     assert "average:common:test_knn:mp_5" in results
 
@@ -179,8 +179,8 @@ def test_sigkill_then_rerun_ends_like_an_uninterrupted_run(data_dir, tmp_path):
     assert "resumed from step " in out
     resumed = int(out.split("resumed from step ")[1].split()[0])
     assert 4 <= resumed < steps
-    ref_params, ref_info = checkpoint.restore_best_params(reference)
-    new_params, new_info = checkpoint.restore_best_params(killed)
+    ref_params, ref_info = checkpoint.restore_params(reference, "best")
+    new_params, new_info = checkpoint.restore_params(killed, "best")
     assert ref_info["step"] == new_info["step"] == steps
     for a, b in zip(jax.tree.leaves(ref_params), jax.tree.leaves(new_params), strict=True):
         np.testing.assert_array_equal(a, b)

@@ -5,6 +5,8 @@ import numpy as np
 import pytest
 
 from universal_embedding.configs import base
+from universal_embedding.distributed import mesh as mesh_lib
+from universal_embedding.loading import embedder
 from universal_embedding.models import embedding_model
 from universal_embedding.train import optimizers, steps
 
@@ -29,7 +31,7 @@ def setup():
     config = _config()
     model = embedding_model.build_model(config, HEADS)
     params = jax.device_get(embedding_model.init_params(model, jax.random.key(0), IMAGE))
-    mesh = steps.make_mesh()
+    mesh = mesh_lib.make_mesh()
     tx = optimizers.make_optimizer(config, steps_per_epoch=2, total_steps=40)
     step = steps.make_train_step(model, tx, mesh, head="sop", loss_config=config.loss)
     return config, model, params, mesh, tx, step
@@ -46,20 +48,20 @@ def _bits(tree):
 
 
 def test_mesh_covers_all_devices_and_batch_is_sharded():
-    mesh = steps.make_mesh()
+    mesh = mesh_lib.make_mesh()
     assert mesh.axis_names == ("data",) and mesh.size == jax.device_count() == 2
-    sharded = steps.shard_batch(_batch(3), mesh)
+    sharded = mesh_lib.shard_batch(_batch(3), mesh)
     assert sharded["images"].shape == (8, IMAGE, IMAGE, 3)
     assert len(sharded["images"].addressable_shards) == 2
     assert sharded["images"].addressable_shards[0].data.shape[0] == 4
     with pytest.raises(ValueError, match="divisible"):
-        steps.shard_batch(_batch(3, n=5), mesh)
+        mesh_lib.shard_batch(_batch(3, n=5), mesh)
 
 
 def test_frozen_steps_then_loss_falls_on_a_fixed_batch(setup):
     _, _, params, mesh, tx, step = setup
     state = steps.create_train_state(params, tx, mesh)
-    batch = steps.shard_batch(_batch(5), mesh)
+    batch = mesh_lib.shard_batch(_batch(5), mesh)
     losses = []
     for _ in range(2):  # frozen: backbone + projection bit-identical, the 'sop' head moves
         state, metrics = step(state, batch)
@@ -92,7 +94,7 @@ def test_skipping_backbone_backward_matches_frozen_steps(setup):
     )
     state_a = steps.create_train_state(params, tx, mesh)
     state_b = steps.create_train_state(params, tx, mesh)
-    batch = steps.shard_batch(_batch(5, seed=1), mesh)
+    batch = mesh_lib.shard_batch(_batch(5, seed=1), mesh)
     for _ in range(2):  # the frozen steps: same params whether or not backbone grads exist
         state_a, m_a = full(state_a, batch)
         state_b, m_b = heads_only(state_b, batch)
@@ -107,19 +109,19 @@ def test_skipping_backbone_backward_matches_frozen_steps(setup):
 def test_embed_fn_is_normalised_and_host_wrapper_gathers(setup):
     _, model, params, mesh, _, _ = setup
     images = _batch(3)["images"]
-    embed = steps.make_embed_fn(model, "projected")
-    rep = jax.device_put(params, steps.replicated(mesh))
-    got = embed(rep, steps.shard_batch({"images": images}, mesh)["images"])
+    embed = embedder.make_embed_fn(model, "projected")
+    rep = jax.device_put(params, mesh_lib.replicated(mesh))
+    got = embed(rep, mesh_lib.shard_batch({"images": images}, mesh)["images"])
     assert got.shape == (8, 8) and got.dtype == np.float32
     np.testing.assert_allclose(np.linalg.norm(np.asarray(got), axis=1), 1.0, atol=1e-5)
-    out = steps.host_embed_fn(embed, rep, mesh)(images)
+    out = mesh_lib.host_embed_fn(embed, rep, mesh)(images)
     assert isinstance(out, np.ndarray)
     np.testing.assert_array_equal(out, np.asarray(got))
     # row i depends on image i only: embedding the second half alone gives the same rows
-    half = steps.host_embed_fn(embed, rep, mesh)(images[4:])
+    half = mesh_lib.host_embed_fn(embed, rep, mesh)(images[4:])
     np.testing.assert_allclose(half, out[4:], atol=1e-6)
     with pytest.raises(ValueError, match="projected"):
-        steps.make_embed_fn(model, "logits")
+        embedder.make_embed_fn(model, "logits")
 
 
 def test_training_core_imports_without_tensorflow():
@@ -127,8 +129,8 @@ def test_training_core_imports_without_tensorflow():
     import sys
 
     mods = ", ".join(
-        f"universal_embedding.train.{m}"
-        for m in ("losses", "optimizers", "samplers", "steps", "checkpoint")
+        [f"universal_embedding.train.{m}" for m in ("losses", "optimizers", "samplers", "steps")]
+        + [f"universal_embedding.{m}" for m in ("checkpoint", "loading", "knn.evaluator")]
     )
     code = f"import sys, {mods}; assert 'tensorflow' not in sys.modules, 'tensorflow imported'"
     subprocess.run([sys.executable, "-c", code], check=True)

@@ -10,13 +10,16 @@ import numpy as np
 import orbax.checkpoint as ocp
 import pytest
 
-from universal_embedding import app
+from universal_embedding import checkpoint, writers
 from universal_embedding.configs import tiny
 from universal_embedding.data import info_files
+from universal_embedding.distributed import mesh as mesh_lib
 from universal_embedding.knn import descriptors as knn_descriptors
 from universal_embedding.knn import evaluate as knn_evaluate
+from universal_embedding.knn import evaluator as knn_evaluator
+from universal_embedding.loading import embedder
 from universal_embedding.models import embedding_model
-from universal_embedding.train import checkpoint, optimizers, plan, steps, trainer, validation
+from universal_embedding.train import optimizers, plan, steps, trainer
 
 pytestmark = pytest.mark.usefixtures("compilation_cache")
 
@@ -60,7 +63,7 @@ def latest_params(workdir: str, step: int) -> dict:
 
 def losses_by_step(workdir: str) -> dict[int, float]:
     """train/loss of each step in metrics.jsonl (a resumed run's rows replace earlier ones)."""
-    return {r["step"]: r["train/loss"] for r in app.read_metrics(workdir) if "train/loss" in r}
+    return {r["step"]: r["train/loss"] for r in writers.read_metrics(workdir) if "train/loss" in r}
 
 
 def assert_trees_equal(a, b) -> None:
@@ -83,7 +86,7 @@ def test_one_step_smoke(data_dir, tmp_path):
     workdir = str(tmp_path)
     c = tiny_config(data_dir, num_training_steps=1)
     assert trainer.train_and_evaluate(c, workdir) == {}
-    rows = app.read_metrics(workdir)
+    rows = writers.read_metrics(workdir)
     assert [r["step"] for r in rows] == [1]
     # round robin: step 0 trains cars (8 images; cosines in [-1, 1] at scale 16)
     n_classes = plan.make_plan(c).classes_per_head["joint"]
@@ -153,13 +156,15 @@ def test_validation_best_checkpoint_and_final_test(data_dir, tmp_path):
     )
     results = trainer.train_and_evaluate(c, workdir)
     vals = {
-        r["step"]: r for r in app.read_metrics(workdir) if "knn/average:common:val_knn:top_1" in r
+        r["step"]: r
+        for r in writers.read_metrics(workdir)
+        if "knn/average:common:val_knn:top_1" in r
     }
     assert sorted(vals) == [2, 4]
     row = vals[2]
     assert {"mp/cars:separate:val_knn:mp_5", "map/sop:common:val_knn:map_5"} <= set(row)
     best = max(vals, key=lambda s: (vals[s]["knn/average:common:val_knn:top_1"], -s))
-    _, info = checkpoint.restore_best_params(workdir)
+    _, info = checkpoint.restore_params(workdir, "best")
     assert info["step"] == best
     assert info["metric"] == pytest.approx(vals[best]["knn/average:common:val_knn:top_1"])
 
@@ -188,11 +193,11 @@ def test_loss_falls_on_a_fixed_batch(data_dir):
     model = embedding_model.build_model(c, p.classes_per_head)
     params = embedding_model.init_params(model, jax.random.PRNGKey(0), 16)
     tx = optimizers.make_optimizer(c, p.steps_per_epoch, p.total_steps)
-    mesh = steps.make_mesh()
+    mesh = mesh_lib.make_mesh()
     state = steps.create_train_state(params, tx, mesh)
     step = steps.make_train_step(model, tx, mesh, head="joint", loss_config=c.loss)
     rng = np.random.default_rng(0)
-    batch = steps.shard_batch(
+    batch = mesh_lib.shard_batch(
         {
             "images": rng.normal(size=(8, 16, 16, 3)).astype(np.float32),
             "labels": np.arange(8, dtype=np.int32) % 4,
@@ -215,14 +220,16 @@ def test_train_knn_descriptors_follow_info_file_order(data_dir):
     c.disabled_merged_knns = ""
     tplan = plan.make_plan(c)
     model = embedding_model.build_model(c, tplan.classes_per_head)
-    mesh = steps.make_mesh()
-    params = jax.device_put(init_params(c), steps.replicated(mesh))
-    evaluator = validation.validation_evaluator(c, model, mesh, "imagenet")
+    mesh = mesh_lib.make_mesh()
+    params = jax.device_put(init_params(c), mesh_lib.replicated(mesh))
+    data = knn_evaluator.EvalData.from_config(c, "imagenet")
+    val_plan = knn_evaluator.validation_plan(c)
+    evaluator = knn_evaluator.KnnEvaluator(model, val_plan, data, c.embedd_to_eval, mesh)
     results, descr = evaluator.run(params)
     assert sorted(descr) == ["cars/train", "sop/train"]
     assert "average:common:train_knn:top_1" in results
     info = info_files.load_split(c.info_files_dir, "cars", "train")
-    embed = steps.host_embed_fn(steps.make_embed_fn(model, "projected"), params, mesh)
+    embed = mesh_lib.host_embed_fn(embedder.make_embed_fn(model, "projected"), params, mesh)
     batches = input_pipeline.folder_batches(
         os.path.join(data_dir, "images"),
         info.paths,

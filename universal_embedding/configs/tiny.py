@@ -15,6 +15,17 @@ import ml_collections
 from universal_embedding.configs import base, config_train_vit
 
 
+def tiny_vit(
+    c: ml_collections.ConfigDict, image_size: int = 32, patch_size: int = 8
+) -> ml_collections.ConfigDict:
+    """Make `c`'s model the tiny ViT: 1 layer, 16 wide, 2 heads, an 8-d projection."""
+    c.model_type = "Ti/16"
+    c.model.hidden_size, c.model.num_heads, c.model.mlp_dim = 16, 2, 32
+    c.model.num_layers, c.model.patch_size, c.model.output_dim = 1, patch_size, 8
+    c.image_size = image_size
+    return c
+
+
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     args = base.parse_arg(arg)
     unknown = set(args) - {"data_dir"}
@@ -26,14 +37,8 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     c.dataset_name = c.knn_eval_names = "cars,sop"
     c.train_dataset_dir = c.eval_dataset_dir = os.path.join(data_dir, "tfds")
     c.info_files_dir = os.path.join(data_dir, "info_files")
-    c.model_type = "Ti/16"
-    c.model.hidden_size = 16
-    c.model.num_heads = 2
-    c.model.mlp_dim = 32
-    c.model.num_layers = 1
-    c.model.patch_size = 4
-    c.model.output_dim = 8
-    c.image_size, c.resize_size = 16, 20
+    tiny_vit(c, image_size=16, patch_size=4)
+    c.resize_size = 20
     c.batch_size, c.eval_batch_size, c.shuffle_buffer_size = 8, 16, 64
     c.classifier = "joint"  # one head: one train step to compile
     c.lr, c.backbone_lr_multiplier, c.frozen_epochs = 1e-2, 1.0, 0.3

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+from collections.abc import Sequence
 from typing import Any
 
 from universal_embedding.data import registry
@@ -92,3 +93,8 @@ def available_splits(info_files_dir: str, domain: str) -> tuple[str, ...]:
     return tuple(
         s for s in dom.splits if os.path.isfile(registry.info_file_path(info_files_dir, domain, s))
     )
+
+
+def load_splits(info_files_dir: str, keys: Sequence[str]) -> dict[str, InfoSplit]:
+    """The info file of every 'domain/split' key (FileNotFoundError if one is missing)."""
+    return {key: load_split(info_files_dir, *key.split("/", 1)) for key in keys}

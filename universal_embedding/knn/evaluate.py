@@ -104,23 +104,13 @@ def required_splits(domains: Sequence[str], knn_names: Sequence[str]) -> list[st
 def evaluate(
     descriptors: Mapping[str, np.ndarray],
     labels: Mapping[str, Sequence[tuple[int, ...]]],
-    *,
-    domains: Sequence[str],
-    separate_knns: Sequence[str],
-    merged_knns: Sequence[str],
-    k: int = 5,
-    backend: str = "auto",
+    **plan,
 ) -> dict[str, float]:
-    """Flat UNED_SPEC section 7 results ('cars:separate:test_knn:top_1', ...), fractions."""
-    return run_evaluation(
-        descriptors,
-        labels,
-        domains=domains,
-        separate_knns=separate_knns,
-        merged_knns=merged_knns,
-        k=k,
-        backend=backend,
-    ).results
+    """Flat UNED_SPEC section 7 results ('cars:separate:test_knn:top_1', ...), fractions.
+
+    `plan` are run_evaluation's keywords (domains, separate_knns, merged_knns, k, backend).
+    """
+    return run_evaluation(descriptors, labels, **plan).results
 
 
 def run_evaluation(

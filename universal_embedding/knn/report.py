@@ -18,6 +18,7 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 from absl import logging
 
+from universal_embedding.data.info_files import load_splits
 from universal_embedding.knn import evaluate as knn_evaluate
 
 _PROTOCOL_ORDER = ("separate", "common")
@@ -86,24 +87,14 @@ def write_results(
     return paths
 
 
-def load_labels(info_files_dir: str, keys: Sequence[str]) -> dict[str, tuple[tuple[int, ...], ...]]:
-    """{'domain/split': label tuples} from the info files (FileNotFoundError if one is missing)."""
-    from universal_embedding.data.info_files import load_split
-
-    out = {}
-    for key in keys:
-        domain, split = key.split("/")
-        out[key] = load_split(info_files_dir, domain, split).labels
-    return out
-
-
 def evaluate_and_report(
     descriptors: Mapping[str, np.ndarray], config, workdir: str
 ) -> dict[str, float]:
     """Evaluate descriptors with the config's plan, write workdir/results.*, print the table."""
     plan = knn_evaluate.plan_from_config(config)
     keys = knn_evaluate.required_splits(plan.domains, plan.knn_names)
-    labels = load_labels(config.info_files_dir, keys)
+    infos = load_splits(config.info_files_dir, keys)
+    labels = {key: info.labels for key, info in infos.items()}
     out = knn_evaluate.run_evaluation(descriptors, labels, **dataclasses.asdict(plan))
     paths = write_results(workdir, out.results, plan.domains, plan.knn_names, plan.k)
     table = format_table(out.results, plan.domains, plan.knn_names, plan.k)

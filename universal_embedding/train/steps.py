@@ -1,13 +1,12 @@
-"""jit-compiled train and embedding steps over a 1-D device mesh (axis 'data').
+"""The jit-compiled train step over the 1-D device mesh of distributed/mesh.py.
 
 Parameters and optimiser state are replicated; batches are sharded over 'data' along
-their first axis. Works for one device, many devices and many hosts (each host feeds its
-own slice of the global batch through `shard_batch`).
+their first axis (`distributed.mesh.shard_batch`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from typing import Any
 
 import flax
@@ -15,12 +14,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
-from jax.experimental import multihost_utils
-from jax.sharding import Mesh, NamedSharding, PartitionSpec
+from jax.sharding import Mesh
 
+from universal_embedding.distributed.mesh import replicated
 from universal_embedding.train import losses
 
-DATA_AXIS = "data"
 _BACKBONE_KEYS = ("backbone", "projection")
 
 
@@ -31,38 +29,6 @@ class TrainState:
     step: jax.Array
     params: Any
     opt_state: Any
-
-
-def make_mesh(devices: Any = None) -> Mesh:
-    """A 1-D mesh named 'data' over all devices of all processes (or `devices`)."""
-    devices = jax.devices() if devices is None else devices
-    return Mesh(np.asarray(devices).reshape(-1), (DATA_AXIS,))
-
-
-def replicated(mesh: Mesh) -> NamedSharding:
-    """Sharding that keeps a full copy on every device."""
-    return NamedSharding(mesh, PartitionSpec())
-
-
-def data_sharded(mesh: Mesh) -> NamedSharding:
-    """Sharding that splits the leading (batch) axis over 'data'."""
-    return NamedSharding(mesh, PartitionSpec(DATA_AXIS))
-
-
-def shard_batch(batch: Mapping[str, np.ndarray], mesh: Mesh) -> dict[str, jax.Array]:
-    """Global arrays from this process's slice of the batch (rows of process i follow i-1)."""
-    sharding = data_sharded(mesh)
-    n_local = len(mesh.local_devices)
-    out = {}
-    for key, value in batch.items():
-        value = np.asarray(value)
-        if value.shape[0] % n_local:
-            raise ValueError(
-                f"Batch entry '{key}' has {value.shape[0]} rows on this process, not divisible "
-                f"by its {n_local} local devices; use a batch size divisible by the device count."
-            )
-        out[key] = jax.make_array_from_process_local_data(sharding, value)
-    return out
 
 
 def create_train_state(params: Any, tx: optax.GradientTransformation, mesh: Mesh) -> TrainState:
@@ -117,43 +83,3 @@ def make_train_step(
         return new_state, metrics
 
     return jax.jit(step_fn, out_shardings=(rep, rep), donate_argnums=(0,))
-
-
-def make_embed_fn(
-    model: flax.linen.Module, key: str = "projected"
-) -> Callable[[Any, jax.Array], jax.Array]:
-    """jit fn(params, images) -> [B, d] float32 descriptors `key` ('projected' | 'backbone_out').
-
-    Output keeps the batch sharding of `images`; wrap with `host_embed_fn` for numpy I/O.
-    """
-    if key not in ("projected", "backbone_out"):
-        raise ValueError(f"Unknown embedding '{key}'; use 'projected' or 'backbone_out'.")
-
-    def embed(params, images):
-        out = model.apply({"params": params}, images, train=False, head=None)
-        return out[key].astype(jnp.float32)
-
-    return jax.jit(embed)
-
-
-def to_host(x: jax.Array) -> np.ndarray:
-    """The full global array as numpy on every process (rows in process order)."""
-    if jax.process_count() == 1:
-        return np.asarray(jax.device_get(x))
-    return np.asarray(multihost_utils.process_allgather(x, tiled=True))
-
-
-def host_embed_fn(
-    embed_fn: Callable[[Any, jax.Array], jax.Array], params: Any, mesh: Mesh
-) -> Callable[[np.ndarray], np.ndarray]:
-    """images (this process's slice, numpy) -> numpy descriptors of the whole global batch.
-
-    Fits knn.descriptors.extract; with several processes every one gets all rows (the
-    global batch order is process 0's slice, then process 1's, ...).
-    """
-
-    def fn(images: np.ndarray) -> np.ndarray:
-        sharded = shard_batch({"images": images}, mesh)["images"]
-        return to_host(embed_fn(params, sharded))
-
-    return fn

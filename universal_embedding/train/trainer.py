@@ -12,6 +12,7 @@ the same parameters as an uninterrupted run.
 
 from __future__ import annotations
 
+import os
 import time
 from collections import defaultdict
 
@@ -21,10 +22,12 @@ import numpy as np
 from absl import logging
 from tqdm import tqdm
 
-from universal_embedding import app
+from universal_embedding import checkpoint, loading, writers
 from universal_embedding.data import normalization, registry
+from universal_embedding.distributed import mesh as mesh_lib
+from universal_embedding.knn import evaluator
 from universal_embedding.models import embedding_model
-from universal_embedding.train import checkpoint, optimizers, plan, samplers, steps, validation
+from universal_embedding.train import optimizers, plan, samplers, steps
 
 
 def _log(msg: str, *args) -> None:
@@ -45,13 +48,8 @@ def _check_batching(config: ml_collections.ConfigDict) -> None:
 
 def _init_params(config: ml_collections.ConfigDict, model) -> dict:
     """Random init (seeded), backbone replaced by config.pretrained_ckpt when given."""
-    params = embedding_model.init_params(
-        model, jax.random.PRNGKey(config.rng_seed), int(config.image_size)
-    )
+    params = loading.initial_params(config, model)
     if config.pretrained_ckpt:
-        from universal_embedding.pretrained import load_pretrained
-
-        params = load_pretrained(params, config.pretrained_ckpt, config)
         _log("Backbone weights: %s", config.pretrained_ckpt)
     else:
         _log("Backbone weights: random initialisation (config.pretrained_ckpt is empty).")
@@ -71,15 +69,15 @@ def _train_streams(config, tplan: plan.TrainPlan, norm: str, positions: np.ndarr
                 config.train_dataset_dir,
                 domain,
                 batch_size=tplan.batch_size,
-                image_size=int(config.image_size),
-                resize_size=int(config.resize_size),
+                image_size=config.image_size,
+                resize_size=config.resize_size,
                 normalization=norm,
-                seed=int(config.rng_seed) * 1000 + registry.get_domain(domain).id,
+                seed=config.rng_seed * 1000 + registry.get_domain(domain).id,
                 label_offset=tplan.label_offsets[i],
                 start_batch=int(positions[i]),
                 process_index=jax.process_index(),
                 process_count=jax.process_count(),
-                shuffle_buffer_size=int(config.shuffle_buffer_size),
+                shuffle_buffer_size=config.shuffle_buffer_size,
             )
         return streams[i]
 
@@ -111,8 +109,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
     norm = normalization.normalization_name(config.model_class, config.normalization)
     _check_batching(config)
     if lead:
-        app.write_config(config, workdir)
-    writer = app.create_writer(workdir, config)
+        writers.write_config_json(config, os.path.join(workdir, "config.json"))
+    wandb = config.wandb.to_dict() if config.use_wandb else None
+    writer = writers.create_writer(workdir, wandb, writers.flat_hparams(config))
     _log(
         "Training %s on %s: %d images, %d steps/epoch, %d steps (%d frozen), heads %s",
         config.model_class,
@@ -125,7 +124,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
     )
 
     # ------------------------------------------------------------------ mesh, model, optimiser
-    mesh = steps.make_mesh()
+    mesh = mesh_lib.make_mesh()
     model = embedding_model.build_model(config, tplan.classes_per_head)
     tx = optimizers.make_optimizer(config, tplan.steps_per_epoch, tplan.total_steps)
     lr_fns = optimizers.lr_schedules(config, tplan.steps_per_epoch, tplan.total_steps)
@@ -137,7 +136,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
             mesh,
             head=head,
             loss_config=config.loss,
-            train_backbone=float(config.frozen_epochs) != -1,
+            train_backbone=config.frozen_epochs != -1,
         )
         for head in tplan.classes_per_head
     }
@@ -146,7 +145,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
     ckpts = checkpoint.Checkpoints(
         workdir,
         checkpoint_steps=tplan.checkpoint_steps,
-        max_to_keep=int(config.max_checkpoints_to_keep),
+        max_to_keep=config.max_checkpoints_to_keep,
     )
     start = 0
     if ckpts.latest_step() is not None:
@@ -164,19 +163,23 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
     positions = samplers.domain_positions(schedule, start, len(tplan.domains))
 
     # ------------------------------------------------------------------ evaluators
-    val_eval = validation.validation_evaluator(config, model, mesh, norm)
+    eval_data = evaluator.EvalData.from_config(config, norm)
+    val_plan = evaluator.validation_plan(config)
+    val_eval = None
+    if val_plan is not None:
+        val_eval = evaluator.KnnEvaluator(model, val_plan, eval_data, config.embedd_to_eval, mesh)
 
     def validate(step: int) -> None:
         t0 = time.time()
         results, _ = val_eval.run(state.params)
-        writer.write_scalars(step, validation.summary_scalars(results))
-        metric = validation.best_metric(results)
+        writer.write_scalars(step, evaluator.summary_scalars(results))
+        metric = evaluator.best_metric(results)
         if ckpts.save_best_if_better(step, state.params, metric):
-            _log("step %d: new best %s = %.4f", step, validation.BEST_METRIC, metric)
+            _log("step %d: new best %s = %.4f", step, evaluator.BEST_METRIC, metric)
         _log(
             "step %d: validation %s = %.4f (%.1fs)",
             step,
-            validation.BEST_METRIC,
+            evaluator.BEST_METRIC,
             metric,
             time.time() - t0,
         )
@@ -185,8 +188,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
     stream = _train_streams(config, tplan, norm, positions)
 
     # ------------------------------------------------------------------ loop
-    stop_after = int(config.get("stop_after_steps", 0) or 0)
-    log_every = max(1, int(config.log_summary_steps))
+    stop_after = config.stop_after_steps
+    log_every = max(1, config.log_summary_steps)
     pending: list = []
     bar = tqdm(
         total=tplan.total_steps,
@@ -199,7 +202,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
     t_window, n_window = time.time(), 0
     for step in range(start, tplan.total_steps):
         d = int(schedule[step])
-        batch = steps.shard_batch(next(stream(d)), mesh)
+        batch = mesh_lib.shard_batch(next(stream(d)), mesh)
         state, metrics = train_step[tplan.head_of(tplan.domains[d])](state, batch)
         pending.append((d, metrics))
         done, n_window = step + 1, n_window + 1
@@ -235,14 +238,13 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
         ckpts.wait()
     results: dict[str, float] = {}
     if config.do_final_testing:
-        best_params, info = checkpoint.restore_best_params(workdir, steps.replicated(mesh))
-        _log("Final test on the best checkpoint (step %s).", info.get("step"))
-        test_eval = validation.test_evaluator(config, model, mesh, norm)
-        results, descr = test_eval.run(best_params)
-        writer.write_scalars(final_step, validation.summary_scalars(results))
-        validation.write_test_outputs(
-            workdir, test_eval, results, descr if config.save_descriptors else None
-        )
+        best_params, info = checkpoint.restore_params(workdir, "best", mesh_lib.replicated(mesh))
+        _log("Final test on the best checkpoint (step %s).", info["step"])
+        test_plan = evaluator.test_plan(config)
+        test_eval = evaluator.KnnEvaluator(model, test_plan, eval_data, config.embedd_to_eval, mesh)
+        results, descr = test_eval.run(loading.without_heads(best_params))
+        writer.write_scalars(final_step, evaluator.summary_scalars(results))
+        test_eval.write_outputs(workdir, results, descr if config.save_descriptors else None)
     writer.flush()
     ckpts.close()
     return results

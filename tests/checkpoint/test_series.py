@@ -9,8 +9,10 @@ import numpy as np
 import optax
 import pytest
 
+from universal_embedding import checkpoint
 from universal_embedding.configs import base
-from universal_embedding.train import checkpoint, optimizers, steps
+from universal_embedding.distributed import mesh as mesh_lib
+from universal_embedding.train import optimizers, steps
 
 
 def _state(mesh, seed=0):
@@ -41,7 +43,7 @@ def _assert_bit_identical(a, b):
 
 
 def test_round_trip_is_bit_identical_and_keeps_template_sharding(tmp_path):
-    mesh = steps.make_mesh()
+    mesh = mesh_lib.make_mesh()
     state = _state(mesh)
     ckpts = checkpoint.Checkpoints(str(tmp_path), checkpoint_steps=1, max_to_keep=2)
     extra = {"rng": np.array([7, 9], np.uint32), "best": np.float32(0.25), "domains": ("a", "b")}
@@ -52,12 +54,12 @@ def test_round_trip_is_bit_identical_and_keeps_template_sharding(tmp_path):
     _assert_bit_identical(state, restored)
     assert got_extra == {"rng": [7, 9], "best": 0.25, "domains": ["a", "b"]}
     leaf = jax.tree.leaves(restored.params)[0]
-    assert leaf.sharding == steps.replicated(mesh)
+    assert leaf.sharding == mesh_lib.replicated(mesh)
     ckpts.close()
 
 
 def test_keeps_last_n_and_saves_every_checkpoint_steps(tmp_path):
-    state = _state(steps.make_mesh())
+    state = _state(mesh_lib.make_mesh())
     ckpts = checkpoint.Checkpoints(str(tmp_path), checkpoint_steps=2, max_to_keep=2)
     saved = [s for s in range(1, 8) if ckpts.save_latest(s, state)]
     assert saved == [2, 4, 6]
@@ -70,7 +72,7 @@ def test_keeps_last_n_and_saves_every_checkpoint_steps(tmp_path):
 
 
 def test_save_is_safe_with_buffer_donation(tmp_path):
-    mesh = steps.make_mesh()
+    mesh = mesh_lib.make_mesh()
     state = _state(mesh)
     want = jax.device_get(state)
     ckpts = checkpoint.Checkpoints(str(tmp_path), checkpoint_steps=1, max_to_keep=1)
@@ -84,7 +86,7 @@ def test_save_is_safe_with_buffer_donation(tmp_path):
 
 
 def test_best_tracking_survives_reopening(tmp_path):
-    mesh = steps.make_mesh()
+    mesh = mesh_lib.make_mesh()
     state = _state(mesh)
     ckpts = checkpoint.Checkpoints(str(tmp_path), checkpoint_steps=10, max_to_keep=1)
     assert ckpts.best_metric is None
@@ -99,7 +101,7 @@ def test_best_tracking_survives_reopening(tmp_path):
     assert not reopened.save_best_if_better(4, state.params, 0.41)
     assert reopened.save_best_if_better(3, better, 0.43, extra={"epoch": 2})  # same step again
     reopened.close()
-    params, info = checkpoint.restore_best_params(str(tmp_path))
+    params, info = checkpoint.restore_params(str(tmp_path), "best")
     assert info == {"epoch": 2, "step": 3, "metric": pytest.approx(0.43)}
     assert isinstance(params["heads"]["cars"]["kernel"], np.ndarray)
     _assert_bit_identical(jax.device_get(better), params)
@@ -107,20 +109,20 @@ def test_best_tracking_survives_reopening(tmp_path):
 
 
 def test_restore_best_params_places_with_sharding_and_explains_missing(tmp_path):
-    mesh = steps.make_mesh()
+    mesh = mesh_lib.make_mesh()
     state = _state(mesh)
     ckpts = checkpoint.Checkpoints(str(tmp_path), checkpoint_steps=1, max_to_keep=1)
     ckpts.save_best_if_better(5, state.params, 0.1)
     ckpts.close()
-    params, _ = checkpoint.restore_best_params(str(tmp_path), sharding=steps.replicated(mesh))
-    assert params["backbone"]["w"].sharding == steps.replicated(mesh)
+    params, _ = checkpoint.restore_params(str(tmp_path), "best", sharding=mesh_lib.replicated(mesh))
+    assert params["backbone"]["w"].sharding == mesh_lib.replicated(mesh)
     with pytest.raises(FileNotFoundError, match="Train first"):
-        checkpoint.restore_best_params(str(tmp_path / "nothing"))
+        checkpoint.restore_params(str(tmp_path / "nothing"), "best")
 
 
 def test_interrupted_save_is_never_listed(tmp_path):
     """Orbax writes <step>.orbax-checkpoint-tmp-* and renames it only when complete."""
-    state = _state(steps.make_mesh())
+    state = _state(mesh_lib.make_mesh())
     ckpts = checkpoint.Checkpoints(str(tmp_path), checkpoint_steps=1, max_to_keep=3)
     ckpts.save_latest(1, state)
     ckpts.close()
@@ -134,7 +136,7 @@ def test_interrupted_save_is_never_listed(tmp_path):
 
 _CHILD = """
 import sys, numpy as np, jax
-from universal_embedding.train import checkpoint
+from universal_embedding import checkpoint
 ckpts = checkpoint.Checkpoints(sys.argv[1], checkpoint_steps=1, max_to_keep=100)
 for step in range(1, 1000):
     state = {"x": np.full((4, 1024, 1024), step, np.float32)}  # 16 MB per save

@@ -1,0 +1,93 @@
+"""Package dependencies point one way: every import in the package, inside functions too.
+
+data | models (+ pretrained) -> checkpoint / distributed / writers -> loading -> knn -> train
+-> entry points (the top-level modules). A package imports only packages to its left.
+"""
+
+from __future__ import annotations
+
+import ast
+import pathlib
+
+import pytest
+
+ROOT = pathlib.Path(__file__).resolve().parents[1] / "universal_embedding"
+ALLOWED = {
+    "configs": set(),
+    "data": set(),
+    "models": set(),
+    "pretrained": {"models"},
+    "checkpoint": set(),
+    "distributed": set(),
+    "writers": set(),
+    "loading": {"data", "models", "pretrained", "checkpoint", "distributed"},
+    "knn": {"data", "models", "pretrained", "checkpoint", "distributed", "writers", "loading"},
+    "train": {
+        "data",
+        "models",
+        "pretrained",
+        "checkpoint",
+        "distributed",
+        "writers",
+        "loading",
+        "knn",
+    },
+}
+ENTRY_POINTS = {"app", "main", "knn_main", "descr_eval", "extract_dir_descriptors", "demo"}
+
+
+def _owner(path: pathlib.Path) -> str:
+    """'knn' for universal_embedding/knn/x.py; 'knn_main' for universal_embedding/knn_main.py."""
+    rel = path.relative_to(ROOT).parts
+    return rel[0] if len(rel) > 1 else path.stem
+
+
+def _imported_packages(path: pathlib.Path) -> set[str]:
+    """First component under universal_embedding of every import in the file (any depth)."""
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        names: list[str] = []
+        if isinstance(node, ast.Import):
+            names = [a.name for a in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            names = [node.module] if node.level == 0 else []
+            if node.module == "universal_embedding":
+                names = [f"universal_embedding.{a.name}" for a in node.names]
+        for name in names:
+            parts = name.split(".")
+            if parts[0] == "universal_embedding" and len(parts) > 1:
+                found.add(parts[1])
+    return found
+
+
+def _violations(path: pathlib.Path) -> list[str]:
+    owner = _owner(path)
+    if owner in ENTRY_POINTS or owner == "__init__":
+        return []
+    allowed = ALLOWED[owner] | {owner}
+    return [f"{path.relative_to(ROOT)} imports {p}" for p in _imported_packages(path) - allowed]
+
+
+def test_every_module_is_in_a_known_layer():
+    owners = {_owner(p) for p in ROOT.rglob("*.py")}
+    assert owners <= set(ALLOWED) | ENTRY_POINTS | {"__init__"}, owners - set(ALLOWED)
+
+
+def test_imports_point_one_way():
+    problems = [v for p in sorted(ROOT.rglob("*.py")) for v in _violations(p)]
+    assert problems == []
+
+
+def test_the_checker_sees_imports_inside_functions(tmp_path):
+    bad = ROOT / "knn" / "_layer_probe.py"
+    bad.write_text("def f():\n    from universal_embedding.train import steps\n")
+    try:
+        assert _violations(bad) == ["knn/_layer_probe.py imports train"]
+    finally:
+        bad.unlink()
+
+
+@pytest.mark.parametrize("package", ["data", "models", "pretrained"])
+def test_base_packages_import_neither_knn_nor_train(package):
+    for path in (ROOT / package).rglob("*.py"):
+        assert not _imported_packages(path) & {"knn", "train", "loading"}, path

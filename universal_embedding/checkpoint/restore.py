@@ -1,0 +1,79 @@
+"""Reading parameters back from a training workdir: the one restore every caller uses.
+
+`restore_params(workdir, "best" | "latest" | step)` needs no template: arrays come back as
+numpy (any device count) or placed with a given sharding.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import jax
+import numpy as np
+import orbax.checkpoint as ocp
+
+from universal_embedding.checkpoint.series import BEST, LATEST, checkpoint_dir
+
+
+def parse_which(which: str | int) -> tuple[str, int | None]:
+    """'best' -> (BEST, None); 'latest' -> (LATEST, None); '700' or 700 -> (LATEST, 700)."""
+    text = str(which).strip()
+    if text == "best":
+        return BEST, None
+    if text == "latest":
+        return LATEST, None
+    if text.isdigit():
+        return LATEST, int(text)
+    raise ValueError(f"checkpoint must be 'best', 'latest' or a step number, got '{text}'.")
+
+
+def _restore_item(path: str, item: str, step: int | None, sharding: Any) -> tuple[Any, dict, int]:
+    """(tree of `item`, the JSON 'extra' dict, step) of a checkpoint series, without template."""
+    handlers = {item: ocp.PyTreeCheckpointHandler(), "extra": ocp.JsonCheckpointHandler()}
+    options = ocp.CheckpointManagerOptions(read_only=True)
+    manager = ocp.CheckpointManager(path, options=options, item_handlers=handlers)
+    try:
+        steps = sorted(manager.all_steps())
+        step = (steps[-1] if steps else None) if step is None else step
+        if step is None or step not in steps:
+            raise FileNotFoundError(
+                f"No complete checkpoint of step {step} under {path} (available: {steps}); "
+                "an interrupted save leaves none."
+            )
+        meta = manager.item_metadata(step)[item]
+        tree = getattr(meta, "tree", meta)
+
+        def restore_arg(_):
+            if sharding is None:
+                return ocp.RestoreArgs(restore_type=np.ndarray)
+            return ocp.ArrayRestoreArgs(sharding=sharding)
+
+        args = ocp.args.Composite(
+            **{item: ocp.args.PyTreeRestore(restore_args=jax.tree.map(restore_arg, tree))},
+            extra=ocp.args.JsonRestore(),
+        )
+        out = manager.restore(step, args=args)
+    finally:
+        manager.close()
+    return out[item], dict(out["extra"] or {}), step
+
+
+def restore_params(
+    workdir: str, which: str | int = "best", sharding: Any = None
+) -> tuple[dict, dict]:
+    """(params, info) of the best, latest or step-N checkpoint of a training workdir.
+
+    info is the checkpoint's JSON dict plus 'step' (best: also 'metric').
+    """
+    series, step = parse_which(which)
+    path = checkpoint_dir(workdir, series)
+    if not os.path.isdir(path):
+        raise FileNotFoundError(
+            f"No {series} checkpoint at {path}. Train first (universal_embedding.main with this "
+            "--workdir), pick another workdir, or pass pretrained weights instead."
+        )
+    item = "params" if series == BEST else "state"
+    tree, extra, step = _restore_item(path, item, step, sharding)
+    params = tree if series == BEST else tree["params"]
+    return dict(params), {**extra, "step": extra.get("step", step)}

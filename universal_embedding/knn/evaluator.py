@@ -1,0 +1,190 @@
+"""The kNN evaluator: embed the splits some kNN setups need, then score them.
+
+One `KnnEvaluator` per set of kNN setups: it reads the info files (labels, counts) once,
+embeds every needed split with given params on all devices (TFRecord input; shuffled train
+splits are put back in info-file order by record key) and scores them with knn/evaluate.py.
+The trainer's validation and final test, `knn_main` and the demo all use it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+from collections.abc import Callable, Iterable, Mapping
+
+import jax
+import ml_collections
+import numpy as np
+from absl import logging
+
+from universal_embedding.data import info_files, registry
+from universal_embedding.distributed import mesh as mesh_lib
+from universal_embedding.knn import descriptors as knn_descriptors
+from universal_embedding.knn import evaluate as knn_evaluate
+from universal_embedding.knn import extract, report
+from universal_embedding.loading import embedder
+
+# Mean merged val R@1: the number that picks the best checkpoint.
+BEST_METRIC = "average:common:val_knn:top_1"
+# TensorBoard prefixes of the original tools: knn/ for R@1, mp/ for mMP@k, map/ for mAP@k.
+_PREFIXES = (("top_1", "knn"), ("mp_", "mp"), ("map_", "map"), ("skipped_queries", "skipped"))
+
+
+@dataclasses.dataclass(frozen=True)
+class EvalData:
+    """Where the evaluated splits are and how their images are prepared."""
+
+    tfds_dir: str
+    info_files_dir: str
+    batch_size: int  # global; rounded up to a multiple of the device count when used
+    image_size: int
+    normalization: str  # 'clip' | 'imagenet'
+
+    @classmethod
+    def from_config(cls, config: ml_collections.ConfigDict, normalization: str) -> EvalData:
+        """From eval_dataset_dir, info_files_dir, eval_batch_size and image_size."""
+        return cls(
+            tfds_dir=config.eval_dataset_dir,
+            info_files_dir=config.info_files_dir,
+            batch_size=config.eval_batch_size,
+            image_size=config.image_size,
+            normalization=normalization,
+        )
+
+
+def split_batches(data: EvalData) -> Callable[[str, str], Iterable[dict]]:
+    """batches_for(domain, split): this process's evaluation batches of one split."""
+    from universal_embedding.data import input_pipeline  # TensorFlow only when evaluating
+
+    batch_size = mesh_lib.global_batch_size(data.batch_size)
+
+    def batches_for(domain: str, split: str) -> Iterable[dict]:
+        return input_pipeline.eval_batches(
+            data.tfds_dir,
+            domain,
+            split,
+            batch_size=batch_size,
+            image_size=data.image_size,
+            normalization=data.normalization,
+            process_index=jax.process_index(),
+            process_count=jax.process_count(),
+            with_keys=extract.is_shuffled(f"{domain}/{split}"),
+        )
+
+    return batches_for
+
+
+def check_record_counts(tfds_dir: str, infos: Mapping[str, info_files.InfoSplit]) -> None:
+    """Raise when a split's TFRecords and info file disagree in size (before extracting)."""
+    from universal_embedding.data import input_pipeline
+
+    for key, info in infos.items():
+        domain, split = key.split("/", 1)
+        n = input_pipeline.num_records(tfds_dir, domain, split)
+        if n != len(info):
+            raise ValueError(
+                f"Domain '{domain}', split '{split}': the TFRecords in {tfds_dir} hold {n} "
+                f"images but its info file lists {len(info)}. Re-convert the split from the "
+                "same info file."
+            )
+
+
+class KnnEvaluator:
+    """Embeds the splits a kNN plan needs and evaluates them (separate and merged)."""
+
+    def __init__(
+        self,
+        model,
+        plan: knn_evaluate.EvalPlan,
+        data: EvalData,
+        embedd_to_eval: str,
+        mesh=None,
+    ) -> None:
+        self.plan = plan
+        self.data = data
+        self._mesh = mesh_lib.make_mesh() if mesh is None else mesh
+        self._embed = embedder.cached_embed_fn(model, embedd_to_eval)
+        self.keys = tuple(knn_evaluate.required_splits(plan.domains, plan.knn_names))
+        self.infos = info_files.load_splits(data.info_files_dir, self.keys)
+        self.labels = {k: info.labels for k, info in self.infos.items()}
+
+    def descriptors(self, params) -> dict[str, np.ndarray]:
+        """{'domain/split': [n, d] float32} for every needed split, rows in info-file order.
+
+        `params` (without heads is enough) may be host arrays or already replicated.
+        """
+        params = jax.device_put(params, mesh_lib.replicated(self._mesh))
+        embed_fn = mesh_lib.host_embed_fn(self._embed, params, self._mesh)
+        counts = {key: len(info) for key, info in self.infos.items()}
+        # Train splits are stored shuffled: their rows are put in info-file order by record key.
+        by_key = {k: i.paths for k, i in self.infos.items() if extract.is_shuffled(k)}
+        batches_for = split_batches(self.data)
+        return extract.extract_splits(embed_fn, self.keys, batches_for, counts, by_key)
+
+    def evaluate(
+        self, descriptors: Mapping[str, np.ndarray], keep_neighbours: bool = False
+    ) -> knn_evaluate.KnnOutput:
+        """Results (UNED_SPEC section 7 keys), neighbours on request, timings."""
+        return knn_evaluate.run_evaluation(
+            descriptors,
+            self.labels,
+            **dataclasses.asdict(self.plan),
+            keep_neighbours=keep_neighbours,
+        )
+
+    def run(self, params) -> tuple[dict[str, float], dict[str, np.ndarray]]:
+        """(results, descriptors) for `params`."""
+        descr = self.descriptors(params)
+        return self.evaluate(descr).results, descr
+
+    def write_outputs(
+        self,
+        workdir: str,
+        results: Mapping[str, float],
+        descriptors: Mapping[str, np.ndarray] | None = None,
+    ) -> None:
+        """W/results.{json,csv,md} (+ W/descriptors.npz when given); process 0 only."""
+        if jax.process_index() != 0:
+            return
+        p = self.plan
+        report.write_results(workdir, dict(results), p.domains, p.knn_names, p.k)
+        if descriptors is not None:
+            path = os.path.join(workdir, "descriptors.npz")
+            knn_descriptors.save_npz(path, dict(descriptors))
+            logging.info("Wrote %s", path)
+
+
+def test_plan(config: ml_collections.ConfigDict) -> knn_evaluate.EvalPlan:
+    """The official protocol on config.knn_eval_names: test_knn, separate and merged."""
+    return knn_evaluate.EvalPlan(
+        domains=tuple(d.name for d in registry.parse_domains(config.knn_eval_names)),
+        separate_knns=("test_knn",),
+        merged_knns=("test_knn",),
+        k=config.top_k,
+        backend=config.knn_search,
+    )
+
+
+def validation_plan(config: ml_collections.ConfigDict) -> knn_evaluate.EvalPlan | None:
+    """config.eval_knns minus the disabled ones (None when eval_knns is empty)."""
+    if not registry.parse_knn_names(config.eval_knns):
+        return None
+    return knn_evaluate.plan_from_config(config)
+
+
+def summary_scalars(results: Mapping[str, float]) -> dict[str, float]:
+    """Results as TensorBoard scalars named like the original: knn/..., mp/..., map/..."""
+    out = {}
+    for key, value in results.items():
+        metric = key.rsplit(":", 1)[-1]
+        for start, prefix in _PREFIXES:
+            if metric.startswith(start):
+                out[f"{prefix}/{key}"] = float(value)
+                break
+    return out
+
+
+def best_metric(results: Mapping[str, float]) -> float:
+    """The value that ranks checkpoints (NaN when merged val R@1 was not computed)."""
+    return float(results.get(BEST_METRIC, math.nan))

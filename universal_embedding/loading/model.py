@@ -1,0 +1,135 @@
+"""One place that turns a config into a model plus its weights.
+
+Weights come from a training workdir (`train_dir`: its config.json defines the model, its best /
+latest / step-N checkpoint the params), a pretrained file (`pretrained_ckpt`: backbone only) or a
+seeded random init (`allow_random_init=True` for evaluation; the default start of training).
+Training, `knn_main`, `extract_dir_descriptors`, the demo and the trainer's evaluators all call
+this module; missing weights fail loudly.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from collections.abc import Mapping
+
+import jax
+import ml_collections
+from absl import logging
+
+from universal_embedding.checkpoint import restore_params
+from universal_embedding.data.normalization import normalization_name
+from universal_embedding.models import embedding_model
+
+# Fields of a training config that define the model (and so how its images are prepared).
+MODEL_FIELDS = ("model_class", "model_type", "image_size", "normalization")
+# model.* fields that are compute settings of this run, not part of the trained model.
+COMPUTE_FIELDS = ("dtype", "attention")
+SOURCES = ("train_dir", "pretrained", "random")
+
+
+@dataclasses.dataclass(frozen=True)
+class LoadedModel:
+    """A model without heads, its params, and the resolved config that defines it."""
+
+    model: embedding_model.EmbeddingModel
+    params: dict
+    config: ml_collections.ConfigDict  # model fields as trained (train_dir) or as given
+    normalization: str  # 'clip' | 'imagenet': how its images must be normalised
+
+
+def resolve_model_config(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+    """A copy of `config` whose model definition is read from `train_dir`/config.json (if set)."""
+    c = config.copy_and_resolve_references()
+    if not config.train_dir:
+        return c
+    path = os.path.join(config.train_dir, "config.json")
+    if not os.path.isfile(path):
+        raise FileNotFoundError(
+            f"{path} not found: --config.train_dir must be a training workdir written by "
+            "`python -m universal_embedding.main` (it holds config.json and checkpoints/). "
+            "For off-the-shelf weights use --config.train_dir='' --config.pretrained_ckpt=PATH."
+        )
+    with open(path) as f:
+        trained = json.load(f)
+    with c.unlocked():  # command-line configs are locked; the trained model may add fields
+        for field in MODEL_FIELDS:
+            if field in trained:
+                c[field] = trained[field]
+        for field, value in trained.get("model", {}).items():
+            if field not in COMPUTE_FIELDS:
+                c.model[field] = value
+    return c
+
+
+def weights_source(config: ml_collections.ConfigDict) -> str:
+    """'train_dir', 'pretrained' or 'random'; raises when no weights were named on purpose."""
+    if config.train_dir:
+        if not os.path.isdir(config.train_dir):
+            raise FileNotFoundError(
+                f"train_dir {config.train_dir} does not exist: give a training workdir "
+                "(it holds config.json and checkpoints/)."
+            )
+        return "train_dir"
+    if config.pretrained_ckpt:
+        if not os.path.isfile(config.pretrained_ckpt):
+            raise FileNotFoundError(
+                f"pretrained_ckpt {config.pretrained_ckpt} does not exist. Give an existing "
+                "weight file (.npz / .npy / .pt / .bin / .safetensors) or a --config.train_dir."
+            )
+        return "pretrained"
+    if config.allow_random_init:
+        return "random"
+    raise ValueError(
+        "No weights given: set --config.train_dir=<training workdir> or "
+        "--config.pretrained_ckpt=<weight file>. To evaluate a random model on purpose "
+        "(a baseline), set --config.allow_random_init=True."
+    )
+
+
+def initial_params(config: ml_collections.ConfigDict, model) -> dict:
+    """Seeded random init of every part of `model`; backbone from config.pretrained_ckpt if set."""
+    params = embedding_model.init_params(
+        model, jax.random.PRNGKey(config.rng_seed), config.image_size
+    )
+    if config.pretrained_ckpt:
+        from universal_embedding.pretrained import load_pretrained
+
+        params = load_pretrained(params, config.pretrained_ckpt, config)
+    return params
+
+
+def without_heads(params: Mapping) -> dict:
+    """Params of the embedding alone (backbone + projection): what extraction needs."""
+    return {k: v for k, v in params.items() if k != "heads"}
+
+
+def load_model(config: ml_collections.ConfigDict) -> LoadedModel:
+    """The model without heads plus the weights the config names (workdir, file or random)."""
+    source = weights_source(config)
+    mconfig = resolve_model_config(config)
+    model = embedding_model.build_model(mconfig, None)
+    if source == "train_dir":
+        params, info = restore_params(config.train_dir, config.checkpoint)
+        logging.info(
+            "Weights: %s checkpoint of %s (step %s)",
+            config.checkpoint,
+            config.train_dir,
+            info.get("step"),
+        )
+    else:
+        params = initial_params(mconfig, model)
+        if source == "random":
+            logging.warning("No weights given: evaluating a RANDOMLY initialised model.")
+        else:
+            logging.info("Weights: %s", config.pretrained_ckpt)
+            if mconfig.embedd_to_eval == "projected" and mconfig.model.output_dim > 0:
+                logging.warning(
+                    "Pretrained weights have no trained projection: 'projected' is a random "
+                    "%d-d projection. Use --config.embedd_to_eval=backbone_out for the "
+                    "off-the-shelf backbone.",
+                    mconfig.model.output_dim,
+                )
+    norm = normalization_name(mconfig.model_class, mconfig.normalization)
+    return LoadedModel(model, without_heads(params), mconfig, norm)
