@@ -77,8 +77,8 @@ def plan_from_config(config, eval_knns: str | None = None) -> EvalPlan:
         domains=domains,
         separate_knns=tuple(n for n in knns if n not in off_sep),
         merged_knns=tuple(n for n in knns if n not in off_mer),
-        k=int(config.top_k),
-        backend=str(config.get("knn_search", "auto")),
+        k=config.top_k,
+        backend=str(config.knn_search),
     )
     if not plan.knn_names:
         raise ValueError(

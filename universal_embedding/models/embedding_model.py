@@ -78,7 +78,7 @@ def backbone_size(config: ml_collections.ConfigDict) -> BackboneSize:
     size = size_from_type(config.model_type)
     overrides = {}
     for field in dataclasses.fields(BackboneSize):
-        value = config.model.get(field.name)
+        value = config.model[field.name]
         if value is not None:
             overrides[field.name] = int(value)
     return dataclasses.replace(size, **overrides)
@@ -127,11 +127,11 @@ def build_model(
         raise ValueError(
             f"Unknown config.model_class={config.model_class!r}; valid: {sorted(MODEL_CLASSES)}."
         )
-    dtype_name = config.model.get("dtype", "float32")
+    dtype_name = config.model.dtype
     if dtype_name not in DTYPES:
         raise ValueError(f"Unknown config.model.dtype={dtype_name!r}; valid: {sorted(DTYPES)}.")
     dtype = DTYPES[dtype_name]
-    requested = config.model.get("attention", "xla")
+    requested = config.model.attention
     size = backbone_size(config)
     backbone = MODEL_CLASSES[config.model_class](
         **dataclasses.asdict(size),
@@ -140,7 +140,7 @@ def build_model(
         pad_multiple=pad_multiple(requested),
     )
     heads = tuple((str(k), int(v)) for k, v in (classes_per_head or {}).items())
-    return EmbeddingModel(backbone, int(config.model.output_dim), heads)
+    return EmbeddingModel(backbone, config.model.output_dim, heads)
 
 
 def init_params(model: EmbeddingModel, rng: jax.Array, image_size: int) -> dict:

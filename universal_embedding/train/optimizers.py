@@ -40,7 +40,7 @@ def param_labels(params: Mapping[str, Any]) -> dict[str, Any]:
 
 def frozen_steps(config, steps_per_epoch: int, total_steps: int) -> int:
     """Number of leading steps with a frozen backbone (all steps when frozen_epochs == -1)."""
-    epochs = float(config.frozen_epochs)
+    epochs = config.frozen_epochs
     if epochs == -1:
         return total_steps
     if epochs < 0:
@@ -50,11 +50,11 @@ def frozen_steps(config, steps_per_epoch: int, total_steps: int) -> int:
 
 def head_schedule(config, total_steps: int) -> optax.Schedule:
     """Learning rate of the heads per step: constant (paper) or linear warmup + cosine."""
-    lr = float(config.lr)
+    lr = config.lr
     if config.lr_schedule == "constant":
         return optax.constant_schedule(lr)
     if config.lr_schedule == "warmup_cosine":
-        warmup = int(config.warmup_steps)
+        warmup = config.warmup_steps
         return optax.warmup_cosine_decay_schedule(
             0.0, lr, warmup, max(total_steps, warmup + 1), end_value=0.0
         )
@@ -64,7 +64,7 @@ def head_schedule(config, total_steps: int) -> optax.Schedule:
 def lr_schedules(config, steps_per_epoch: int, total_steps: int) -> dict[str, optax.Schedule]:
     """{'heads': schedule, 'backbone': schedule}; the backbone one is 0 while frozen."""
     heads = head_schedule(config, total_steps)
-    mult = float(config.backbone_lr_multiplier)
+    mult = config.backbone_lr_multiplier
     n_frozen = frozen_steps(config, steps_per_epoch, total_steps)
 
     def backbone(step):
@@ -109,7 +109,7 @@ def _adamw(config, schedule: Callable) -> optax.GradientTransformation:
         schedule,
         b1=float(config.adam_b1),
         b2=float(config.adam_b2),
-        weight_decay=float(config.weight_decay),
+        weight_decay=config.weight_decay,
     )
 
 
@@ -128,6 +128,6 @@ def make_optimizer(config, steps_per_epoch: int, total_steps: int) -> optax.Grad
         },
         param_labels,
     )
-    if float(config.grad_clip_norm) > 0:
-        tx = optax.chain(optax.clip_by_global_norm(float(config.grad_clip_norm)), tx)
+    if config.grad_clip_norm > 0:
+        tx = optax.chain(optax.clip_by_global_norm(config.grad_clip_norm), tx)
     return tx

@@ -76,7 +76,7 @@ def make_plan(
         else:
             sizes.append(int(train_sizes[d]))
             classes.append(int(num_classes[d]))
-    batch_size = int(config.batch_size)
+    batch_size = config.batch_size
     steps_per_epoch = sum(sizes) // batch_size
     if steps_per_epoch < 1:
         raise ValueError(
@@ -84,7 +84,7 @@ def make_plan(
             f"images in {config.info_files_dir}): lower config.batch_size."
         )
     if config.num_training_steps > 0:
-        total = int(config.num_training_steps)
+        total = config.num_training_steps
     else:
         total = _epochs_to_steps(config.num_epochs, steps_per_epoch)
     if total < 1:
@@ -92,8 +92,8 @@ def make_plan(
             "No training steps: set config.num_epochs or config.num_training_steps > 0."
         )
     frozen = optimizers.frozen_steps(config, steps_per_epoch, total)
-    log_eval = steps_per_epoch if config.log_eval_steps <= 0 else int(config.log_eval_steps)
-    ckpt = int(config.checkpoint_steps) if config.checkpoint_steps > 0 else steps_per_epoch
+    log_eval = steps_per_epoch if config.log_eval_steps <= 0 else config.log_eval_steps
+    ckpt = config.checkpoint_steps if config.checkpoint_steps > 0 else steps_per_epoch
     return TrainPlan(
         domains=domains,
         train_sizes=tuple(sizes),
@@ -112,7 +112,7 @@ def domain_schedule(config: ml_collections.ConfigDict, plan: TrainPlan) -> np.nd
     """Domain position (index into plan.domains) of every step, fixed by the config's seed."""
     shares = None
     if config.sampling_strategy == "specialist_top_steps":
-        shares = [float(x) for x in str(config.specialist_top_steps).split(",") if x.strip()]
+        shares = [float(x) for x in config.specialist_top_steps.split(",") if x.strip()]
     return np.asarray(
         samplers.domain_schedule(
             config.sampling_strategy,
