@@ -23,6 +23,7 @@ from tqdm import tqdm
 
 from universal_embedding import app
 from universal_embedding.data import normalization, registry
+from universal_embedding.knn import report
 from universal_embedding.models import embedding_model
 from universal_embedding.train import checkpoint, optimizers, plan, samplers, steps, validation
 
@@ -240,6 +241,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
         test_eval = validation.test_evaluator(config, model, mesh, norm)
         results, descr = test_eval.run(best_params)
         writer.write_scalars(final_step, validation.summary_scalars(results))
+        writer.write_texts(final_step, report.summary_texts(results, test_eval.plan))
         validation.write_test_outputs(
             workdir, test_eval, results, descr if config.save_descriptors else None
         )

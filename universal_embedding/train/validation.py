@@ -25,8 +25,6 @@ from universal_embedding.train import steps
 
 # Mean merged val R@1: the number that picks the best checkpoint.
 BEST_METRIC = "average:common:val_knn:top_1"
-# TensorBoard prefixes of the original tools: knn/ for R@1, mp/ for mMP@k, map/ for mAP@k.
-_PREFIXES = (("top_1", "knn"), ("mp_", "mp"), ("map_", "map"), ("skipped_queries", "skipped"))
 
 
 class KnnEvaluator:
@@ -117,15 +115,8 @@ def test_evaluator(config, model, mesh, normalization: str) -> KnnEvaluator:
 
 
 def summary_scalars(results: Mapping[str, float]) -> dict[str, float]:
-    """Results as TensorBoard scalars named like the original: knn/..., mp/..., map/..."""
-    out = {}
-    for key, value in results.items():
-        metric = key.rsplit(":", 1)[-1]
-        for start, prefix in _PREFIXES:
-            if metric.startswith(start):
-                out[f"{prefix}/{key}"] = float(value)
-                break
-    return out
+    """Results as TensorBoard scalars (knn/..., mp/..., map/..., skipped/... when non-zero)."""
+    return report.summary_scalars(results)
 
 
 def best_metric(results: Mapping[str, float]) -> float:
@@ -140,7 +131,7 @@ def write_test_outputs(
     results: Mapping[str, float],
     descriptors: Mapping[str, np.ndarray] | None,
 ) -> None:
-    """W/results.{json,csv,md} (+ W/descriptors.npz when descriptors are given); process 0 only."""
+    """W/results.{json,csv,md,html} (+ W/descriptors.npz with descriptors); process 0 only."""
     if jax.process_index() != 0:
         return
     p = evaluator.plan
