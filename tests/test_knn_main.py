@@ -104,7 +104,8 @@ def run(data_dir, tmp_path_factory):
 
 def test_outputs_and_results_match_saved_descriptors(data_dir, run):
     config, workdir, results = run
-    for name in ("results.json", "results.csv", "results.md", "knn_config.json", "neighbours.html"):
+    for name in ("results.json", "results.csv", "results.md", "results.html", "knn_config.json",
+                 "neighbours.html"):  # fmt: skip
         assert os.path.isfile(os.path.join(workdir, name)), name
     with open(os.path.join(workdir, "results.json")) as f:
         saved = json.load(f)
@@ -223,46 +224,52 @@ def test_train_descriptor_rows_follow_info_order(data_dir, train_run):
         np.testing.assert_allclose(npz[key], by_file, atol=1e-5)
 
 
-def _sections(page):
-    """{(knn, protocol): {domain: [row html, ...]}} parsed from neighbours.html."""
+def _protocol_cells(doc):
+    """{(knn, protocol): {domain: [(query cell, protocol cell), ...]}} from neighbours.html."""
     out = {}
-    for part in re.split(r'<h2 id="', page)[1:]:
-        knn, protocol = re.match(r"(\w+)-(\w+)\"", part).groups()
-        domains = {}
-        for dpart in re.split(r'<h3 class="domain" data-domain="', part)[1:]:
-            domain = dpart.split('"', 1)[0]
-            domains[domain] = re.findall(r"<tr[^>]*>.*?</tr>", dpart)
-        out[(knn, protocol)] = domains
+    for sec in doc.find_all("section", class_="domain"):
+        knn, domain = sec.attrs["data-knn"], sec.attrs["data-domain"]
+        assert sec.attrs["id"] == f"{knn}-{domain}"
+        for row in sec.find_all("tr", class_="qrow"):
+            assert (row.attrs["data-knn"], row.attrs["data-domain"]) == (knn, domain)
+            query = row.find("th", scope="row")
+            for td in row.find_all("td"):
+                key = (knn, td.attrs["data-protocol"])
+                out.setdefault(key, {}).setdefault(domain, []).append((query, td))
     return out
 
 
-def test_neighbours_html_matches_metrics(run):
+def test_neighbours_html_matches_metrics(run, html_tree):
     _, workdir, results = run
     with open(os.path.join(workdir, "neighbours.html"), encoding="utf-8") as f:
-        page = f.read()
-    sections = _sections(page)
+        doc = html_tree(f.read())
+    sections = _protocol_cells(doc)
     assert set(sections) == {
         ("val_knn", "common"),
         ("test_knn", "common"),
         ("test_knn", "separate"),
     }
-    assert "image unavailable" not in page
+    assert not doc.find_all(class_="missing")  # every image found
+    # the originals are on disk: every thumbnail links to its file
+    assert len(doc.find_all("a", title="open the original")) == len(doc.find_all("img"))
     for (knn, protocol), domains in sections.items():
         assert set(domains) == {"cars", "inshop"}
         for domain, rows in domains.items():
             query_split = registry.get_domain(domain).knn_setup(knn).query
             assert len(rows) == len(SPLITS[domain][query_split])
             top1, mp, skipped = [], [], 0
-            for row in rows:
-                assert row.count("<img ") == 1 + K
-                marks = [int(m) for m in re.findall(r'data-relevant="(\d)"', row)]
-                n_rel = int(re.search(r"(\d+) relevant in index", row).group(1))
-                if 'data-skipped="1"' in row:
+            for query, td in rows:
+                cells = td.find_all("li", class_="nb")
+                assert len(cells) == K and len(query.find_all("img")) == 1
+                marks = [int(li.attrs["data-relevant"]) for li in cells]
+                n_rel = int(re.search(r"(\d+) relevant in index", query.text()).group(1))
+                if td.attrs["data-skipped"] == "1":
                     assert n_rel == 0 and sum(marks) == 0
                     skipped += 1
                     continue
                 top1.append(marks[0])
                 mp.append(sum(marks[: min(K, n_rel)]) / min(K, n_rel))
+                assert td.attrs["data-failure"] == str(1 - marks[0])
             prefix = f"{domain}:{protocol}:{knn}"
             assert np.mean(top1) == pytest.approx(results[f"{prefix}:top_1"], abs=1e-6)
             assert np.mean(mp) == pytest.approx(results[f"{prefix}:mp_{K}"], abs=1e-6)

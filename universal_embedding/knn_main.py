@@ -4,8 +4,8 @@ python -m universal_embedding.knn_main --config=universal_embedding/configs/conf
     --workdir=W --config.train_dir=T
 Extracts every split the chosen kNN setups need (once each; shuffled train splits are put in
 info-file order by record key, so train_knn works too), evaluates them with knn/evaluate.py
-and writes W/results.{json,csv,md}, W/descriptors.npz (W/descriptors.json on request) and, with
-save_neighbors=True, W/neighbours.html.
+and writes W/results.{json,csv,md,html}, W/descriptors.npz (W/descriptors.json on request) and,
+with save_neighbors=True, W/neighbours.html (+ neighbours_2.html, ... past neighbours_per_page).
 """
 
 from __future__ import annotations
@@ -20,22 +20,30 @@ from absl import logging
 from universal_embedding import app, loading, writers
 from universal_embedding.data.normalization import normalization_name
 from universal_embedding.knn import descriptors as knn_descriptors
-from universal_embedding.knn import evaluate, evaluator, neighbours, report
+from universal_embedding.knn import evaluate, evaluator, gallery_html, neighbours, report
 
 
-def image_loader(config: ml_collections.ConfigDict, infos: Mapping):
-    """Loader for neighbours.html: original files under images_dir, else the TFRecord bytes."""
-    from universal_embedding.data import image_files, record_images
+def original_files(config: ml_collections.ConfigDict, infos: Mapping):
+    """(key, position) -> the original image file under images_dir, or None when absent."""
+    from universal_embedding.data import image_files
 
     images_dir = config.images_dir or os.path.join(
         os.path.dirname(os.path.normpath(config.info_files_dir)), "images"
     )
+    return lambda key, p: image_files.resolve_path(images_dir, infos[key].paths[p])
+
+
+def image_loader(config: ml_collections.ConfigDict, infos: Mapping):
+    """Loader for neighbours.html: original files under images_dir, else the TFRecord bytes."""
+    from universal_embedding.data import record_images
+
+    original = original_files(config, infos)
 
     def load(key: str, positions: Sequence[int]) -> dict[int, bytes | None]:
         paths = infos[key].paths
         out: dict[int, bytes | None] = {}
         for p in positions:
-            full = image_files.resolve_path(images_dir, paths[p])
+            full = original(key, p)
             if full is not None:
                 with open(full, "rb") as f:
                     out[p] = f.read()
@@ -55,19 +63,21 @@ def image_loader(config: ml_collections.ConfigDict, infos: Mapping):
     return load
 
 
-def write_neighbours(config, workdir: str, found: Mapping, infos: Mapping) -> str:
-    """W/neighbours.html from the evaluation's neighbour lists (every kNN setup and protocol)."""
+def write_neighbours(config, workdir: str, found: Mapping, infos: Mapping) -> list[str]:
+    """W/neighbours.html (+ _2, ...) from the evaluation's neighbour lists (every setup)."""
     labels = {key: info.labels for key, info in infos.items()}
     sections = neighbours.build_sections(
         found, labels, num_queries=config.neighbours_queries, seed=config.rng_seed
     )
-    return neighbours.write_neighbours_html(
-        os.path.join(workdir, "neighbours.html"),
+    return gallery_html.write_gallery(
+        workdir,
         sections,
         image_loader(config, infos),
         {key: info.paths for key, info in infos.items()},
         k=config.top_k,
         thumb_size=config.neighbours_thumb_size,
+        per_page=config.neighbours_per_page,
+        originals=original_files(config, infos),
     )
 
 
@@ -91,8 +101,10 @@ def run_knn(config: ml_collections.ConfigDict, workdir: str) -> dict[str, float]
     if config.save_json_descriptors:
         knn_descriptors.save_json(os.path.join(workdir, "descriptors.json"), descriptors)
     if config.save_neighbors:
-        logging.info("Wrote %s", write_neighbours(config, workdir, out.neighbours, knn.infos))
-    print(report.format_table(out.results, plan.domains, plan.knn_names, plan.k), flush=True)
+        pages = write_neighbours(config, workdir, out.neighbours, knn.infos)
+        logging.info("Wrote %s", ", ".join(pages))
+    table = report.format_table(out.results, plan.domains, plan.knn_names, plan.k)
+    print(f"{report.title(out.results, plan.knn_names, plan.k)}\n{table}", flush=True)
     return out.results
 
 

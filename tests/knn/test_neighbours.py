@@ -1,8 +1,7 @@
-"""neighbours.html: hand-built descriptors whose rankings, relevance and skips are known."""
+"""neighbours.html data: hand-built descriptors whose rankings, relevance and skips are known."""
 
 import base64
 import io
-import re
 
 import numpy as np
 from PIL import Image
@@ -114,44 +113,44 @@ def _png(color, size=(40, 20)):
     return buf.getvalue()
 
 
-def test_thumbnail_uri_is_a_jpeg_within_size():
-    uri = neighbours.thumbnail_uri(_png((255, 0, 0), (300, 100)), 64)
-    assert uri.startswith("data:image/jpeg;base64,")
-    with Image.open(io.BytesIO(base64.b64decode(uri.split(",", 1)[1]))) as im:
+def test_thumbnail_is_a_jpeg_within_size():
+    thumb = neighbours.thumbnail(_png((255, 0, 0), (300, 100)), 64)
+    assert thumb.uri.startswith("data:image/jpeg;base64,")
+    assert (thumb.width, thumb.height) == (64, 21)
+    with Image.open(io.BytesIO(base64.b64decode(thumb.uri.split(",", 1)[1]))) as im:
         assert im.format == "JPEG" and im.size == (64, 21)
         assert im.getpixel((30, 10))[0] > 200
+    small = neighbours.thumbnail(_png((0, 0, 255), (30, 20)), 64)
+    assert (small.width, small.height) == (30, 20)  # never enlarged
+    assert neighbours.thumbnail_uri(_png((0, 0, 255), (30, 20)), 64) == small.uri
     assert neighbours.thumbnail_uri(b"not an image", 64) is None
     assert neighbours.thumbnail_uri(None, 64) is None
 
 
-def test_html_thumbnails_marks_and_missing_images(tmp_path):
-    sections = _sections()
-    calls = []
+def test_per_query_scores_first_relevant_and_failures():
+    rows = {p: _section(p).rows for p in ("separate", "common")}
+    # cars query 0, common: not relevant then relevant, n_q = 1 -> mP@2 = 0/1, AP@2 = (1/2)/1.
+    r = rows["common"]["cars"][0]
+    assert r.scores(2) == {"top_1": 0.0, "mp_2": 0.0, "map_2": 0.5}
+    assert r.first_relevant == 2 and r.failure
+    r = rows["separate"]["cars"][0]
+    assert r.scores(2) == {"top_1": 1.0, "mp_2": 1.0, "map_2": 1.0}
+    assert r.first_relevant == 1 and not r.failure
+    # skipped queries are never failures (the metrics leave them out)
+    r = rows["separate"]["cars"][2]
+    assert r.skipped and not r.failure and r.first_relevant is None
+    # inshop query 0, common: cars/test 0 first (other domain), own index image second.
+    assert rows["common"]["inshop"][0].first_relevant == 2
 
-    def loader(key, positions):
-        calls.append((key, tuple(positions)))
-        gone = key == "inshop/index"
-        return {p: (None if gone and p == 2 else _png((0, 0, 255))) for p in positions}
 
-    paths = {key: [f"{key}/img{i}.jpg" for i in range(len(v))] for key, v in LABELS.items()}
-    path = neighbours.write_neighbours_html(
-        str(tmp_path / "n.html"), sections, loader, paths, k=2, thumb_size=32
-    )
-    page = open(path, encoding="utf-8").read()
-    rows = re.findall(r"<tr[^>]*>.*?</tr>", page)
-    assert len(rows) == 2 * (4 + 2)
-    # every row: 1 query + k=2 neighbour cells; inshop/index #2 has no image.
-    missing = sum(r.count('class="missing"') for r in rows)
-    assert page.count("<img ") + missing == 2 * 6 * 3
-    assert missing == page.count("inshop/index #2")
-    assert missing == 2  # separate protocol: both inshop queries retrieve it second
-    # each split loaded once, positions sorted and unique
-    assert len(calls) == len({c[0] for c in calls}) == 3
-    assert page.count('data-skipped="1"') == 2 * 2
-    marks = [int(m) for m in re.findall(r'data-relevant="(\d)"', page)]
-    rows_in_order = [r for s in sections for rs in s.rows.values() for r in rs]
-    expected = [int(n.relevant) for r in rows_in_order for n in r.neighbours]
-    assert marks == expected and sum(marks) == 4 + 4
-    assert "cars: 4 sampled queries, top-1 relevant 2/2" in page
-    assert "sim 0.985" in page and "class 6,7" in page
-    assert page.count('title="inshop/test/img1.jpg"') == 2  # the query, in both sections
+def test_group_queries_puts_protocols_side_by_side():
+    groups = neighbours.group_queries(_sections())
+    assert [(g.domain, g.query.position) for g in groups] == [
+        ("cars", 0), ("cars", 1), ("cars", 2), ("cars", 3), ("inshop", 0), ("inshop", 1),
+    ]  # fmt: skip
+    for g in groups:
+        assert list(g.by_protocol) == ["separate", "common"]
+        assert all(r.query == g.query for r in g.by_protocol.values())
+    assert [g.skipped for g in groups] == [False, False, True, True, False, False]
+    common = neighbours.group_queries([_section("common")])
+    assert all(list(g.by_protocol) == ["common"] for g in common)

@@ -17,6 +17,7 @@ from universal_embedding.distributed import mesh as mesh_lib
 from universal_embedding.knn import descriptors as knn_descriptors
 from universal_embedding.knn import evaluate as knn_evaluate
 from universal_embedding.knn import evaluator as knn_evaluator
+from universal_embedding.knn import report
 from universal_embedding.loading import embedder
 from universal_embedding.models import embedding_model
 from universal_embedding.train import optimizers, plan, steps, trainer
@@ -172,6 +173,12 @@ def test_validation_best_checkpoint_and_final_test(data_dir, tmp_path):
         saved = json.load(f)
     assert saved == pytest.approx(results)
     assert 0 <= saved["average:common:test_knn:mp_5"] <= 1
+    assert os.path.isfile(os.path.join(workdir, "results.html"))
+    # skip counts reach TensorBoard only when non-zero; the final test also as one text table
+    for r in writers.read_metrics(workdir):
+        assert all(v > 0 for k, v in r.items() if k.startswith("skipped/"))
+    plan_ = knn_evaluate.EvalPlan(("cars", "sop"), ("test_knn",), ("test_knn",), k=5)
+    assert _tensorboard_texts(workdir) == report.summary_texts(results, plan_)
     descr = knn_descriptors.load_descriptors(os.path.join(workdir, "descriptors.npz"))
     assert sorted(descr) == ["cars/test", "sop/test"]
     labels = {k: info_files.load_split(c.info_files_dir, *k.split("/")).labels for k in descr}
@@ -185,6 +192,20 @@ def test_validation_best_checkpoint_and_final_test(data_dir, tmp_path):
         k=5,
     )
     assert again == pytest.approx(results)
+
+
+def _tensorboard_texts(workdir: str) -> dict[str, str]:
+    """{tag: text} of the text summaries in workdir's TensorBoard event files."""
+    from tensorboard.backend.event_processing import event_accumulator
+    from tensorboard.util import tensor_util
+
+    acc = event_accumulator.EventAccumulator(workdir, size_guidance={"tensors": 0})
+    acc.Reload()
+    return {
+        tag: tensor_util.make_ndarray(acc.Tensors(tag)[-1].tensor_proto).item().decode()
+        for tag in acc.Tags()["tensors"]
+        if acc.SummaryMetadata(tag).plugin_data.plugin_name == "text"
+    }
 
 
 def test_loss_falls_on_a_fixed_batch(data_dir):

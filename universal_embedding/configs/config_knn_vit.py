@@ -39,5 +39,6 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     # Originals for neighbours.html; '' = <info_files_dir>/../images; missing files: TFRecord bytes.
     c.images_dir = ""
     c.neighbours_queries = 8  # sampled queries per domain in neighbours.html
-    c.neighbours_thumb_size = 128  # thumbnail side in pixels
+    c.neighbours_per_page = 200  # queries per page; more go to neighbours_2.html, ...
+    c.neighbours_thumb_size = 96  # thumbnail side in pixels
     return c

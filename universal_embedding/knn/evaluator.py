@@ -27,8 +27,6 @@ from universal_embedding.loading import embedder
 
 # Mean merged val R@1: the number that picks the best checkpoint.
 BEST_METRIC = "average:common:val_knn:top_1"
-# TensorBoard prefixes of the original tools: knn/ for R@1, mp/ for mMP@k, map/ for mAP@k.
-_PREFIXES = (("top_1", "knn"), ("mp_", "mp"), ("map_", "map"), ("skipped_queries", "skipped"))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -144,7 +142,7 @@ class KnnEvaluator:
         results: Mapping[str, float],
         descriptors: Mapping[str, np.ndarray] | None = None,
     ) -> None:
-        """W/results.{json,csv,md} (+ W/descriptors.npz when given); process 0 only."""
+        """W/results.{json,csv,md,html} (+ W/descriptors.npz when given); process 0 only."""
         if jax.process_index() != 0:
             return
         p = self.plan
@@ -171,18 +169,6 @@ def validation_plan(config: ml_collections.ConfigDict) -> knn_evaluate.EvalPlan 
     if not registry.parse_knn_names(config.eval_knns):
         return None
     return knn_evaluate.plan_from_config(config)
-
-
-def summary_scalars(results: Mapping[str, float]) -> dict[str, float]:
-    """Results as TensorBoard scalars named like the original: knn/..., mp/..., map/..."""
-    out = {}
-    for key, value in results.items():
-        metric = key.rsplit(":", 1)[-1]
-        for start, prefix in _PREFIXES:
-            if metric.startswith(start):
-                out[f"{prefix}/{key}"] = float(value)
-                break
-    return out
 
 
 def best_metric(results: Mapping[str, float]) -> float:

@@ -1,21 +1,17 @@
-"""neighbours.html: sampled queries per domain with their top-k neighbours as thumbnails.
+"""neighbours.html data: sampled queries per domain with their top-k neighbours and thumbnails.
 
-A page to look at what the embedding retrieves: each row is one query image followed by its
-k nearest index images (inline base64 JPEG thumbnails), each marked relevant (same domain and a
-shared label, as in the metrics) or not, with its similarity and class. Queries without any
-relevant index image are marked as skipped, exactly as the metrics leave them out.
 Rows come from the evaluation's own neighbour lists (knn/evaluate.py, keep_neighbours=True), so
-the marks are exactly what the metrics counted. Image bytes come from a caller-supplied loader,
-so this module needs neither image files nor TensorFlow.
+the relevance marks (same domain and a shared label) and skips (no relevant index image) are
+exactly what the metrics counted; per-query mP@k / AP@k come from knn/metrics.py. The page
+itself is drawn by knn/gallery_html.py. Image bytes come from a caller-supplied loader, so
+neither module needs image files nor TensorFlow.
 """
 
 from __future__ import annotations
 
 import base64
 import dataclasses
-import html
 import io
-import os
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -23,9 +19,12 @@ import numpy as np
 from PIL import Image
 
 from universal_embedding.data import registry
+from universal_embedding.knn import metrics
 
 # (split key 'domain/split', positions in that split) -> {position: encoded image bytes or None}
 ImageLoader = Callable[[str, Sequence[int]], Mapping[int, bytes | None]]
+# (split key, position) -> path of the original image file when it is on disk, else None
+OriginalFiles = Callable[[str, int], str | None]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -37,6 +36,10 @@ class Item:
     labels: tuple[int, ...]
     score: float = float("nan")
     relevant: bool = False
+
+    @property
+    def domain(self) -> str:
+        return self.key.split("/", 1)[0]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -52,6 +55,22 @@ class QueryRow:
         """True when no index image is relevant: the metrics leave this query out."""
         return self.n_relevant == 0
 
+    @property
+    def first_relevant(self) -> int | None:
+        """1-based rank of the first relevant neighbour shown, None when there is none."""
+        return next((r for r, nb in enumerate(self.neighbours, 1) if nb.relevant), None)
+
+    @property
+    def failure(self) -> bool:
+        """A scored query whose first neighbour is not relevant (R@1 counts it as a miss)."""
+        return not self.skipped and not (self.neighbours and self.neighbours[0].relevant)
+
+    def scores(self, k: int) -> dict[str, float]:
+        """This query's terms of the metrics: {'top_1', 'mp_k', 'map_k'} (knn/metrics.py)."""
+        rel = np.array([[nb.relevant for nb in self.neighbours[:k]]], dtype=bool).reshape(1, -1)
+        out = metrics.query_metrics(rel, np.array([self.n_relevant]), k)
+        return {name: float(v[0]) for name, v in out.items() if name != "valid"}
+
 
 @dataclasses.dataclass(frozen=True)
 class Section:
@@ -62,8 +81,24 @@ class Section:
     rows: Mapping[str, tuple[QueryRow, ...]]
 
 
+@dataclasses.dataclass(frozen=True)
+class QueryGroup:
+    """One sampled query of one kNN setup with its rows under every protocol, side by side."""
+
+    knn_name: str
+    domain: str
+    query: Item
+    n_relevant: int
+    by_protocol: Mapping[str, QueryRow]  # 'separate' / 'common', in that order
+
+    @property
+    def skipped(self) -> bool:
+        return self.n_relevant == 0
+
+
 # evaluate.Neighbours protocol names -> the names results keys (and this page) use.
 PROTOCOL_NAMES = {"separate": "separate", "merged": "common"}
+PROTOCOL_ORDER = ("separate", "common")
 
 
 def build_sections(
@@ -102,113 +137,53 @@ def _row(nb: Any, q: int, labels: Mapping[str, Sequence[tuple[int, ...]]]) -> Qu
     return QueryRow(query, int(nb.n_relevant[q]), tuple(items))
 
 
-def thumbnail_uri(data: bytes | None, size: int) -> str | None:
-    """A data: URI of a JPEG thumbnail (longest side `size`), or None if undecodable."""
+def group_queries(sections: Sequence[Section]) -> list[QueryGroup]:
+    """Every sampled query once per kNN setup, its protocols side by side.
+
+    Order: kNN setups as the sections first name them, then domains, then sampled order.
+    """
+    groups: dict[tuple[str, str, str, int], dict[str, QueryRow]] = {}
+    for s in sections:
+        for domain, rows in s.rows.items():
+            for r in rows:
+                key = (s.knn_name, domain, r.query.key, r.query.position)
+                groups.setdefault(key, {})[s.protocol] = r
+    out = []
+    for (knn, domain, _, _), by in groups.items():
+        first = next(iter(by.values()))
+        ordered = {p: by[p] for p in PROTOCOL_ORDER if p in by}
+        out.append(QueryGroup(knn, domain, first.query, first.n_relevant, ordered))
+    return out
+
+
+@dataclasses.dataclass(frozen=True)
+class Thumb:
+    """A JPEG thumbnail as a data: URI, with its size in pixels."""
+
+    uri: str
+    width: int
+    height: int
+
+
+def thumbnail(data: bytes | None, size: int, quality: int = 75) -> Thumb | None:
+    """A JPEG thumbnail (longest side at most `size`), or None if the bytes do not decode."""
     if not data:
         return None
     try:
         with Image.open(io.BytesIO(data)) as im:
+            im.draft("RGB", (size, size))  # JPEG: decode at a reduced scale, fast for photos
             im = im.convert("RGB")
             im.thumbnail((size, size))
             buf = io.BytesIO()
-            im.save(buf, format="JPEG", quality=80)
+            im.save(buf, format="JPEG", quality=quality, optimize=True)
+            width, height = im.size
     except (OSError, ValueError, Image.DecompressionBombError):
         return None
-    return "data:image/jpeg;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
+    uri = "data:image/jpeg;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
+    return Thumb(uri, width, height)
 
 
-_CSS = """body{font-family:sans-serif;margin:1em}table{border-collapse:collapse;margin-bottom:1em}
-td{vertical-align:top;padding:4px;font-size:11px;text-align:center;max-width:140px;word-wrap:break-word}
-td.query{background:#eef}td.rel{background:#cfc}td.nonrel{background:#fcc}
-tr.skipped td.query{background:#ddd}.missing{width:96px;height:96px;background:#999;color:#fff}"""
-
-
-def _cell(cls: str, uri: str | None, lines: Sequence[str], path: str, attrs: str = "") -> str:
-    img = f'<img src="{uri}">' if uri else '<div class="missing">image unavailable</div>'
-    text = "<br>".join(html.escape(x) for x in lines)
-    title = f' title="{html.escape(path)}"' if path else ""
-    return f'<td class="{cls}"{title}{attrs}>{img}<br>{text}</td>'
-
-
-def _classes(item: Item) -> str:
-    return "class " + ",".join(str(c) for c in item.labels)
-
-
-def render_html(
-    sections: Sequence[Section],
-    loader: ImageLoader,
-    paths: Mapping[str, Sequence[str]],
-    *,
-    k: int,
-    thumb_size: int = 128,
-    title: str = "Nearest neighbours",
-) -> str:
-    """The whole page: one table per section and domain, thumbnails loaded through `loader`."""
-    wanted: dict[str, set[int]] = {}
-    for s in sections:
-        for rows in s.rows.values():
-            for r in rows:
-                for it in (r.query, *r.neighbours):
-                    wanted.setdefault(it.key, set()).add(it.position)
-    uris = {
-        (key, p): thumbnail_uri(data, thumb_size)
-        for key, pos in wanted.items()
-        for p, data in loader(key, sorted(pos)).items()
-    }
-    out = [f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"]
-    out += [f"<style>{_CSS}</style></head><body><h1>{html.escape(title)}</h1>"]
-    out.append(
-        "<p>Green: relevant (same domain, shared class), red: not relevant. Grey queries have no"
-        " relevant index image and are skipped by the metrics. Hover an image for its path.</p>"
-    )
-    for s in sections:
-        sid = f"{s.knn_name}-{s.protocol}"
-        out.append(f'<h2 id="{sid}">{html.escape(s.knn_name)}, {s.protocol} index</h2>')
-        for domain, rows in s.rows.items():
-            scored = [r for r in rows if not r.skipped]
-            hits = sum(bool(r.neighbours) and r.neighbours[0].relevant for r in scored)
-            out.append(
-                f'<h3 class="domain" data-domain="{domain}">{html.escape(domain)}: '
-                f"{len(rows)} sampled queries, top-1 relevant {hits}/{len(scored)}</h3><table>"
-            )
-            for r in rows:
-                out.append(_render_row(r, uris, paths, k))
-            out.append("</table>")
-    out.append("</body></html>")
-    return "\n".join(out)
-
-
-def _path(paths: Mapping[str, Sequence[str]], item: Item) -> str:
-    return paths[item.key][item.position] if item.key in paths else ""
-
-
-def _render_row(r: QueryRow, uris: Mapping, paths: Mapping[str, Sequence[str]], k: int) -> str:
-    q = r.query
-    skipped = ' class="skipped"' if r.skipped else ""
-    q_lines = [f"query {q.key} #{q.position}", _classes(q), f"{r.n_relevant} relevant in index"]
-    cells = [_cell("query", uris.get((q.key, q.position)), q_lines, _path(paths, q))]
-    for rank, nb in enumerate(r.neighbours[:k], start=1):
-        mark = "relevant" if nb.relevant else "not relevant"
-        lines = [f"{rank}. sim {nb.score:.3f}", mark, _classes(nb), f"{nb.key} #{nb.position}"]
-        attrs = f' data-rank="{rank}" data-relevant="{int(nb.relevant)}"'
-        cls = "nb rel" if nb.relevant else "nb nonrel"
-        uri = uris.get((nb.key, nb.position))
-        cells.append(_cell(cls, uri, lines, _path(paths, nb), attrs))
-    return f'<tr{skipped} data-skipped="{int(r.skipped)}">' + "".join(cells) + "</tr>"
-
-
-def write_neighbours_html(
-    path: str,
-    sections: Sequence[Section],
-    loader: ImageLoader,
-    paths: Mapping[str, Sequence[str]],
-    *,
-    k: int,
-    thumb_size: int = 128,
-) -> str:
-    """Render and write the page to `path`; returns the path."""
-    page = render_html(sections, loader, paths, k=k, thumb_size=thumb_size)
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    with open(path, "w", encoding="utf-8") as f:
-        f.write(page)
-    return path
+def thumbnail_uri(data: bytes | None, size: int) -> str | None:
+    """The data: URI of `thumbnail(data, size)`, or None if undecodable."""
+    thumb = thumbnail(data, size)
+    return thumb.uri if thumb else None
