@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence, Sized
 from typing import Any
 
 import numpy as np
@@ -158,12 +158,17 @@ def _check_array(arr: np.ndarray, expected_rows: int, where: str) -> None:
 
 
 def extract(
-    embed_fn: Callable[[np.ndarray], Any], batches: Iterable[dict], num_examples: int
+    embed_fn: Callable[[np.ndarray], Any],
+    batches: Iterable[dict],
+    num_examples: int,
+    dropped: Sized = (),
 ) -> np.ndarray:
     """float32 [num_examples, d]: embed_fn over batches, padded rows (mask False) removed, in order.
 
-    The next batch is dispatched before the previous result is copied to the host,
-    so an asynchronous embed_fn (a jitted JAX function) overlaps with the copy.
+    `dropped` is filled by the batches with the examples they left out (unreadable files),
+    which the final count allows for. The next batch is dispatched before the previous result
+    is copied to the host, so an asynchronous embed_fn (a jitted JAX function) overlaps with
+    the copy.
     """
     rows: list[np.ndarray] = []
     pending = None
@@ -178,8 +183,10 @@ def extract(
             rows.append(_unpad(*pending))
             bar.update(len(rows[-1]))
     count = sum(len(r) for r in rows)
-    if count != num_examples:
-        raise ValueError(f"Extracted {count} descriptors but {num_examples} were expected.")
+    if count != num_examples - len(dropped):
+        raise ValueError(
+            f"Extracted {count} descriptors but {num_examples - len(dropped)} were expected."
+        )
     if not rows:
         return np.zeros((0, 0), dtype=np.float32)
     return np.concatenate(rows).astype(np.float32, copy=False)
