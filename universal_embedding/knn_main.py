@@ -30,9 +30,12 @@ def load_infos(info_files_dir: str, keys: Sequence[str]) -> dict[str, info_files
     return {key: info_files.load_split(info_files_dir, *key.split("/", 1)) for key in keys}
 
 
-def check_record_counts(tfds_dir: str, infos: Mapping[str, info_files.InfoSplit]) -> dict:
-    """{key: count}; raises when a split's TFRecords and info file disagree (before extracting)."""
-    from universal_embedding.data import input_pipeline
+def check_record_counts(
+    tfds_dir: str, infos: Mapping[str, info_files.InfoSplit], info_files_dir: str = ""
+) -> dict:
+    """{key: count}; raises when a split's TFRecords and info file disagree (before extracting):
+    record counts, and for splits stored in info-file order the record keys, row by row."""
+    from universal_embedding.data import input_pipeline, record_keys
 
     counts = {}
     for key, info in infos.items():
@@ -44,6 +47,8 @@ def check_record_counts(tfds_dir: str, infos: Mapping[str, info_files.InfoSplit]
                 f"images but its info file lists {len(info)}. Re-convert the split from the "
                 "same info file."
             )
+        if not extract.is_shuffled(key):
+            record_keys.check_record_keys(tfds_dir, domain, split, info.paths, info_files_dir)
         counts[key] = n
     return counts
 
@@ -55,7 +60,7 @@ def extract_descriptors(
     from universal_embedding.data import input_pipeline
     from universal_embedding.data.normalization import normalization_name
 
-    counts = check_record_counts(config.eval_dataset_dir, infos)
+    counts = check_record_counts(config.eval_dataset_dir, infos, config.info_files_dir)
     model, params, mconfig = extract.load_model(config)
     norm = normalization_name(mconfig.model_class, mconfig.normalization)
     batch_size = extract.global_batch_size(config.eval_batch_size)
