@@ -70,3 +70,16 @@ def test_unreadable_list_is_json_lines(tmp_path):
     lines = path.read_text(encoding="utf-8").splitlines()
     assert [json.loads(line) for line in lines] == [{"path": p, "reason": r} for p, r in entries]
     assert os.fsencode(json.loads(lines[1])["path"]) == b"latin\xe9.png"  # the real name back
+
+
+def test_read_limited_with_and_without_a_file_size(tmp_path):
+    import io
+
+    assert image_files.read_limited(io.BytesIO(b"x" * 10), 10) == b"x" * 10  # no fileno
+    with pytest.raises(image_files.BadImageError, match="more than 5 bytes"):
+        image_files.read_limited(io.BytesIO(b"x" * 10), 5)
+    (tmp_path / "f").write_bytes(b"y" * 10)
+    with open(tmp_path / "f", "rb") as f:
+        assert image_files.read_limited(f, 100) == b"y" * 10
+    with open(tmp_path / "f", "rb") as f, pytest.raises(image_files.BadImageError):
+        image_files.read_limited(f, 9)

@@ -118,8 +118,17 @@ def outside_dir(files_dir: str, rel_paths: Sequence[str]) -> list[tuple[int, str
 
 
 def read_limited(f: BinaryIO, max_bytes: int) -> bytes:
-    """At most max_bytes from f (raises, having read max_bytes + 1, if there is more)."""
-    raw = f.read(max_bytes + 1)
+    """At most max_bytes from f (raises, having read max_bytes + 1, if there is more).
+
+    Reads the file's size + 1, not max_bytes + 1: a read of n bytes allocates n first.
+    """
+    try:
+        size = os.fstat(f.fileno()).st_size
+    except (OSError, AttributeError, io.UnsupportedOperation):
+        size = max_bytes
+    raw = f.read(min(size, max_bytes) + 1)
+    if size < len(raw) <= max_bytes:  # the file grew since its size was read
+        raw += f.read(max_bytes + 1 - len(raw))
     if len(raw) > max_bytes:
         raise BadImageError(f"more than {max_bytes} bytes, over --max_image_bytes={max_bytes}")
     return raw

@@ -189,12 +189,10 @@ class _TorchScriptUnpickler(_Restricted):
 
 def _named_tensors(obj: Any, prefix: str, out: dict[str, np.ndarray], seen: set[int]) -> None:
     """Every tensor reachable through TorchScript module attributes, as dotted names."""
-    if id(obj) in seen:
-        return
-    seen.add(id(obj))
     if isinstance(obj, np.ndarray):
         out[prefix.rstrip(".")] = obj
-    elif isinstance(obj, _ScriptObject):
+    elif isinstance(obj, _ScriptObject) and id(obj) not in seen:  # (a pickle may hold cycles)
+        seen.add(id(obj))
         if not isinstance(obj.state, dict):
             raise CheckpointError(
                 f"TorchScript object '{prefix.rstrip('.') or '<root>'}' has a custom state "
@@ -213,7 +211,7 @@ def is_torchscript(names: list[str]) -> bool:
 def load_torchscript(path: str) -> dict[str, np.ndarray]:
     """{dotted name: array} of every tensor attribute of a TorchScript archive's modules."""
     with zipfile.ZipFile(path) as z:
-        data_pkl = next(n for n in z.namelist() if n.endswith("/data.pkl"))
+        data_pkl = min((n for n in z.namelist() if n.endswith("/data.pkl")), key=len)
         root = data_pkl.removesuffix("data.pkl")
         byteorder = root + "byteorder"
         if byteorder in z.namelist() and z.read(byteorder).strip() != b"little":
