@@ -2,7 +2,8 @@
 
     python convert_to_tfrecord_from_file.py --info_file=data/info_files/cars/train.json \
         --output_file=data/tfds/cars/train/cars.train.tfrecord --files_dir=data/images \
-        --num_shards=1 --train [--workers=8] [--skip_bad_images] [--seed=0]
+        --num_shards=1 --train [--workers=8] [--skip_bad_images] [--seed=0] \
+        [--max_image_bytes=100000000] [--allow_outside_files_dir]
 """
 
 from __future__ import annotations
@@ -22,6 +23,12 @@ flags.DEFINE_bool("train", False, "Training split: shuffle (seeded) before shard
 flags.DEFINE_integer("workers", 0, "Threads reading and checking images (0 = all cores).")
 flags.DEFINE_bool("skip_bad_images", False, "Leave out missing/undecodable images (with a report).")
 flags.DEFINE_integer("seed", 0, "Shuffle seed for --train.")
+flags.DEFINE_integer(
+    "max_image_bytes", 100_000_000, "Larger files are bad images (checked before reading).", 1
+)
+flags.DEFINE_bool(
+    "allow_outside_files_dir", False, "Read info-file paths leading outside --files_dir."
+)
 flags.mark_flags_as_required(["info_file", "output_file", "files_dir"])
 FLAGS = flags.FLAGS
 
@@ -44,6 +51,8 @@ def main(argv: list[str]) -> None:
             workers=FLAGS.workers,
             skip_bad_images=FLAGS.skip_bad_images,
             seed=FLAGS.seed,
+            allow_outside_files_dir=FLAGS.allow_outside_files_dir,
+            max_image_bytes=FLAGS.max_image_bytes,
         )
     except (ValueError, FileNotFoundError, RuntimeError) as e:
         sys.exit(f"Conversion failed: {e}")

@@ -1,5 +1,6 @@
 """extract_dir_descriptors on a folder with a broken image, with a tiny random model."""
 
+import json
 import os
 
 import numpy as np
@@ -66,7 +67,7 @@ def test_broken_image_listed_and_rows_match_single_images(image_dir, tmp_path, e
     np.testing.assert_array_equal(saved["descriptors"], descriptors)
     np.testing.assert_allclose(np.linalg.norm(descriptors, axis=1), 1.0, atol=1e-5)
     unreadable = (workdir / "unreadable.txt").read_text().splitlines()
-    assert len(unreadable) == 1 and unreadable[0].startswith("sub/broken.jpg\t")
+    assert [json.loads(line)["path"] for line in unreadable] == ["sub/broken.jpg"]
     alone = _alone(config, image_dir, [GOOD[0], GOOD[2]])  # a colour JPEG, the grayscale PNG
     np.testing.assert_allclose(descriptors[[0, 2]], alone, atol=1e-5)
     assert not np.allclose(descriptors[0], descriptors[1], atol=1e-3)
@@ -124,3 +125,25 @@ def test_pretrained_hf_vit_weights_match_reference(image_dir, tmp_path):
     want = out.last_hidden_state[:, 0].numpy()
     want /= np.linalg.norm(want, axis=1, keepdims=True)
     np.testing.assert_allclose(descriptors, want, atol=1e-4)
+
+
+def test_odd_names_and_truncated_images_are_skipped_not_fatal(image_dir, tmp_path):
+    """A non-UTF-8 name, a newline in a name, a JPEG cut short: the run lists them and goes on."""
+    base = tmp_path / "odd"
+    os.makedirs(base)
+    pixels = np.random.default_rng(1).integers(0, 256, (64, 64, 3), dtype=np.uint8)
+    Image.fromarray(pixels).save(base / "ok.jpg", quality=95)
+    jpeg = (base / "ok.jpg").read_bytes()
+    (base / "two\nlines.jpg").write_bytes(jpeg)
+    (base / "cut.jpg").write_bytes(jpeg[: len(jpeg) // 2])  # header fine, data cut short
+    with open(os.path.join(os.fsencode(base), b"latin\xe9.jpg"), "wb") as f:
+        f.write(jpeg)
+    workdir = tmp_path / "w"
+    descriptors, paths = extract_dir_descriptors.run_extract_dir(_config(base), str(workdir))
+    assert paths == ["ok.jpg", "two\nlines.jpg"]
+    np.testing.assert_allclose(descriptors[0], descriptors[1], atol=1e-6)  # same pixels
+    assert np.load(workdir / "descriptors.npz")["paths"].tolist() == paths
+    lines = (workdir / "unreadable.txt").read_text(encoding="utf-8").splitlines()
+    found = {e["path"]: e["reason"] for e in map(json.loads, lines)}
+    assert sorted(found) == ["cut.jpg", "latin\udce9.jpg"]
+    assert "UTF-8" in found["latin\udce9.jpg"] and "decode" in found["cut.jpg"]

@@ -5,7 +5,8 @@ python -m universal_embedding.extract_dir_descriptors \
     --workdir=W --config.base_dir=DIR --config.train_dir=T
 Every readable image under DIR (recursive) -> W/descriptors.npz with 'descriptors' (n x d float32)
 and 'paths' (relative to DIR, same row order). Unreadable files are listed (log and
-W/unreadable.txt) and skipped. Images get the evaluation transform (UNED_SPEC section 4).
+W/unreadable.txt, JSON lines {"path", "reason"}) and skipped. Images get the evaluation
+transform (UNED_SPEC section 4).
 """
 
 from __future__ import annotations
@@ -29,18 +30,11 @@ def save_dir_descriptors(path: str, descriptors: np.ndarray, paths: list[str]) -
     return path
 
 
-def write_unreadable(path: str, unreadable: list[tuple[str, str]]) -> str:
-    """One 'relative path<TAB>reason' line per skipped file."""
-    with open(path, "w", encoding="utf-8") as f:
-        f.writelines(f"{rel}\t{reason}\n" for rel, reason in unreadable)
-    return path
-
-
 def run_extract_dir(
     config: ml_collections.ConfigDict, workdir: str
 ) -> tuple[np.ndarray, list[str]]:
     """Embed every readable image under config.base_dir; returns (descriptors, relative paths)."""
-    from universal_embedding.data import input_pipeline
+    from universal_embedding.data import image_files, input_pipeline
 
     base_dir = config.base_dir
     if not base_dir or not os.path.isdir(base_dir):
@@ -50,9 +44,9 @@ def run_extract_dir(
     loading.weights_source(config)  # before scanning the folder
     if jax.process_count() > 1:
         raise ValueError("extract_dir_descriptors runs as a single process (all local devices).")
-    paths, unreadable = input_pipeline.find_images(base_dir)
+    paths, unreadable = image_files.scan_folder(base_dir)
     for rel, reason in unreadable:
-        logging.warning("Skipping unreadable image %s: %s", os.path.join(base_dir, rel), reason)
+        logging.warning("Skipping unreadable image %r: %s", os.path.join(base_dir, rel), reason)
     if not paths:
         raise ValueError(f"No readable image under {base_dir} ({len(unreadable)} unreadable).")
     logging.info("%d images under %s (%d unreadable)", len(paths), base_dir, len(unreadable))
@@ -65,14 +59,16 @@ def run_extract_dir(
         batch_size=global_batch_size(config.eval_batch_size),
         image_size=loaded.config.image_size,
         normalization=loaded.normalization,
+        skipped=(skipped := []),
     )
-    descriptors = knn_descriptors.extract(embed_fn, batches, len(paths))
+    descriptors = knn_descriptors.extract(embed_fn, batches, len(paths), skipped)
+    paths, unreadable = image_files.drop_skipped(paths, unreadable, skipped)
     if jax.process_index() == 0:
         os.makedirs(workdir, exist_ok=True)
         writers.write_config_json(config, os.path.join(workdir, "extract_config.json"))
         save_dir_descriptors(os.path.join(workdir, "descriptors.npz"), descriptors, paths)
         if unreadable:
-            write_unreadable(os.path.join(workdir, "unreadable.txt"), unreadable)
+            image_files.write_unreadable(os.path.join(workdir, "unreadable.txt"), unreadable)
     return descriptors, paths
 
 

@@ -90,7 +90,7 @@ def run_knn(config: ml_collections.ConfigDict, workdir: str) -> dict[str, float]
     data = evaluator.EvalData.from_config(mconfig, norm)
     loaded = loading.load_model(config)
     knn = evaluator.KnnEvaluator(loaded.model, plan, data, config.embedd_to_eval)
-    evaluator.check_record_counts(data.tfds_dir, knn.infos)
+    evaluator.check_record_counts(data.tfds_dir, knn.infos, data.info_files_dir)
     descriptors = knn.descriptors(loaded.params)
     out = knn.evaluate(descriptors, keep_neighbours=config.save_neighbors)
     logging.info("kNN timings (s): %s", out.timings)

@@ -195,8 +195,17 @@ def test_cli_converts_and_reports(tmp_path, formats_dir):
     out = str(tmp_path / "cli" / "x.train.tfrecord")
     cmd = [sys.executable, os.path.join(REPO, "convert_to_tfrecord_from_file.py"),
            f"--info_file={info}", f"--output_file={out}", f"--files_dir={img}",
-           "--num_shards=2", "--train", "--workers=2", "--seed=3"]  # fmt: skip
+           "--num_shards=2", "--train", "--workers=2", "--seed=3", "--max_image_bytes=5000",
+           "--allow_outside_files_dir"]  # fmt: skip
     res = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
     assert res.returncode == 0, res.stderr
     assert "wrote 8 records in 2 shard(s), skipped 0" in res.stdout
     assert len(_read_records(tfrecords.shard_files(out))) == 8
+    # The two new flags reach the converter: an outside path is let through (then missing),
+    # and a 100-byte limit makes every image too big.
+    bad = [{"path": "../nowhere.png", "class_id": 0}, {"path": "a/rgb.jpg", "class_id": 0}]
+    cmd[2] = f"--info_file={_write_info(tmp_path / 'bad.json', bad)}"
+    cmd[-2] = "--max_image_bytes=100"
+    res = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+    assert res.returncode == 1 and "2 bad image(s)" in res.stderr
+    assert "../nowhere.png: missing" in res.stderr and "over --max_image_bytes=100" in res.stderr

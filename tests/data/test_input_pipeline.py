@@ -196,3 +196,28 @@ def test_folder_batches_and_find_images(tmp_path):
 def test_missing_split_error_says_what_to_do(tmp_path):
     with pytest.raises(FileNotFoundError, match="universal_embedding.data.prepare"):
         ip.split_files(str(tmp_path), "gldv2", "index")
+
+
+def test_folder_batches_leave_out_files_that_fail_when_read(tmp_path):
+    base = tmp_path / "folder"
+    os.makedirs(base)
+    colours = {"a.png": (255, 0, 0), "c.png": (0, 0, 255), "e.png": (0, 255, 0)}
+    for name, rgb in colours.items():
+        Image.fromarray(_const(rgb, 6, 6)).save(base / name)
+    big = np.random.default_rng(0).integers(0, 256, (40, 40, 3), dtype=np.uint8)
+    Image.fromarray(big).save(base / "big.png")
+    png = (base / "big.png").read_bytes()
+    (base / "cut.png").write_bytes(png[: len(png) // 2])
+    names = ["a.png", "big.png", "c.png", "cut.png", "e.png", "gone.png"]
+    skipped = []
+    kw = dict(batch_size=2, image_size=4, normalization="imagenet", max_bytes=len(png) - 1)
+    batches = list(ip.folder_batches(str(base), names, skipped=skipped, **kw))
+    assert [b["mask"].tolist() for b in batches] == [[True, True], [True, False]]
+    assert all(b["images"].shape == (2, 4, 4, 3) and "keys" not in b for b in batches)
+    rows = np.concatenate([b["images"][b["mask"]] for b in batches])
+    want = [[1, -1, -1], [-1, -1, 1], [-1, 1, -1]]  # a, c, e in order
+    np.testing.assert_allclose(rows[:, 1, 1], want, atol=1e-6)
+    reasons = dict(skipped)
+    assert [p for p, _ in skipped] == ["big.png", "cut.png", "gone.png"]
+    assert f"over --max_image_bytes={len(png) - 1}" in reasons["big.png"]
+    assert "decode" in reasons["cut.png"] and "No such file" in reasons["gone.png"]

@@ -54,6 +54,41 @@ def test_bad_files(tmp_path):
         descriptors.load_descriptors(str(tmp_path / "x.txt"))
 
 
+@pytest.mark.parametrize(
+    "value, message",
+    [
+        (np.array([[1 + 2j, 0]]), "complex"),
+        (np.array([[1e39, 0]]), r"beyond \+-1e\+06"),  # float64: would become inf as float32
+        (np.array([[np.nan, 0]]), "NaN or inf"),
+        (np.array([["a", "b"]]), "<U1 values, not numbers"),
+        (np.array([[{"x": 1}, 0]], dtype=object), "not numbers"),
+    ],
+)
+def test_bad_npz_values_name_file_and_key(tmp_path, value, message):
+    path = tmp_path / "d.npz"
+    np.savez(path, **{"cars/test": np.ones((2, 2)), "sop/test": value})
+    with pytest.raises(ValueError, match=f"'{path}', key 'sop/test'.*{message}") as e:
+        descriptors.load_descriptors(str(path))
+    assert "\n" not in str(e.value)
+
+
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ('{"cars": {"test": [[1, 0], [0, 1]', "not valid JSON.*truncated"),
+        ('{"cars": {"test": [["1", "0"]]}}', "key 'cars/test'.*<U1 values, not numbers"),
+        ('{"cars": {"test": [[1e39, 0]]}}', r"key 'cars/test'.*beyond \+-1e\+06"),
+        ('{"cars": {"test": [[null, 0]]}}', "key 'cars/test'.*not numbers"),
+    ],
+)
+def test_bad_json_names_file_and_key(tmp_path, text, message):
+    path = tmp_path / "d.json"
+    path.write_text(text)
+    with pytest.raises(ValueError, match=f"'{path}'.*{message}") as e:
+        descriptors.load_descriptors(str(path))
+    assert "\n" not in str(e.value)
+
+
 def test_extract_removes_padding_in_order():
     batches = [
         {"images": np.arange(4)[:, None] * np.ones((4, 3)), "mask": np.array([1, 1, 1, 1], bool)},

@@ -222,6 +222,14 @@ def _bad(**changes):
          r"'inshop', split 'test'.*NaN or inf"),
         ({"inshop__index": np.ones((3, 3), np.float32)},
          r"'inshop', split 'index'.*3-d but 'cars/test' is 2-d"),
+        ({"cars__test": np.array([[1, 0], [0.6, 0.8], [0, 0], [0, 1], [1e-13, 0]], np.float32)},
+         r"'cars', split 'test'.*2 rows have norm below 1e-12 \(first: row 2\).*no direction"),
+        ({"inshop__index": _unit(45, 190, 205) * (1 + 1j)},
+         r"'inshop', split 'index'.*complex"),
+        ({"inshop__index": np.array([[1, 0], [3e38, 0], [0, 1]], np.float32)},
+         r"'inshop', split 'index'.*1 rows hold values beyond \+-1e\+06 \(first: row 1\)"),
+        ({"inshop__test": np.array([["1", "0"], ["0", "1"]])},
+         r"'inshop', split 'test'.*<U1 values, not numbers"),
         ({"mars__test": _unit(0)}, r"unknown domain 'mars'"),
         ({"cars__tset": _unit(0)}, r"unknown split 'tset' of domain 'cars'"),
     ],
@@ -231,8 +239,9 @@ def test_bad_inputs_fail_before_search(change, message, monkeypatch):
         raise AssertionError("searched despite bad input")
 
     monkeypatch.setattr(evaluate, "search", no_search)
-    with pytest.raises(ValueError, match=message):
+    with pytest.raises(ValueError, match=message) as e:
         _run(*_bad(**change))
+    assert "\n" not in str(e.value)
 
 
 def test_missing_split_names_setup():

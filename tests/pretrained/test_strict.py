@@ -163,3 +163,24 @@ def test_bfloat16_safetensors_read_as_float32(tmp_path):
     container, arrays = read_checkpoint(str(path))
     assert container == "safetensors" and arrays["w"].dtype == np.float32
     np.testing.assert_array_equal(arrays["w"], values.astype(ml_dtypes.bfloat16).astype(np.float32))
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+def test_non_finite_pretrained_weights_refused_naming_the_tensor(tmp_path, bad):
+    config = tiny_config()
+    arrays = augreg_arrays(config)
+    name = "Transformer/encoderblock_1/MlpBlock_3/Dense_0/kernel"
+    arrays[name][3, 5] = bad
+    np.savez(tmp_path / "ckpt.npz", **arrays)
+    with pytest.raises(CheckpointError, match=f"{name}.*non-finite") as e:
+        load_pretrained(zero_params(config), str(tmp_path / "ckpt.npz"), config)
+    assert "\n" not in str(e.value)
+
+
+def test_non_finite_in_skipped_tensor_is_harmless(tmp_path):
+    config = tiny_config()
+    arrays = augreg_arrays(config)
+    arrays["head/kernel"][0, 0] = np.nan  # the i21k head is not loaded
+    np.savez(tmp_path / "ckpt.npz", **arrays)
+    loaded = load_pretrained(zero_params(config), str(tmp_path / "ckpt.npz"), config)
+    np.testing.assert_array_equal(loaded["backbone"]["cls"], arrays["cls"])

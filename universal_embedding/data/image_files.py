@@ -1,10 +1,19 @@
-"""Image files: rp2k `#U<hex>` names, formats TensorFlow decodes, lossless PNG re-encoding."""
+"""Image files: rp2k `#U<hex>` names, formats TensorFlow decodes, lossless PNG re-encoding, and
+the checks every untrusted image file gets: where it is (inside its folder), how big it is
+(`max_bytes`, checked before reading) and what its header says (an image Pillow identifies, with
+at most Pillow's MAX_IMAGE_PIXELS pixels). Folder scans name and check files without reading them.
+"""
 
 from __future__ import annotations
 
+import concurrent.futures
 import io
+import json
 import os
 import re
+import stat
+from collections.abc import Sequence
+from typing import BinaryIO
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -14,6 +23,7 @@ from PIL import Image  # noqa: E402
 # Kept byte for byte: the formats every TensorFlow version decodes. Others are re-encoded as PNG.
 _KEEP_MAGIC = (b"\xff\xd8\xff", b"\x89PNG\r\n\x1a\n")
 _ESCAPE_RE = re.compile(r"#U([0-9a-fA-F]{4,6})")
+DEFAULT_MAX_IMAGE_BYTES = 100_000_000  # 100 MB; UnED images are well under 1 MB
 
 
 def hide_gpus_from_tensorflow() -> None:
@@ -93,13 +103,154 @@ def fast_compatible_bytes(raw: bytes) -> bytes:
     return raw if raw.startswith(_KEEP_MAGIC) else _reencode_png(raw)
 
 
-def load_image_bytes(files_dir: str, rel_path: str) -> tuple[bytes | None, str]:
-    """(bytes to store, '') for a good image, (None, reason) for a missing or undecodable one."""
+def outside_dir(files_dir: str, rel_paths: Sequence[str]) -> list[tuple[int, str]]:
+    """(index, path) of info-file paths that lead outside files_dir (`..`, absolute paths, also
+    once `#U`-unescaped); judged on the names, so symlinked folders inside files_dir still work."""
+    root = os.path.abspath(files_dir)
+    bad = []
+    for i, rel in enumerate(rel_paths):
+        for name in (rel, unescape_name(rel)):
+            full = os.path.normpath(os.path.join(root, name))
+            if os.path.commonpath([root, full]) != root:
+                bad.append((i, rel))
+                break
+    return bad
+
+
+def read_limited(f: BinaryIO, max_bytes: int) -> bytes:
+    """At most max_bytes from f (raises, having read max_bytes + 1, if there is more).
+
+    Reads the file's size + 1, not max_bytes + 1: a read of n bytes allocates n first.
+    """
+    try:
+        size = os.fstat(f.fileno()).st_size
+    except (OSError, AttributeError, io.UnsupportedOperation):
+        size = max_bytes
+    raw = f.read(min(size, max_bytes) + 1)
+    if size < len(raw) <= max_bytes:  # the file grew since its size was read
+        raw += f.read(max_bytes + 1 - len(raw))
+    if len(raw) > max_bytes:
+        raise BadImageError(f"more than {max_bytes} bytes, over --max_image_bytes={max_bytes}")
+    return raw
+
+
+def _check_size(full: str, max_bytes: int) -> int:
+    st = os.stat(full)
+    if not stat.S_ISREG(st.st_mode):
+        raise BadImageError("not a regular file")
+    if st.st_size > max_bytes:
+        raise BadImageError(f"{st.st_size} bytes, over --max_image_bytes={max_bytes}")
+    if st.st_size == 0:
+        raise BadImageError("empty file")
+    return st.st_size
+
+
+def _check_header(f: BinaryIO) -> None:
+    """Pillow identifies an image from the first bytes (pixels are not decoded)."""
+    head = f.read(16)
+    f.seek(0)
+    try:
+        with Image.open(f) as im:
+            width, height = im.size
+    except Exception as e:  # Pillow raises many types for what is not an image
+        if isinstance(e, Image.DecompressionBombError):
+            raise BadImageError(f"too many pixels ({e})") from None
+        raise BadImageError(f"not an image file (starts with {head!r})") from None
+    finally:
+        f.seek(0)
+    limit = Image.MAX_IMAGE_PIXELS
+    if limit and width * height > limit:
+        raise BadImageError(f"{width}x{height} pixels, over Pillow's MAX_IMAGE_PIXELS={limit}")
+
+
+def check_image_file(full: str, max_bytes: int = DEFAULT_MAX_IMAGE_BYTES) -> str:
+    """'' for a regular file within max_bytes whose header is an image's, else why not; the
+    file is not read past its header."""
+    try:
+        _check_size(full, max_bytes)
+        with open(full, "rb") as f:
+            _check_header(f)
+    except (OSError, BadImageError) as e:
+        return str(e)
+    return ""
+
+
+def read_image_file(full: str, max_bytes: int = DEFAULT_MAX_IMAGE_BYTES) -> bytes:
+    """The bytes of an image file, after checking its size and header (BadImageError if bad)."""
+    _check_size(full, max_bytes)
+    with open(full, "rb") as f:
+        _check_header(f)
+        return read_limited(f, max_bytes)
+
+
+def load_image_bytes(
+    files_dir: str, rel_path: str, max_bytes: int = DEFAULT_MAX_IMAGE_BYTES
+) -> tuple[bytes | None, str]:
+    """(bytes to store, '') for a good image, (None, reason) for a missing, oversized, or
+    undecodable one."""
     full = resolve_path(files_dir, rel_path)
     if full is None:
         return None, f"missing (no {os.path.join(files_dir, rel_path)} nor its #U-escaped name)"
     try:
-        with open(full, "rb") as f:
-            return tf_compatible_bytes(f.read()), ""
+        return tf_compatible_bytes(read_image_file(full, max_bytes)), ""
     except (OSError, BadImageError) as e:
         return None, str(e)
+
+
+def _walk(base_dir: str) -> tuple[list[str], list[tuple[str, str]]]:
+    """(relative file names, [(name, reason)] of folders that could not be listed)."""
+    errors: list[tuple[str, str]] = []
+
+    def folder_error(e: OSError) -> None:
+        errors.append((os.path.relpath(e.filename, base_dir), f"cannot list folder: {e.strerror}"))
+
+    names = [
+        os.path.relpath(os.path.join(root, name), base_dir)
+        for root, _, files in os.walk(base_dir, onerror=folder_error)
+        for name in files
+    ]
+    return sorted(names), errors
+
+
+def _is_utf8(name: str) -> bool:
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:  # undecodable bytes, kept by os.walk as lone surrogates
+        return False
+    return True
+
+
+def scan_folder(
+    base_dir: str, max_bytes: int = DEFAULT_MAX_IMAGE_BYTES
+) -> tuple[list[str], list[tuple[str, str]]]:
+    """(sorted relative paths of files that look like images, [(path, reason)] of the others).
+
+    Names that are not valid UTF-8 are skipped (reported with surrogate escapes, which
+    os.fsencode turns back into the name's bytes); files get check_image_file (size and
+    header, never read whole). Decoding is left to the reader of the good ones.
+    """
+    names, bad = _walk(base_dir)
+    named = [n for n in names if _is_utf8(n)]
+    bad += [(n, "file name is not valid UTF-8") for n in names if not _is_utf8(n)]
+    with concurrent.futures.ThreadPoolExecutor(min(32, os.cpu_count() or 1)) as pool:
+        full = [os.path.join(base_dir, n) for n in named]
+        reasons = list(pool.map(lambda p: check_image_file(p, max_bytes), full))
+    good = [n for n, why in zip(named, reasons, strict=True) if not why]
+    bad += [(n, why) for n, why in zip(named, reasons, strict=True) if why]
+    return good, sorted(bad)
+
+
+def drop_skipped(
+    paths: Sequence[str], unreadable: Sequence[tuple[str, str]], skipped: Sequence[tuple[str, str]]
+) -> tuple[list[str], list[tuple[str, str]]]:
+    """paths without the files skipped while reading them; those join the unreadable ones."""
+    gone = {p for p, _ in skipped}
+    return [p for p in paths if p not in gone], sorted([*unreadable, *skipped])
+
+
+def write_unreadable(path: str, unreadable: Sequence[tuple[str, str]]) -> str:
+    """One JSON object {"path": ..., "reason": ...} per line (non-UTF-8 names as \\udcXX)."""
+    with open(path, "w", encoding="utf-8") as f:
+        for rel, reason in unreadable:
+            f.write(json.dumps({"path": rel, "reason": reason}) + "\n")
+    return path

@@ -24,9 +24,14 @@ class InfoSplit:
         return len(self.paths)
 
 
+INT64_MAX = 2**63 - 1  # TFRecord labels are int64
+
+
 def _entry_error(path: str, index: int, entry: Any, what: str) -> ValueError:
+    name = entry.get("path") if isinstance(entry, dict) else None
+    where = f"path {name!r}" if isinstance(name, str) else str(entry)[:120]
     return ValueError(
-        f"Info file {path}: entry {index} ({str(entry)[:120]}) {what}. Each entry must be "
+        f"Info file {path}: entry {index} ({where}) {what}. Each entry must be "
         '{"path": "<relative image path>", "class_id": <int> or [<int>, ...]}.'
     )
 
@@ -39,7 +44,12 @@ def _validate_entry(path: str, index: int, entry: Any) -> dict:
     label = entry["class_id"]
     labels = label if isinstance(label, list) else [label]
     if not labels or any(isinstance(x, bool) or not isinstance(x, int) or x < 0 for x in labels):
-        raise _entry_error(path, index, entry, "has a 'class_id' that is not a non-negative int")
+        bad = repr(label)[:40]
+        raise _entry_error(path, index, entry, f"has class_id {bad}, not a non-negative int")
+    if max(labels) > INT64_MAX:
+        raise _entry_error(
+            path, index, entry, f"has class_id {max(labels)}, past the int64 maximum {INT64_MAX}"
+        )
     return {"path": entry["path"], "class_id": label}
 
 

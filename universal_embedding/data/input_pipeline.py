@@ -3,7 +3,6 @@ and eval (info-file order, padded + masked), plus folders of image files."""
 
 from __future__ import annotations
 
-import concurrent.futures
 import os
 from collections.abc import Callable, Iterator, Sequence
 
@@ -131,10 +130,12 @@ def _padded_eval(
     process_index: int,
     process_count: int,
     with_keys: bool = False,
+    skip_errors: bool = False,
 ) -> Iterator[dict[str, np.ndarray]]:
     """Cut each global batch of `items` into per-process slices, pad, decode, eval-transform.
 
     `parse(item)` gives {'image_bytes'} (+ {'key'} when with_keys); padded rows get key ''.
+    With skip_errors, rows whose reading or decoding fails are left out (their keys tell which).
     """
     local = _check_batch(batch_size, process_index, process_count)
 
@@ -159,14 +160,16 @@ def _padded_eval(
 
     ds = items.batch(batch_size).flat_map(my_slice)
     ds = ds.map(load, num_parallel_calls=AUTOTUNE, deterministic=True)
+    ds = ds.ignore_errors() if skip_errors else ds
     batches = _numpy_batches(ds.batch(local), prefetch=AUTOTUNE)
     return _decode_keys(batches) if with_keys else batches
 
 
 def _decode_keys(batches: Iterator[dict[str, np.ndarray]]) -> Iterator[dict[str, np.ndarray]]:
-    """Record keys bytes -> str (numpy unicode array; padded rows '')."""
+    """Record keys bytes -> str (numpy unicode array; padded rows ''; bytes that are not UTF-8,
+    only possible in file names, as surrogate escapes like os.fsdecode)."""
     for b in batches:
-        b["keys"] = np.array([k.decode("utf-8") for k in b["keys"]], dtype=str)
+        b["keys"] = np.array([k.decode("utf-8", "surrogateescape") for k in b["keys"]], dtype=str)
         yield b
 
 
@@ -201,9 +204,13 @@ def eval_batches(
     )
 
 
-def _read_compatible(path: bytes) -> bytes:
-    with open(path.decode(), "rb") as f:
-        return image_files.fast_compatible_bytes(f.read())
+def _read_compatible(path: bytes, max_bytes: int, failures: dict[str, str]) -> bytes:
+    try:
+        raw = image_files.read_image_file(path, max_bytes)
+        return image_files.fast_compatible_bytes(raw)
+    except (OSError, image_files.BadImageError) as e:
+        failures[os.fsdecode(path)] = str(e)
+        raise
 
 
 def folder_batches(
@@ -213,42 +220,77 @@ def folder_batches(
     batch_size: int,
     image_size: int,
     normalization: str,
+    max_bytes: int = image_files.DEFAULT_MAX_IMAGE_BYTES,
+    skipped: list[tuple[str, str]] | None = None,
 ) -> Iterator[dict]:
-    """Eval-transformed batches of the files base_dir/rel_paths[i], in order, padded + masked."""
-    full = [os.path.join(base_dir, p) for p in rel_paths]
-    return _padded_eval(
+    """Eval-transformed batches of the files base_dir/rel_paths[i], in order, padded + masked.
+
+    Each file is read once (at most max_bytes). A file that cannot be read or decoded raises,
+    or, given a `skipped` list, is left out and appended to it as (rel_path, reason) once the
+    batches are consumed (so rows are rel_paths minus the skipped ones, in order).
+    """
+    full = [os.path.join(os.fsencode(base_dir), os.fsencode(p)) for p in rel_paths]
+    failures: dict[str, str] = {}
+
+    def read(p: tf.Tensor) -> tf.Tensor:
+        raw = tf.numpy_function(
+            lambda path: _read_compatible(path, max_bytes, failures), [p], tf.string, stateful=False
+        )
+        return {"image_bytes": tf.ensure_shape(raw, []), "key": p}
+
+    batches = _padded_eval(
         tf.data.Dataset.from_tensor_slices(tf.constant(full, tf.string)),
-        lambda p: {
-            "image_bytes": tf.ensure_shape(
-                tf.numpy_function(_read_compatible, [p], tf.string, stateful=False), []
-            )
-        },
+        read,
         batch_size=batch_size,
         image_size=image_size,
         normalization=normalization,
         process_index=0,
         process_count=1,
+        with_keys=skipped is not None,
+        skip_errors=skipped is not None,
     )
+    if skipped is None:
+        return batches
+    full_names = [os.fsdecode(p) for p in full]
+    return _note_skipped(batches, batch_size, rel_paths, full_names, failures, skipped)
 
 
-def _check_file(full: str) -> str:
-    try:
-        with open(full, "rb") as f:
-            image_files.tf_compatible_bytes(f.read())
-    except (OSError, image_files.BadImageError) as e:
-        return str(e)
-    return ""
+def _note_skipped(
+    batches: Iterator[dict],
+    batch_size: int,
+    rel_paths: Sequence[str],
+    full: list[str],
+    failures: dict[str, str],
+    skipped: list[tuple[str, str]],
+) -> Iterator[dict]:
+    """Pass batches on without their keys, the last one padded back to batch_size (rows left
+    out make it short); the files whose rows never came go to `skipped`."""
+    pos = 0
+
+    def skip_until(key: str | None) -> None:
+        nonlocal pos
+        while pos < len(full) and full[pos] != key:
+            reason = failures.get(full[pos], "TensorFlow could not decode it")
+            skipped.append((rel_paths[pos], reason))
+            pos += 1
+
+    for b in batches:
+        for key, valid in zip(b.pop("keys"), b["mask"], strict=True):
+            if valid:
+                skip_until(str(key))
+                pos += 1
+        if short := batch_size - len(b["mask"]):
+            b = {
+                k: np.concatenate([v, np.zeros((short, *v.shape[1:]), v.dtype)])
+                for k, v in b.items()
+            }
+        yield b
+    skip_until(None)
 
 
-def find_images(base_dir: str) -> tuple[list[str], list[tuple[str, str]]]:
-    """(sorted relative paths of decodable images under base_dir, [(path, reason)] of others)."""
-    rel = sorted(
-        os.path.relpath(os.path.join(root, name), base_dir)
-        for root, _, names in os.walk(base_dir)
-        for name in names
-    )
-    with concurrent.futures.ThreadPoolExecutor(min(32, os.cpu_count() or 1)) as pool:
-        reasons = list(pool.map(_check_file, [os.path.join(base_dir, r) for r in rel]))
-    good = [r for r, why in zip(rel, reasons, strict=True) if not why]
-    bad = [(r, why) for r, why in zip(rel, reasons, strict=True) if why]
-    return good, bad
+def find_images(
+    base_dir: str, max_bytes: int = image_files.DEFAULT_MAX_IMAGE_BYTES
+) -> tuple[list[str], list[tuple[str, str]]]:
+    """(sorted relative paths of files that look like images, [(path, reason)] of others);
+    see image_files.scan_folder: names, sizes and headers are checked, files not read."""
+    return image_files.scan_folder(base_dir, max_bytes)

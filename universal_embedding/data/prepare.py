@@ -1,6 +1,7 @@
 """Convert every split of a UnED-style data dir into TFRecords (the original prepare script).
 
-    python -m universal_embedding.data.prepare --data_dir DIR [--domains a,b] [--workers N]
+    python -m universal_embedding.data.prepare --data_dir DIR [--domains a,b] [--workers N] \
+        [--max_image_bytes=100000000] [--allow_outside_files_dir]
 
 Reads DIR/info_files/<domain>/<split>.json and DIR/images, writes
 DIR/tfds/<domain>/<split>/<domain>.<split>.tfrecord[-NNNNN-of-NNNNN] with the registry's shard
@@ -15,7 +16,7 @@ from collections.abc import Sequence
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from universal_embedding.data import info_files, registry, tfrecords  # noqa: E402
+from universal_embedding.data import image_files, info_files, registry, tfrecords  # noqa: E402
 
 
 def split_is_complete(info_file: str, prefix: str, num_shards: int) -> bool:
@@ -46,6 +47,9 @@ def prepare(
     domains: Sequence[str] | None = None,
     workers: int = 0,
     skip_bad_images: bool = False,
+    *,
+    allow_outside_files_dir: bool = False,
+    max_image_bytes: int = image_files.DEFAULT_MAX_IMAGE_BYTES,
 ) -> None:
     """Convert all splits present under data_dir/info_files into data_dir/tfds."""
     info_dir = os.path.join(data_dir, "info_files")
@@ -73,6 +77,8 @@ def prepare(
                 train=split in registry.TRAIN_SPLITS,
                 workers=workers,
                 skip_bad_images=skip_bad_images,
+                allow_outside_files_dir=allow_outside_files_dir,
+                max_image_bytes=max_image_bytes,
             )
             print(f"{domain}/{split}: {summary.line()}")
 
@@ -84,6 +90,17 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--domains", default="", help="comma-separated; default: all present")
     parser.add_argument("--workers", type=int, default=0, help="reader threads (0 = all cores)")
     parser.add_argument("--skip_bad_images", action="store_true", help="leave out bad images")
+    parser.add_argument(
+        "--max_image_bytes",
+        type=int,
+        default=image_files.DEFAULT_MAX_IMAGE_BYTES,
+        help="larger files are bad images",
+    )
+    parser.add_argument(
+        "--allow_outside_files_dir",
+        action="store_true",
+        help="read info-file paths leading outside DIR/images",
+    )
     args = parser.parse_args(argv)
     import tensorflow as tf
 
@@ -94,6 +111,8 @@ def main(argv: Sequence[str] | None = None) -> None:
             args.domains.split(",") if args.domains else None,
             args.workers,
             args.skip_bad_images,
+            allow_outside_files_dir=args.allow_outside_files_dir,
+            max_image_bytes=args.max_image_bytes,
         )
     except (ValueError, FileNotFoundError, RuntimeError) as e:
         raise SystemExit(f"prepare failed: {e}") from e

@@ -10,6 +10,7 @@ import json
 import logging
 import os
 import re
+import socket
 import struct
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -107,9 +108,58 @@ def _ordered_map(fn: Callable, items: Sequence, workers: int) -> Iterator:
             yield pending.popleft().result()
 
 
+def host_tag() -> str:
+    """This machine's name as it appears in temp shard names (letters, digits, '.', '_')."""
+    return re.sub(r"[^A-Za-z0-9._]", "_", socket.gethostname()) or "host"
+
+
 def _temp_name(final: str) -> str:
     folder, base = os.path.split(final)
-    return os.path.join(folder, f".{base}.tmp-{os.getpid()}")
+    return os.path.join(folder, f".{base}.tmp-{host_tag()}-{os.getpid()}")
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's live process
+        return True
+    return True
+
+
+def remove_stale_temps(output_file: str) -> list[str]:
+    """Delete temp shards of `output_file` left by conversions killed on this machine.
+
+    Only names of our pattern count: `.<base>[-NNNNN-of-NNNNN].tmp-<host>-<pid>` with this
+    host and a pid that is no longer running (or the older `.tmp-<pid>` spelling, same rule).
+    """
+    folder, base = os.path.split(output_file)
+    pattern = re.compile(
+        r"\."
+        + re.escape(base)
+        + r"(-\d{5}-of-\d{5})?\.tmp-(?:(?P<host>[A-Za-z0-9._]+)-)?(?P<pid>\d+)"
+    )
+    removed = []
+    for name in os.listdir(folder or "."):
+        m = pattern.fullmatch(name)
+        if not m or m["host"] not in (None, host_tag()) or _pid_alive(int(m["pid"])):
+            continue
+        os.remove(os.path.join(folder, name))
+        removed.append(name)
+    if removed:
+        logging.warning("Removed %d temp shard(s) of killed conversions: %s", len(removed), removed)
+    return removed
+
+
+def _outside_error(info_file: str, files_dir: str, bad: list[tuple[int, str]]) -> ValueError:
+    shown = ", ".join(f"entry {i} {p!r}" for i, p in bad[:10])
+    more = f" and {len(bad) - 10} more" if len(bad) > 10 else ""
+    return ValueError(
+        f"Info file {info_file}: {len(bad)} path(s) lead outside --files_dir={files_dir} "
+        f"({shown}{more}); nothing was read. Fix the paths, or pass --allow_outside_files_dir "
+        "if the info file is trusted."
+    )
 
 
 def _remove(paths: Iterable[str]) -> None:
@@ -137,28 +187,39 @@ def convert(
     skip_bad_images: bool = False,
     seed: int = 0,
     progress: bool = True,
+    allow_outside_files_dir: bool = False,
+    max_image_bytes: int = image_files.DEFAULT_MAX_IMAGE_BYTES,
 ) -> ConvertSummary:
     """Write the images of `info_file` as TFRecord shards `output_file[-NNNNN-of-NNNNN]`.
 
     Train splits are shuffled with `seed`; others keep info-file order. Shards are written under
-    temporary names, record counts checked, and only then renamed; on any failure nothing is left.
+    temporary names, record counts checked, and only then renamed; on any failure nothing is left
+    (temp shards of a killed run are removed by the next run). Paths leading outside files_dir
+    are refused unless `allow_outside_files_dir`; images over `max_image_bytes` are bad images.
     """
     start = time.time()
     if num_shards < 1:
         raise ValueError(f"num_shards must be >= 1, got {num_shards}.")
     entries = info_files.read_info_file(info_file)
+    outside = image_files.outside_dir(files_dir, [e["path"] for e in entries])
+    if outside and not allow_outside_files_dir:
+        raise _outside_error(info_file, files_dir, outside)
     order = (
         np.random.default_rng(seed).permutation(len(entries)) if train else np.arange(len(entries))
     )
     finals = [registry.shard_name(output_file, i, num_shards) for i in range(num_shards)]
     temps = [_temp_name(f) for f in finals]
     os.makedirs(os.path.dirname(output_file) or ".", exist_ok=True)
+    remove_stale_temps(output_file)
     workers = workers or min(32, os.cpu_count() or 1)
     bad: list[tuple[str, str]] = []
     counts = [0] * num_shards
     writers = [tf.io.TFRecordWriter(t) for t in temps]
     try:
-        load = lambda i: image_files.load_image_bytes(files_dir, entries[i]["path"])  # noqa: E731
+
+        def load(i: int) -> tuple[bytes | None, str]:
+            return image_files.load_image_bytes(files_dir, entries[i]["path"], max_image_bytes)
+
         results = _ordered_map(load, order, workers)
         bar = tqdm.tqdm(
             results,

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence, Sized
 from typing import Any
 
 import numpy as np
@@ -38,15 +38,32 @@ def save_json(path: str, descriptors: Mapping[str, np.ndarray]) -> None:
         json.dump(nested, f)
 
 
+MIN_NORM = 1e-12  # a row shorter than this has no direction to rank by
+# Far above any embedding value (unit vectors have |x| <= 1), and small enough that no inner
+# product or squared norm overflows float32 (max 3.4e38): d * MAX_ABS**2 = d * 1e12 stays below
+# it for any dimension d that fits in memory. 3e38 itself overflows the search to inf/NaN.
+MAX_ABS = 1e6
+
+
 def load_descriptors(path: str) -> dict[str, np.ndarray]:
-    """{'domain/split': float32 [n, d]} from a native .npz or an original-layout .json file."""
+    """{'domain/split': float32 [n, d]} from a native .npz or an original-layout .json file.
+
+    Every array is checked before it is cast to float32: real numbers only, all finite and
+    within +-MAX_ABS; errors name the file and key.
+    """
     if not os.path.isfile(path):
         raise FileNotFoundError(
             f"Descriptor file '{path}' does not exist. Pass --config.descr_path=<.npz or .json>."
         )
     if path.endswith(".json"):
         with open(path) as f:
-            nested = json.load(f)
+            try:
+                nested = json.load(f)
+            except json.JSONDecodeError as e:
+                raise ValueError(
+                    f"Descriptor file '{path}' is not valid JSON ({e}); it may be truncated: "
+                    "write it again."
+                ) from None
         return _from_nested(nested, path)
     if not path.endswith(".npz"):
         raise ValueError(f"Descriptor file '{path}': expected a .npz or .json file.")
@@ -54,8 +71,41 @@ def load_descriptors(path: str) -> dict[str, np.ndarray]:
         out = {}
         for key in data.files:
             _split_key(key, path)
-            out[key] = np.asarray(data[key], dtype=np.float32)
+            where = f"Descriptor file '{path}', key '{key}'"
+            try:
+                arr = data[key]
+            except ValueError:  # object arrays need pickle, which is never used here
+                raise ValueError(
+                    f"{where}: holds Python objects, not numbers; save a float array."
+                ) from None
+            out[key] = _as_float32(arr, where)
     return out
+
+
+def _as_float32(arr: np.ndarray, where: str) -> np.ndarray:
+    check_numbers(arr, where)
+    return np.asarray(arr, dtype=np.float32)
+
+
+def check_numbers(arr: np.ndarray, where: str) -> None:
+    """Raise unless arr holds real numbers, all finite and within +-MAX_ABS (row named)."""
+    if arr.dtype.kind == "c":
+        raise ValueError(
+            f"{where}: complex values; descriptors must be real (the imaginary part would be "
+            "dropped)."
+        )
+    if arr.dtype.kind not in "iuf":
+        raise ValueError(f"{where}: holds {arr.dtype} values, not numbers; save a float array.")
+    rows = arr.reshape(len(arr), -1) if arr.ndim else arr.reshape(1, 1)
+    for bad, what in (
+        (~np.isfinite(rows).all(axis=1), "hold NaN or inf"),
+        ((np.abs(rows) > MAX_ABS).any(axis=1), f"hold values beyond +-{MAX_ABS:.0e}"),
+    ):
+        if bad.any():
+            raise ValueError(
+                f"{where}: {int(bad.sum())} rows {what} (first: row {int(np.argmax(bad))}); "
+                "expected finite descriptors of moderate size."
+            )
 
 
 def _split_key(key: str, path: str) -> tuple[str, str]:
@@ -76,13 +126,15 @@ def _from_nested(nested: Any, path: str) -> dict[str, np.ndarray]:
     out = {}
     for domain, splits in nested.items():
         for split, rows in splits.items():
+            where = f"Descriptor file '{path}', key '{domain}/{split}'"
             try:
-                out[f"{domain}/{split}"] = np.asarray(rows, dtype=np.float32)
-            except (ValueError, TypeError) as e:
+                arr = np.asarray(rows)
+            except ValueError as e:
                 raise ValueError(
-                    f"Descriptor file '{path}': domain '{domain}', split '{split}' is not a "
-                    f"list of equal-length number lists ({e})."
-                ) from e
+                    f"{where}: domain '{domain}', split '{split}' is not a list of equal-length "
+                    f"number lists ({e})."
+                ) from None
+            out[f"{domain}/{split}"] = _as_float32(arr, where)
     return out
 
 
@@ -139,31 +191,37 @@ def validate_inputs(
 
 
 def _check_array(arr: np.ndarray, expected_rows: int, where: str) -> None:
-    if arr.ndim != 2 or not np.issubdtype(arr.dtype, np.number):
-        raise ValueError(f"{where}: expected a 2-D numeric [images, dim] array, got {arr.shape}.")
+    if arr.ndim != 2:
+        raise ValueError(f"{where}: expected a 2-D [images, dim] array, got shape {arr.shape}.")
+    check_numbers(arr, where)
     if len(arr) != expected_rows:
         raise ValueError(
             f"{where}: {len(arr)} descriptor rows but the info file lists {expected_rows} "
             "images; rows must be the info file's images, in its order."
         )
-    finite = np.isfinite(arr).all(axis=1)
-    if not finite.all():
+    norms = np.linalg.norm(arr.astype(np.float64), axis=1)
+    short = norms < MIN_NORM
+    if short.any():
         raise ValueError(
-            f"{where}: {int((~finite).sum())} rows hold NaN or inf (first: row "
-            f"{int(np.argmin(finite))}); expected finite descriptors."
+            f"{where}: {int(short.sum())} rows have norm below {MIN_NORM:.0e} (first: row "
+            f"{int(np.argmax(short))}); a zero vector has no direction to rank by."
         )
-    norms = np.linalg.norm(arr, axis=1)
     if len(arr) and np.abs(norms - 1).max() > 1e-3:
         logging.warning("%s: descriptors are not L2-normalised; ranking by inner product.", where)
 
 
 def extract(
-    embed_fn: Callable[[np.ndarray], Any], batches: Iterable[dict], num_examples: int
+    embed_fn: Callable[[np.ndarray], Any],
+    batches: Iterable[dict],
+    num_examples: int,
+    dropped: Sized = (),
 ) -> np.ndarray:
     """float32 [num_examples, d]: embed_fn over batches, padded rows (mask False) removed, in order.
 
-    The next batch is dispatched before the previous result is copied to the host,
-    so an asynchronous embed_fn (a jitted JAX function) overlaps with the copy.
+    `dropped` is filled by the batches with the examples they left out (unreadable files),
+    which the final count allows for. The next batch is dispatched before the previous result
+    is copied to the host, so an asynchronous embed_fn (a jitted JAX function) overlaps with
+    the copy.
     """
     rows: list[np.ndarray] = []
     pending = None
@@ -178,8 +236,10 @@ def extract(
             rows.append(_unpad(*pending))
             bar.update(len(rows[-1]))
     count = sum(len(r) for r in rows)
-    if count != num_examples:
-        raise ValueError(f"Extracted {count} descriptors but {num_examples} were expected.")
+    if count != num_examples - len(dropped):
+        raise ValueError(
+            f"Extracted {count} descriptors but {num_examples - len(dropped)} were expected."
+        )
     if not rows:
         return np.zeros((0, 0), dtype=np.float32)
     return np.concatenate(rows).astype(np.float32, copy=False)

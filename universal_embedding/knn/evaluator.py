@@ -73,9 +73,12 @@ def split_batches(data: EvalData) -> Callable[[str, str], Iterable[dict]]:
     return batches_for
 
 
-def check_record_counts(tfds_dir: str, infos: Mapping[str, info_files.InfoSplit]) -> None:
-    """Raise when a split's TFRecords and info file disagree in size (before extracting)."""
-    from universal_embedding.data import input_pipeline
+def check_record_counts(
+    tfds_dir: str, infos: Mapping[str, info_files.InfoSplit], info_files_dir: str
+) -> None:
+    """Raise when a split's TFRecords and info file disagree (before extracting): record
+    counts, and for splits stored in info-file order the record keys, row by row."""
+    from universal_embedding.data import input_pipeline, record_keys
 
     for key, info in infos.items():
         domain, split = key.split("/", 1)
@@ -86,6 +89,8 @@ def check_record_counts(tfds_dir: str, infos: Mapping[str, info_files.InfoSplit]
                 f"images but its info file lists {len(info)}. Re-convert the split from the "
                 "same info file."
             )
+        if not extract.is_shuffled(key):
+            record_keys.check_record_keys(tfds_dir, domain, split, info.paths, info_files_dir)
 
 
 class KnnEvaluator:

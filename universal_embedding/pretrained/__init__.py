@@ -127,6 +127,7 @@ def load_pretrained(params: dict, path: str, config: ml_collections.ConfigDict) 
     conv = fmt.convert(arrays, model_size.num_heads)
     headline = _size_headline(model_size, _size(conv.params, fmt.family), config)
     loaded = merge_strict(params["backbone"], conv, path, fmt.posemb, headline)
+    _check_finite(loaded, conv.sources, path)
     log.info(
         "Loaded %d backbone tensors from %s (%s, %s); skipped %d: %s",
         len(backbone),
@@ -137,6 +138,18 @@ def load_pretrained(params: dict, path: str, config: ml_collections.ConfigDict) 
         ", ".join(sorted(conv.ignored)[:5]) + (" ..." if len(conv.ignored) > 5 else ""),
     )
     return {**params, "backbone": jax.tree_util.tree_map(jnp.asarray, loaded)}
+
+
+def _check_finite(backbone: dict, sources: Mapping[str, str], path: str) -> None:
+    """Refuse NaN/inf in any loaded tensor (skipped tensors, e.g. a text tower, do not count)."""
+    for name, value in flatten(backbone).items():
+        bad = int(np.size(value) - np.isfinite(value).sum())
+        if bad:
+            src = sources.get(name, name)
+            raise CheckpointError(
+                f"{path}: tensor '{src}' holds {bad} non-finite value(s) (NaN or inf); nothing "
+                "was loaded. Download the checkpoint again or use another one."
+            )
 
 
 def _check_heads(path: str, fmt: Format, heads: int, hidden: int) -> None:

@@ -1,19 +1,23 @@
 """Reading checkpoint files into flat {name: float32 array} dicts.
 
-File containers are told apart by their first bytes, never by the file name: `.npz` (zip of
-.npy), `.npy` (pickled dict), PyTorch (zip with data.pkl, TorchScript, or legacy pickle) and
-safetensors (8-byte header length then JSON). torch is imported only for PyTorch files.
+File containers are told apart by their first bytes: `.npz` (zip of .npy), `.npy` (pickled
+dict), TorchScript (zip with constants.pkl), PyTorch (zip with data.pkl, or legacy pickle) and
+safetensors (8-byte header length then JSON); a file named `.safetensors` must be one. No code
+in a weight file runs: pickles are read by restricted unpicklers (safe_pickle.py) or by
+`torch.load(weights_only=True)`; torch is imported only for non-TorchScript PyTorch files.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import pickle
 import zipfile
 from collections.abc import Mapping
 
 import numpy as np
 
+from universal_embedding.pretrained import safe_pickle
 from universal_embedding.pretrained.common import CheckpointError
 
 
@@ -25,17 +29,24 @@ def _is_safetensors(head: bytes, file_size: int) -> bool:
 
 
 def detect_container(path: str) -> str:
-    """'npz' | 'npy' | 'torch' | 'safetensors' from the file's content."""
+    """'npz' | 'npy' | 'torchscript' | 'torch' | 'safetensors' from the file's content."""
     with open(path, "rb") as f:
         head = f.read(16)
+    if _is_safetensors(head, os.path.getsize(path)):
+        return "safetensors"
+    if path.endswith(".safetensors"):
+        raise CheckpointError(
+            f"{path} is named .safetensors but is not a safetensors file (it starts with "
+            f"{head[:8]!r}); it was not read. Download the file again."
+        )
     if head.startswith(b"\x93NUMPY"):
         return "npy"
     if head.startswith(b"PK"):
         with zipfile.ZipFile(path) as z:
             names = z.namelist()
-        return "npz" if names and all(n.endswith(".npy") for n in names) else "torch"
-    if _is_safetensors(head, os.path.getsize(path)):
-        return "safetensors"
+        if names and all(n.endswith(".npy") for n in names):
+            return "npz"
+        return "torchscript" if safe_pickle.is_torchscript(names) else "torch"
     if head[:1] == b"\x80":
         return "torch"  # legacy (non-zip) torch.save pickle
     raise CheckpointError(
@@ -44,25 +55,17 @@ def detect_container(path: str) -> str:
     )
 
 
-def _as_float32(arrays: Mapping[str, object]) -> dict[str, np.ndarray]:
+def _as_float32(path: str, arrays: Mapping[str, object]) -> dict[str, np.ndarray]:
     out = {}
     for name, value in arrays.items():
         arr = np.asarray(value)
+        if arr.dtype == object:
+            raise CheckpointError(
+                f"{path}: '{name}' holds {type(value).__name__} objects, not an array of numbers."
+            )
         floating = arr.dtype.kind == "f" or arr.dtype.name == "bfloat16"
         out[name] = arr.astype(np.float32) if floating else arr
     return out
-
-
-def _read_npy(path: str) -> dict[str, np.ndarray]:
-    obj = np.load(path, allow_pickle=True)  # the original .npy checkpoints are pickled dicts
-    if isinstance(obj, np.ndarray) and obj.dtype == object and obj.shape == ():
-        obj = obj.item()
-    if not isinstance(obj, dict):
-        raise CheckpointError(
-            f"{path} holds a {type(obj).__name__}, not a pickled dict of arrays "
-            "(keys as in the OpenAI CLIP state dict)."
-        )
-    return obj
 
 
 def _read_safetensors(path: str) -> dict[str, np.ndarray]:
@@ -99,18 +102,17 @@ def _read_torch(path: str) -> dict[str, np.ndarray]:
     except ImportError as e:
         raise ImportError(
             f"{path} is a PyTorch checkpoint and reading it needs torch, which is not installed: "
-            "pip install torch (CPU build is enough), or convert it to .npy/.safetensors."
+            "pip install torch (CPU build is enough), or use the .safetensors release."
         ) from e
-    with open(path, "rb") as f:
-        is_zip = f.read(2) == b"PK"
-    scripted = False
-    if is_zip:
-        with zipfile.ZipFile(path) as z:
-            scripted = any(n.endswith("constants.pkl") for n in z.namelist())
-    if scripted:  # OpenAI's released ViT-B-16.pt is a TorchScript archive
-        state = torch.jit.load(path, map_location="cpu").state_dict()
-    else:
+    try:  # torch's own restricted unpickler: tensors and plain containers only
         state = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as e:
+        lines = [line.strip() for line in str(e).splitlines() if line.strip()]
+        why = next((line for line in lines if "GLOBAL" in line), lines[0] if lines else "")
+        raise CheckpointError(
+            f"{path}: refused by torch.load(weights_only=True), nothing in it was run ({why}). "
+            "Use the original weights or a .safetensors file."
+        ) from None
     for wrapper in ("state_dict", "model"):
         if isinstance(state, dict) and isinstance(state.get(wrapper), dict):
             state = state[wrapper]
@@ -125,7 +127,18 @@ def _read_torch(path: str) -> dict[str, np.ndarray]:
     }
 
 
-READERS = {"npz": lambda p: dict(np.load(p)), "npy": _read_npy}
+def _read_npz(path: str) -> dict[str, np.ndarray]:
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            return {name: data[name] for name in data.files}
+    except ValueError as e:  # object arrays: a pickle inside the zip, never read
+        raise CheckpointError(
+            f"{path}: refused, an array in it is not plain numbers ({e})."
+        ) from None
+
+
+READERS = {"npz": _read_npz, "npy": safe_pickle.load_npy_dict}
+READERS |= {"torchscript": safe_pickle.load_torchscript}
 READERS |= {"safetensors": _read_safetensors, "torch": _read_torch}
 
 
@@ -146,4 +159,4 @@ def resolve_path(path: str) -> str:
 def read_checkpoint(path: str) -> tuple[str, dict[str, np.ndarray]]:
     """(container, flat name -> array) with floating arrays as float32."""
     container = detect_container(path)
-    return container, _as_float32(READERS[container](path))
+    return container, _as_float32(path, READERS[container](path))
