@@ -15,31 +15,36 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from absl import app, flags  # noqa: E402
 
-flags.DEFINE_string("info_file", None, "JSON info file: [{'path': ..., 'class_id': ...}, ...].")
-flags.DEFINE_string("output_file", None, "Output prefix; shards get -NNNNN-of-NNNNN appended.")
-flags.DEFINE_string("files_dir", None, "Directory the info file's paths are relative to.")
-flags.DEFINE_integer("num_shards", 1, "Number of output shards.")
-flags.DEFINE_bool("train", False, "Training split: shuffle (seeded) before sharding.")
-flags.DEFINE_integer("workers", 0, "Threads reading and checking images (0 = all cores).")
-flags.DEFINE_bool("skip_bad_images", False, "Leave out missing/undecodable images (with a report).")
-flags.DEFINE_integer("seed", 0, "Shuffle seed for --train.")
-flags.DEFINE_integer(
-    "max_image_bytes", 100_000_000, "Larger files are bad images (checked before reading).", 1
-)
-flags.DEFINE_bool(
-    "allow_outside_files_dir", False, "Read info-file paths leading outside --files_dir."
-)
-flags.mark_flags_as_required(["info_file", "output_file", "files_dir"])
 FLAGS = flags.FLAGS
+
+
+def define_flags() -> None:
+    """The original converter's flags (called only when run as a program)."""
+    flags.DEFINE_string("info_file", None, "JSON info file: [{'path': ..., 'class_id': ...}, ...].")
+    flags.DEFINE_string("output_file", None, "Output prefix; shards get -NNNNN-of-NNNNN appended.")
+    flags.DEFINE_string("files_dir", None, "Directory the info file's paths are relative to.")
+    flags.DEFINE_integer("num_shards", 1, "Number of output shards.")
+    flags.DEFINE_bool("train", False, "Training split: shuffle (seeded) before sharding.")
+    flags.DEFINE_integer("workers", 0, "Threads reading and checking images (0 = all cores).")
+    flags.DEFINE_bool(
+        "skip_bad_images", False, "Leave out missing/undecodable images (with a report)."
+    )
+    flags.DEFINE_integer("seed", 0, "Shuffle seed for --train.")
+    flags.DEFINE_integer(
+        "max_image_bytes", 100_000_000, "Larger files are bad images (checked before reading).", 1
+    )
+    flags.DEFINE_bool(
+        "allow_outside_files_dir", False, "Read info-file paths leading outside --files_dir."
+    )
+    flags.mark_flags_as_required(["info_file", "output_file", "files_dir"])
 
 
 def main(argv: list[str]) -> None:
     """Run the conversion and print its summary."""
     del argv
-    import tensorflow as tf
+    from universal_embedding.data import image_files, tfrecords
 
-    tf.config.set_visible_devices([], "GPU")
-    from universal_embedding.data import tfrecords
+    image_files.hide_gpus_from_tensorflow()  # done on import too; JAX may own the GPUs
 
     try:
         summary = tfrecords.convert(
@@ -62,4 +67,5 @@ def main(argv: list[str]) -> None:
 
 
 if __name__ == "__main__":
+    define_flags()
     app.run(main)

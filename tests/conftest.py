@@ -1,4 +1,5 @@
-"""Test setup: two CPU devices so sharded code paths run, TensorFlow kept off GPUs."""
+"""Test setup: two CPU devices so sharded code paths run, TensorFlow kept off GPUs;
+`@pytest.mark.slow` tests run only with UE_SLOW_TESTS=1."""
 
 import os
 
@@ -9,6 +10,19 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import jax  # noqa: E402  (after the environment above)
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
+
+SLOW_TESTS = os.environ.get("UE_SLOW_TESTS") == "1"
+
+
+def pytest_collection_modifyitems(config, items):
+    """Skip the tests marked slow unless UE_SLOW_TESTS=1."""
+    if SLOW_TESTS:
+        return
+    skip = pytest.mark.skip(reason="slow: set UE_SLOW_TESTS=1 to run")
+    for item in items:
+        if "slow" in item.keywords:
+            item.add_marker(skip)
+
 
 _CACHE_OPTIONS = (
     "jax_compilation_cache_dir",

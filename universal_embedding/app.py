@@ -1,63 +1,97 @@
-"""Shared command-line plumbing: --config/--workdir flags, logging, jax.distributed, writers.
+"""Command-line runner of the config-driven entry points (main, knn_main, descr_eval,
+extract_dir_descriptors): each ends with `if __name__ == "__main__": app.run(fn)`.
 
-Every entry point does `app.run(fn)` where `fn(config, workdir)` is one library call.
-
-Multi-process launches (one process per host, or several on one machine):
-- explicit: set `JAX_COORDINATOR_ADDRESS=host:port`, `JAX_NUM_PROCESSES=N` and
-  `JAX_PROCESS_ID=i` in each process's environment (also how the localhost CPU test runs);
-- cluster managers (SLURM, Open MPI, Cloud TPU pods): nothing to set, JAX detects them.
+`run` defines `--config`, `--workdir` and the W&B flags when called (importing this module
+defines no flag), parses the command line, joins a multi-process run (see
+`universal_embedding.distributed`) and calls `fn(config, workdir)`.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
+import ml_collections
 from absl import app as absl_app
 from absl import flags, logging
 from ml_collections import config_flags
 
-from universal_embedding.distributed import maybe_initialize_distributed
+from universal_embedding import distributed
 
-_CONFIG = config_flags.DEFINE_config_file("config", None, "Path to a get_config() file.")
-_WORKDIR = flags.DEFINE_string("workdir", None, "Where results, checkpoints and logs go.")
-_USE_WANDB = flags.DEFINE_bool("use_wandb", False, "Also log to Weights & Biases.")
-_WANDB_PROJECT = flags.DEFINE_string("wandb_project", None, "W&B project.")
-_WANDB_GROUP = flags.DEFINE_string("wandb_group", None, "W&B group.")
-_WANDB_ENTITY = flags.DEFINE_string("wandb_entity", None, "W&B entity.")
-_WANDB_NAME = flags.DEFINE_string("wandb_name", None, "W&B run name.")
+# --flag -> config.wandb field it sets (only when the flag is given).
+WANDB_FLAGS = {
+    "use_wandb": "enabled",
+    "wandb_project": "project",
+    "wandb_group": "group",
+    "wandb_entity": "entity",
+    "wandb_name": "name",
+}
 
 
-def wandb_settings() -> dict | None:
-    """W&B options from the flags, or None when W&B is off."""
-    if not _USE_WANDB.value:
-        return None
+def define_flags(
+    flag_values: flags.FlagValues = flags.FLAGS, argv: list[str] | None = None
+) -> None:
+    """--config, --workdir and the W&B flags (shorthands for --config.wandb.*).
+
+    `argv` (default sys.argv) is where config_flags finds the `--config.<field>` overrides.
+    """
+    config_flags.DEFINE_config_file(
+        "config",
+        None,
+        "Path to a get_config() file[:argument string].",
+        flag_values=flag_values,
+        sys_argv=argv,
+    )
+    flags.DEFINE_string(
+        "workdir", None, "Where results, checkpoints and logs go.", flag_values=flag_values
+    )
+    flags.DEFINE_bool(
+        "use_wandb",
+        False,
+        "Also log to Weights & Biases (sets config.wandb.enabled).",
+        flag_values=flag_values,
+    )
+    for name, field in WANDB_FLAGS.items():
+        if name != "use_wandb":
+            flags.DEFINE_string(
+                name, None, f"W&B {field} (sets config.wandb.{field}).", flag_values=flag_values
+            )
+
+
+def wandb_overrides(flag_values: flags.FlagValues = flags.FLAGS) -> dict[str, Any]:
+    """{config.wandb field: value} of the W&B flags given on the command line."""
     return {
-        "project": _WANDB_PROJECT.value,
-        "group": _WANDB_GROUP.value,
-        "entity": _WANDB_ENTITY.value,
-        "name": _WANDB_NAME.value,
+        field: flag_values[name].value
+        for name, field in WANDB_FLAGS.items()
+        if flag_values[name].present
     }
 
 
-def run(fn: Callable[..., object]) -> None:
-    """Parse flags and call fn(config, workdir)."""
+def config_and_workdir(
+    flag_values: flags.FlagValues = flags.FLAGS,
+) -> tuple[ml_collections.ConfigDict, str]:
+    """The parsed config (W&B flags applied) and workdir; UsageError when one is missing."""
+    config = flag_values["config"].value
+    if config is None:
+        raise absl_app.UsageError("--config is required (a get_config() file).")
+    if not flag_values["workdir"].value:
+        raise absl_app.UsageError("--workdir is required.")
+    for field, value in wandb_overrides(flag_values).items():
+        config.wandb[field] = value
+    return config, flag_values["workdir"].value
+
+
+def run(fn: Callable[[ml_collections.ConfigDict, str], object]) -> None:
+    """Define the flags, parse the command line and call fn(config, workdir)."""
+    define_flags()
 
     def _main(argv: list[str]) -> None:
         if len(argv) > 1:
             raise absl_app.UsageError(f"Unexpected arguments: {' '.join(argv[1:])}")
-        if _CONFIG.value is None:
-            raise absl_app.UsageError("--config is required (a get_config() file).")
-        if not _WORKDIR.value:
-            raise absl_app.UsageError("--workdir is required.")
+        config, workdir = config_and_workdir()
         if not flags.FLAGS["verbosity"].present:  # --verbosity=0 shows INFO (orbax is chatty)
             logging.set_verbosity(logging.WARNING)
-        config = _CONFIG.value
-        wandb = wandb_settings()
-        if wandb is not None:
-            with config.unlocked():
-                config.use_wandb = True
-                config.wandb = wandb
-        maybe_initialize_distributed()
-        fn(config, _WORKDIR.value)
+        distributed.maybe_initialize_distributed()
+        fn(config, workdir)
 
     absl_app.run(_main)

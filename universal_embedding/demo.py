@@ -11,13 +11,13 @@ checkpoint, so rerunning after an interruption continues where it stopped.
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import time
 from collections.abc import Mapping, Sequence
 
-from absl import logging
+from absl import app as absl_app
+from absl import flags, logging
 
 from universal_embedding.configs import demo as demo_config
 
@@ -126,15 +126,22 @@ def run_demo(workdir: str, dtype: str = "float32", data_dir: str = "") -> dict[s
     return {"baseline_mp5": baseline[key], "trained_mp5": trained[key], "seconds": total}
 
 
-def main(argv: Sequence[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--workdir", default="demo_work")
-    parser.add_argument("--dtype", default="float32", choices=("float32", "bfloat16"))
-    parser.add_argument("--data_dir", default="", help="default: <workdir>/data")
-    args = parser.parse_args(argv)
-    logging.set_verbosity(logging.WARNING)
-    run_demo(args.workdir, args.dtype, args.data_dir)
+def define_flags() -> None:
+    """The demo's flags (called only when run as a program)."""
+    flags.DEFINE_string("workdir", "demo_work", "Where data, baseline and training runs go.")
+    flags.DEFINE_enum("dtype", "float32", ["float32", "bfloat16"], "Compute dtype.")
+    flags.DEFINE_string("data_dir", "", "Synthetic mini-UnED folder; default: <workdir>/data.")
+
+
+def main(argv: Sequence[str]) -> None:
+    """absl main: run every demo stage with the parsed flags."""
+    if len(argv) > 1:
+        raise absl_app.UsageError(f"Unexpected arguments: {' '.join(argv[1:])}")
+    if not flags.FLAGS["verbosity"].present:
+        logging.set_verbosity(logging.WARNING)
+    run_demo(flags.FLAGS.workdir, flags.FLAGS.dtype, flags.FLAGS.data_dir)
 
 
 if __name__ == "__main__":
-    main()
+    define_flags()
+    absl_app.run(main)

@@ -17,7 +17,7 @@ from universal_embedding.knn.report import evaluate_and_report
 
 def descr_eval(config, workdir: str) -> dict[str, float]:
     """Load config.descr_path and evaluate it with the config's kNN plan; write results."""
-    if not config.get("descr_path"):
+    if not config.descr_path:
         raise ValueError("--config.descr_path is required (a .npz or .json descriptor file).")
     return evaluate_and_report(load_descriptors(config.descr_path), config, workdir)
 

@@ -1,19 +1,15 @@
-"""Synthetic mini-UnED: split structure, counts, labels, disk layout, determinism, prepare."""
+"""Synthetic mini-UnED: split structure, counts, labels, disk layout, determinism, command line."""
 
 import hashlib
 import os
+import subprocess
+import sys
 
 import pytest
 
-from universal_embedding.data import (
-    image_files,
-    info_files,
-    input_pipeline,
-    prepare,
-    registry,
-    synthetic,
-    tfrecords,
-)
+from universal_embedding.data import image_files, info_files, registry, synthetic
+
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 EXTRA = {"inshop": {"index"}, "gldv2": {"index"}, "met": {"index", "small_train", "small_index"}}
 
@@ -95,23 +91,15 @@ def test_deterministic_for_a_seed(syn_dir, tmp_path):
     assert _digest(str(tmp_path / "b"), ["gldv2"]) != _digest(syn_dir, ["gldv2"])
 
 
-def test_prepare_converts_with_capped_shards_and_skips_complete(syn_dir, monkeypatch):
-    prepare.prepare(syn_dir, ["met", "rp2k"], workers=2)
-    tfds = os.path.join(syn_dir, "tfds")
-    info_dir = os.path.join(syn_dir, "info_files")
-    for dom in ("met", "rp2k"):
-        for split in info_files.available_splits(info_dir, dom):
-            n = len(info_files.load_split(info_dir, dom, split))
-            files = tfrecords.shard_files(registry.tfrecord_prefix(tfds, dom, split))
-            want = min(registry.get_domain(dom).num_shards(split), n)
-            assert len(files) == want, (dom, split)
-            assert input_pipeline.num_records(tfds, dom, split) == n
-    assert tfrecords.shard_files(registry.tfrecord_prefix(tfds, "met", "small_train"))[0].endswith(
-        "met.small_train.tfrecord-00000-of-00004"
-    )
-    batches = input_pipeline.eval_batches(tfds, "rp2k", "test", batch_size=8, image_size=8,
-                                          normalization="imagenet")  # fmt: skip
-    assert sum(int(b["mask"].sum()) for b in batches) == 12  # incl. the #U-escaped files
-    monkeypatch.setattr(tfrecords, "convert", lambda *a, **k: pytest.fail("re-converted"))
-    prepare.prepare(syn_dir, ["met", "rp2k"])
-    assert not os.path.exists(os.path.join(tfds, "cars"))
+def test_command_line_writes_what_the_function_writes(tmp_path):
+    """The README's command (space-separated absl flags) equals write_synthetic_uned."""
+    out = subprocess.run(
+        [sys.executable, "-m", "universal_embedding.data.synthetic", "--data_dir",
+         str(tmp_path / "cli"), "--seed", "3", "--scale", "0.05"],
+        cwd=REPO, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.strip() == f"Synthetic mini-UnED written to {tmp_path / 'cli'}"
+    synthetic.write_synthetic_uned(str(tmp_path / "fn"), seed=3, scale=0.05, domains=["sop"])
+    assert _digest(str(tmp_path / "cli"), ["sop"]) == _digest(str(tmp_path / "fn"), ["sop"])
+    assert sorted(os.listdir(tmp_path / "cli" / "info_files")) == sorted(registry.DOMAIN_NAMES)

@@ -148,11 +148,7 @@ def test_two_processes_match_one_process_with_the_same_global_batch(
     assert "average:common:test_knn:mp_5" in results
 
 
-@pytest.mark.skipif(
-    not os.environ.get("UE_SLOW_TESTS"),
-    reason="slow (two more processes, ~40 s on 2 cores): set UE_SLOW_TESTS=1; "
-    "test_trainer.py covers resume with stop_after_steps",
-)
+@pytest.mark.slow  # two more processes, ~40 s on 2 cores; test_trainer.py covers resume too
 def test_sigkill_then_rerun_ends_like_an_uninterrupted_run(data_dir, tmp_path):
     steps = 30
     config, flags = run_config(data_dir, num_training_steps=steps)

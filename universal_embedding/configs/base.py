@@ -6,28 +6,71 @@ Field names follow the original tools so their command lines keep working.
 
 from __future__ import annotations
 
+from typing import Any
+
 import ml_collections
 
 ALL_DOMAINS = "cars,sop,inshop,inat,met,gldv2,food2k,rp2k"
 
 
-def parse_arg(arg: str | None) -> dict[str, str]:
-    """'a=1,b=x' -> {'a': '1', 'b': 'x'} (big_vision style config argument)."""
-    out: dict[str, str] = {}
+_TRUE = ("true", "1")
+_FALSE = ("false", "0")
+
+
+def parse_arg(arg: str | None, **defaults: Any) -> ml_collections.ConfigDict:
+    """big_vision-style argument string: 'a=1,b=x' -> ConfigDict typed like `defaults`.
+
+    Each given value is converted to the type of its default (bool from true/false/1/0, int,
+    float, str); keys left out keep their default. A key that is not a default, a repeated key or
+    an item that is not `key=value` raises ValueError naming it (and the valid keys).
+    """
+    values = dict(defaults)
+    given: set[str] = set()
     for item in (arg or "").split(","):
         if not item.strip():
             continue
-        if "=" not in item:
-            raise ValueError(f"Config argument '{item}' is not of the form key=value.")
-        key, value = item.split("=", 1)
-        out[key.strip()] = value.strip()
-    return out
+        key, sep, text = item.partition("=")
+        key = key.strip()
+        if not sep or not key:
+            raise ValueError(
+                f"Config argument {item.strip()!r} is not of the form key=value "
+                f"(argument string {arg!r}). {_valid_keys(defaults)}"
+            )
+        if key not in defaults:
+            raise ValueError(f"Unknown config argument {key!r}. {_valid_keys(defaults)}")
+        if key in given:
+            raise ValueError(f"Config argument {key!r} is given twice in {arg!r}.")
+        given.add(key)
+        values[key] = _typed(key, text.strip(), defaults[key])
+    return ml_collections.ConfigDict(values)
+
+
+def _valid_keys(defaults: dict[str, Any]) -> str:
+    if not defaults:
+        return "This config takes no arguments (valid keys: none)."
+    return "Valid keys: " + ", ".join(f"{k} (default {v!r})" for k, v in defaults.items()) + "."
+
+
+def _typed(key: str, text: str, default: Any) -> Any:
+    """`text` converted to the type of `default` (a str when the default is a str or None)."""
+    if isinstance(default, bool):
+        if text.lower() in _TRUE + _FALSE:
+            return text.lower() in _TRUE
+        raise ValueError(f"Config argument {key}={text!r} is not a bool (true/false/1/0).")
+    for kind, name in ((int, "an integer"), (float, "a number")):
+        if isinstance(default, kind):
+            try:
+                return kind(text)
+            except ValueError:
+                raise ValueError(f"Config argument {key}={text!r} is not {name}.") from None
+    if default is None or isinstance(default, str):
+        return text
+    raise TypeError(f"parse_arg: default of {key!r} must be bool, int, float, str or None.")
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
-    del arg
+    parse_arg(arg)  # takes no arguments: any key raises
     c = ml_collections.ConfigDict()
-    c.experiment_name = "universal_embedding"
     c.rng_seed = 0
 
     # ---- data ----
@@ -42,7 +85,6 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     c.resize_size = 256  # train: resize to this square, then random crop image_size
     c.normalization = ""  # '' = from model_class; or 'clip' / 'imagenet'
     c.shuffle_buffer_size = 10_000
-    c.data_workers = 0  # tf.data parallel calls; 0 = AUTOTUNE
 
     # ---- model ----
     c.model_class = "vit_with_embedding"  # or 'clip_vit_with_embedding'
@@ -103,5 +145,12 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     c.knn_search = "auto"  # auto | faiss | jax | numpy
 
     # ---- logging ----
-    c.use_wandb = False
+    # Weights & Biases (also set by --use_wandb / --wandb_{project,group,entity,name});
+    # '' = W&B's own default. Needs the `wandb` package.
+    c.wandb = ml_collections.ConfigDict()
+    c.wandb.enabled = False
+    c.wandb.project = ""
+    c.wandb.group = ""
+    c.wandb.entity = ""
+    c.wandb.name = ""
     return c

@@ -3,7 +3,7 @@
 Give a training workdir (`--config.train_dir=T`: model read from `T/config.json`, weights from
 its best checkpoint by default) or, with `--config.train_dir=''`, off-the-shelf weights
 (`--config.pretrained_ckpt=PATH`). By default the official UnED test protocol runs (test_knn,
-separate and merged index) over the 8 domains.
+separate and merged index) over the 8 domains. Argument string: `variant=B/16` (default).
 """
 
 from __future__ import annotations
@@ -22,12 +22,12 @@ def add_knn_fields(c: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
     return c
 
 
-def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
-    args = base.parse_arg(arg)
+def knn_config(model_class: str, arg: str | None) -> ml_collections.ConfigDict:
+    """The kNN config of `model_class`; argument string keys: variant."""
+    args = base.parse_arg(arg, variant="B/16")
     c = add_knn_fields(base.get_config())
-    c.experiment_name = "knn_vit"
-    c.model_class = "vit_with_embedding"
-    c.model_type = args.get("variant", "B/16")
+    c.model_class = model_class
+    c.model_type = args.variant
 
     c.eval_knns = "test_knn"  # the setups to run (train_knn, val_knn, test_knn)
     c.disabled_separate_knns = ""
@@ -42,3 +42,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     c.neighbours_per_page = 200  # queries per page; more go to neighbours_2.html, ...
     c.neighbours_thumb_size = 96  # thumbnail side in pixels
     return c
+
+
+def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
+    return knn_config("vit_with_embedding", arg)

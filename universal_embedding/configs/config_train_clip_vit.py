@@ -14,10 +14,9 @@ from universal_embedding.configs import base, config_train_vit
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     c = config_train_vit.add_train_fields(base.get_config())
-    c.experiment_name = "train_clip_vit"
     c.model_class = "clip_vit_with_embedding"
     c.model_type = "B/16"
-    config_train_vit.apply_run_args(c, base.parse_arg(arg))
+    config_train_vit.apply_run_args(c, arg)
     if c.model_type != "B/16":
         raise ValueError(f"variant={c.model_type!r}: only CLIP B/16 weights are supported.")
     c.pretrained_ckpt = "data/models/clip/vit_b16.npy"

@@ -18,7 +18,6 @@ AUGREG_CHECKPOINTS = {
     "S/16": "S_16-i21k-300ep-lr_0.001-aug_light1-wd_0.03-do_0.0-sd_0.0"
     "--imagenet2012-steps_20k-lr_0.01-res_224.npz",
 }
-RUN_ARGS = ("classifier", "sampling", "variant")
 CLASSIFIERS = ("separate", "joint")
 SAMPLINGS = ("round_robin", "dataset_size", "balanced", "specialist_top_steps")
 
@@ -29,30 +28,29 @@ def add_train_fields(c: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
     return c
 
 
-def apply_run_args(c: ml_collections.ConfigDict, args: dict[str, str]) -> ml_collections.ConfigDict:
-    """Apply the paper-run arguments (classifier, sampling, variant); unknown keys raise."""
-    for key in args:
-        if key not in RUN_ARGS:
-            raise ValueError(f"Unknown config argument '{key}'. Valid: {', '.join(RUN_ARGS)}.")
-    c.classifier = _choice(args, "classifier", c.classifier, CLASSIFIERS)
-    c.sampling_strategy = _choice(args, "sampling", c.sampling_strategy, SAMPLINGS)
-    c.model_type = args.get("variant", c.model_type)
+def apply_run_args(c: ml_collections.ConfigDict, arg: str | None) -> ml_collections.ConfigDict:
+    """Apply the paper-run argument string (classifier, sampling, variant; defaults from `c`)."""
+    args = base.parse_arg(
+        arg, classifier=c.classifier, sampling=c.sampling_strategy, variant=c.model_type
+    )
+    _check_choice("classifier", args.classifier, CLASSIFIERS)
+    _check_choice("sampling", args.sampling, SAMPLINGS)
+    c.classifier = args.classifier
+    c.sampling_strategy = args.sampling
+    c.model_type = args.variant
     return c
 
 
-def _choice(args: dict[str, str], key: str, default: str, valid: tuple[str, ...]) -> str:
-    value = args.get(key, default)
+def _check_choice(key: str, value: str, valid: tuple[str, ...]) -> None:
     if value not in valid:
         raise ValueError(f"Config argument {key}={value!r} is not one of: {', '.join(valid)}.")
-    return value
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     c = add_train_fields(base.get_config())
-    c.experiment_name = "train_vit"
     c.model_class = "vit_with_embedding"
     c.model_type = "B/16"
-    apply_run_args(c, base.parse_arg(arg))
+    apply_run_args(c, arg)
     if c.model_type not in AUGREG_CHECKPOINTS:
         raise ValueError(
             f"variant={c.model_type!r}: choose one of {', '.join(AUGREG_CHECKPOINTS)}."

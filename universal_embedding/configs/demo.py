@@ -15,19 +15,11 @@ import ml_collections
 
 from universal_embedding.configs import base, config_train_vit
 
-DEMO_ARGS = ("data_dir", "dtype")
-
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
-    args = base.parse_arg(arg)
-    for key in args:
-        if key not in DEMO_ARGS:
-            raise ValueError(
-                f"Unknown demo config argument '{key}'. Valid: {', '.join(DEMO_ARGS)}."
-            )
-    data_dir = args.get("data_dir", "demo_work/data")
+    args = base.parse_arg(arg, data_dir="demo_work/data", dtype="float32")
+    data_dir = args.data_dir
     c = config_train_vit.add_train_fields(base.get_config())
-    c.experiment_name = "demo"
     c.train_dataset_dir = os.path.join(data_dir, "tfds")
     c.eval_dataset_dir = os.path.join(data_dir, "tfds")
     c.info_files_dir = os.path.join(data_dir, "info_files")
@@ -41,7 +33,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     c.model.num_layers = 3
     c.model.patch_size = 4
     c.model.output_dim = 64
-    c.model.dtype = args.get("dtype", "float32")
+    c.model.dtype = args.dtype
     c.pretrained_ckpt = ""
     c.image_size = 32
     c.resize_size = 36

@@ -27,13 +27,8 @@ def tiny_vit(
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
-    args = base.parse_arg(arg)
-    unknown = set(args) - {"data_dir"}
-    if unknown:
-        raise ValueError(f"Unknown tiny config argument(s) {sorted(unknown)}. Valid: data_dir.")
-    data_dir = args.get("data_dir", "demo_work/data")
+    data_dir = base.parse_arg(arg, data_dir="demo_work/data").data_dir
     c = config_train_vit.add_train_fields(base.get_config())
-    c.experiment_name = "tiny"
     c.dataset_name = c.knn_eval_names = "cars,sop"
     c.train_dataset_dir = c.eval_dataset_dir = os.path.join(data_dir, "tfds")
     c.info_files_dir = os.path.join(data_dir, "info_files")

@@ -1,7 +1,7 @@
 """Convert every split of a UnED-style data dir into TFRecords (the original prepare script).
 
     python -m universal_embedding.data.prepare --data_dir DIR [--domains a,b] [--workers N] \
-        [--max_image_bytes=100000000] [--allow_outside_files_dir]
+        [--skip_bad_images] [--max_image_bytes=100000000] [--allow_outside_files_dir]
 
 Reads DIR/info_files/<domain>/<split>.json and DIR/images, writes
 DIR/tfds/<domain>/<split>/<domain>.<split>.tfrecord[-NNNNN-of-NNNNN] with the registry's shard
@@ -10,11 +10,13 @@ counts (capped at the number of images), skipping splits whose conversion is alr
 
 from __future__ import annotations
 
-import argparse
 import os
 from collections.abc import Sequence
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+from absl import app as absl_app  # noqa: E402
+from absl import flags  # noqa: E402
 
 from universal_embedding.data import image_files, info_files, registry, tfrecords  # noqa: E402
 
@@ -83,40 +85,39 @@ def prepare(
             print(f"{domain}/{split}: {summary.line()}")
 
 
-def main(argv: Sequence[str] | None = None) -> None:
-    """Command line entry point."""
-    parser = argparse.ArgumentParser(description="Convert a UnED data dir into TFRecords.")
-    parser.add_argument("--data_dir", required=True, help="holds info_files/ and images/")
-    parser.add_argument("--domains", default="", help="comma-separated; default: all present")
-    parser.add_argument("--workers", type=int, default=0, help="reader threads (0 = all cores)")
-    parser.add_argument("--skip_bad_images", action="store_true", help="leave out bad images")
-    parser.add_argument(
-        "--max_image_bytes",
-        type=int,
-        default=image_files.DEFAULT_MAX_IMAGE_BYTES,
-        help="larger files are bad images",
+def define_flags() -> None:
+    """prepare's flags (called only when run as a program)."""
+    flags.DEFINE_string("data_dir", None, "Holds info_files/ and images/.", required=True)
+    flags.DEFINE_string("domains", "", "Comma-separated; default: all present.")
+    flags.DEFINE_integer("workers", 0, "Reader threads (0 = all cores).")
+    flags.DEFINE_bool("skip_bad_images", False, "Leave out bad images (listed in a report).")
+    flags.DEFINE_integer(
+        "max_image_bytes", 100_000_000, "Larger files are bad images (checked before reading).", 1
     )
-    parser.add_argument(
-        "--allow_outside_files_dir",
-        action="store_true",
-        help="read info-file paths leading outside DIR/images",
+    flags.DEFINE_bool(
+        "allow_outside_files_dir", False, "Read info-file paths leading outside DIR/images."
     )
-    args = parser.parse_args(argv)
-    import tensorflow as tf
 
-    tf.config.set_visible_devices([], "GPU")
+
+def main(argv: Sequence[str]) -> None:
+    """absl main: convert --data_dir with the parsed flags."""
+    if len(argv) > 1:
+        raise absl_app.UsageError(f"Unexpected arguments: {' '.join(argv[1:])}")
+    image_files.hide_gpus_from_tensorflow()  # done on import too; JAX may own the GPUs
+    f = flags.FLAGS
     try:
         prepare(
-            args.data_dir,
-            args.domains.split(",") if args.domains else None,
-            args.workers,
-            args.skip_bad_images,
-            allow_outside_files_dir=args.allow_outside_files_dir,
-            max_image_bytes=args.max_image_bytes,
+            f.data_dir,
+            f.domains.split(",") if f.domains else None,
+            f.workers,
+            f.skip_bad_images,
+            allow_outside_files_dir=f.allow_outside_files_dir,
+            max_image_bytes=f.max_image_bytes,
         )
     except (ValueError, FileNotFoundError, RuntimeError) as e:
         raise SystemExit(f"prepare failed: {e}") from e
 
 
 if __name__ == "__main__":
-    main()
+    define_flags()
+    absl_app.run(main)

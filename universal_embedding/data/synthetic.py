@@ -9,7 +9,6 @@ Evaluation classes are new (disjoint from training classes) except met test, who
 
 from __future__ import annotations
 
-import argparse
 import concurrent.futures
 import io
 import json
@@ -19,6 +18,8 @@ import sys
 from collections.abc import Sequence
 
 import numpy as np
+from absl import app as absl_app
+from absl import flags
 from PIL import Image
 
 from universal_embedding.data import registry
@@ -178,16 +179,22 @@ def _render_all(all_jobs: list[tuple], images_dir: str) -> None:
         list(pool.map(_write_chunk, chunks))
 
 
-def main(argv: Sequence[str] | None = None) -> None:
-    """Command line: write the synthetic mini-UnED into --data_dir."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data_dir", required=True)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--scale", type=float, default=1.0, help="multiplies class counts")
-    args = parser.parse_args(argv)
-    write_synthetic_uned(args.data_dir, args.seed, args.scale)
-    print(f"Synthetic mini-UnED written to {args.data_dir}")
+def define_flags() -> None:
+    """synthetic's flags (called only when run as a program)."""
+    flags.DEFINE_string("data_dir", None, "Output folder (images/ and info_files/).", required=True)
+    flags.DEFINE_integer("seed", 0, "Random seed of the whole data set.")
+    flags.DEFINE_float("scale", 1.0, "Multiplies class counts.")
+
+
+def main(argv: Sequence[str]) -> None:
+    """absl main: write the synthetic mini-UnED into --data_dir."""
+    if len(argv) > 1:
+        raise absl_app.UsageError(f"Unexpected arguments: {' '.join(argv[1:])}")
+    f = flags.FLAGS
+    write_synthetic_uned(f.data_dir, f.seed, f.scale)
+    print(f"Synthetic mini-UnED written to {f.data_dir}")
 
 
 if __name__ == "__main__":
-    main()
+    define_flags()
+    absl_app.run(main)

@@ -1,4 +1,4 @@
-"""Joining a multi-process run (jax.distributed) from the environment.
+"""jax.distributed settings from the environment, and joining a multi-process run.
 
 Multi-process launches (one process per host, or several on one machine):
 - explicit: set `JAX_COORDINATOR_ADDRESS=host:port`, `JAX_NUM_PROCESSES=N` and

@@ -110,8 +110,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
     _check_batching(config)
     if lead:
         writers.write_config_json(config, os.path.join(workdir, "config.json"))
-    wandb = config.wandb.to_dict() if config.use_wandb else None
-    writer = writers.create_writer(workdir, wandb, writers.flat_hparams(config))
+    writer = writers.create_writer(workdir, config.wandb, writers.flat_hparams(config))
     _log(
         "Training %s on %s: %d images, %d steps/epoch, %d steps (%d frozen), heads %s",
         config.model_class,

@@ -1,0 +1,147 @@
+"""configs/: the typed argument parser, and every config file refusing unknown keys."""
+
+from __future__ import annotations
+
+import glob
+import importlib
+import os
+
+import pytest
+
+from universal_embedding.configs import base
+
+CONFIG_DIR = os.path.join(os.path.dirname(base.__file__))
+# config module -> the argument-string keys it accepts
+CONFIG_KEYS = {
+    "base": (),
+    "config_train_vit": ("classifier", "sampling", "variant"),
+    "config_train_clip_vit": ("classifier", "sampling", "variant"),
+    "config_knn_vit": ("variant",),
+    "config_knn_clip_vit": ("variant",),
+    "config_extract_dir_descriptors": ("model_class", "variant"),
+    "config_knn_descr_eval": (),
+    "demo": ("data_dir", "dtype"),
+    "tiny": ("data_dir",),
+}
+
+
+def test_parse_arg_converts_to_the_type_of_each_default():
+    args = base.parse_arg(
+        "classifier=joint,variant=S/16",
+        classifier="separate",
+        sampling="round_robin",
+        variant="B/16",
+    )
+    assert args.to_dict() == {"classifier": "joint", "sampling": "round_robin", "variant": "S/16"}
+    typed = base.parse_arg(" n = 3 ,x=0.5,on=TRUE,off=0,s=1", n=1, x=1.0, on=False, off=True, s="")
+    assert typed.to_dict() == {"n": 3, "x": 0.5, "on": True, "off": False, "s": "1"}
+    assert type(typed.n) is int and type(typed.x) is float and type(typed.s) is str
+    assert base.parse_arg("x=2", x=1.0).x == 2.0 and type(base.parse_arg("x=2", x=1.0).x) is float
+    assert base.parse_arg(None, a=1).to_dict() == {"a": 1} == base.parse_arg("", a=1).to_dict()
+    assert base.parse_arg("a=b=c", a="").a == "b=c"  # only the first '=' separates
+
+
+@pytest.mark.parametrize(
+    "arg, message",
+    [
+        ("classifier=joint,bogus=1", r"'bogus'.*Valid keys: classifier .*sampling .*variant"),
+        ("joint", r"'joint' is not of the form key=value"),
+        ("=joint", r"'=joint' is not of the form key=value"),
+        ("variant=B/16,variant=S/16", r"'variant' is given twice"),
+    ],
+)
+def test_parse_arg_errors_name_the_bad_item(arg, message):
+    with pytest.raises(ValueError, match=message):
+        base.parse_arg(arg, classifier="separate", sampling="round_robin", variant="B/16")
+
+
+@pytest.mark.parametrize(
+    "arg, message",
+    [
+        ("n=1.5", r"n='1.5' is not an integer"),
+        ("x=fast", r"x='fast' is not a number"),
+        ("on=yes", r"on='yes' is not a bool \(true/false/1/0\)"),
+    ],
+)
+def test_parse_arg_rejects_values_of_the_wrong_type(arg, message):
+    with pytest.raises(ValueError, match=message):
+        base.parse_arg(arg, n=1, x=1.0, on=False)
+
+
+def test_parse_arg_without_defaults_takes_no_arguments():
+    with pytest.raises(ValueError, match=r"'a'.*takes no arguments"):
+        base.parse_arg("a=1")
+
+
+def test_every_config_file_is_covered():
+    found = {os.path.basename(p)[:-3] for p in glob.glob(os.path.join(CONFIG_DIR, "*.py"))}
+    assert found - {"__init__"} == set(CONFIG_KEYS)
+
+
+@pytest.mark.parametrize("name", sorted(CONFIG_KEYS))
+def test_unknown_key_raises_naming_it_and_the_valid_keys(name):
+    module = importlib.import_module(f"universal_embedding.configs.{name}")
+    with pytest.raises(ValueError, match="'bogus'") as err:
+        module.get_config("bogus=1")
+    message = str(err.value)
+    for key in CONFIG_KEYS[name]:
+        assert f"{key} (default" in message
+    if not CONFIG_KEYS[name]:
+        assert "takes no arguments" in message
+
+
+@pytest.mark.parametrize("name", sorted(CONFIG_KEYS))
+def test_every_config_declares_the_shared_fields(name):
+    c = importlib.import_module(f"universal_embedding.configs.{name}").get_config()
+    assert c.knn_search == "auto"
+    assert c.wandb.to_dict() == {
+        "enabled": False,
+        "project": "",
+        "group": "",
+        "entity": "",
+        "name": "",
+    }
+    for gone in ("data_workers", "experiment_name", "use_wandb"):
+        assert gone not in c
+
+
+def test_run_arguments_of_the_train_configs():
+    from universal_embedding.configs import config_train_clip_vit, config_train_vit
+
+    c = config_train_vit.get_config("classifier=joint,sampling=dataset_size,variant=S/16")
+    assert (c.classifier, c.sampling_strategy, c.model_type) == ("joint", "dataset_size", "S/16")
+    assert os.path.basename(c.pretrained_ckpt).startswith("S_16-i21k-300ep")
+    assert c.stop_after_steps == 0
+    d = config_train_vit.get_config()
+    assert (d.classifier, d.sampling_strategy, d.model_type) == ("separate", "round_robin", "B/16")
+    clip = config_train_clip_vit.get_config("classifier=joint")
+    assert (clip.classifier, clip.model_class) == ("joint", "clip_vit_with_embedding")
+    with pytest.raises(ValueError, match="sampling='often' is not one of: round_robin"):
+        config_train_vit.get_config("sampling=often")
+    with pytest.raises(ValueError, match="only CLIP B/16"):
+        config_train_clip_vit.get_config("variant=S/16")
+
+
+def test_entry_point_fields_are_declared():
+    from universal_embedding.configs import (
+        config_extract_dir_descriptors,
+        config_knn_clip_vit,
+        config_knn_descr_eval,
+        config_knn_vit,
+        demo,
+        tiny,
+    )
+
+    for c in (config_knn_vit.get_config("variant=S/16"), config_knn_clip_vit.get_config()):
+        assert (c.train_dir, c.checkpoint, c.allow_random_init) == ("", "best", False)
+        assert (c.images_dir, c.neighbours_queries, c.neighbours_thumb_size) == ("", 8, 96)
+        assert c.neighbours_per_page == 200
+        assert c.save_json_descriptors is False
+    assert config_knn_vit.get_config("variant=S/16").model_type == "S/16"
+    assert config_knn_clip_vit.get_config().model_class == "clip_vit_with_embedding"
+    x = config_extract_dir_descriptors.get_config("model_class=clip_vit_with_embedding")
+    assert (x.base_dir, x.train_dir, x.model_class) == ("", "", "clip_vit_with_embedding")
+    assert config_knn_descr_eval.get_config().descr_path == ""
+    d = demo.get_config("data_dir=/d,dtype=bfloat16")
+    assert (d.info_files_dir, d.model.dtype, d.stop_after_steps) == ("/d/info_files", "bfloat16", 0)
+    assert tiny.get_config("data_dir=/t").train_dataset_dir == "/t/tfds"

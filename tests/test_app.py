@@ -1,0 +1,140 @@
+"""app.py, the command-line runner: flags defined only when run, W&B shorthands, config errors,
+--helpfull on every entry point, and a library that defines no flag when imported."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+
+import pytest
+from absl import app as absl_app
+from absl import flags
+
+from universal_embedding import app
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+TINY = "universal_embedding/configs/tiny.py"
+APP_FLAGS = ("--config", "--workdir", "--use_wandb", "--wandb_project", "--wandb_name")
+
+
+def parse(argv: list[str]) -> tuple:
+    """app's flags defined on a fresh FlagValues, `argv` parsed, then config_and_workdir."""
+    fv = flags.FlagValues()
+    app.define_flags(fv, ["prog", *argv])
+    fv(["prog", *argv])
+    return app.config_and_workdir(fv)
+
+
+def run_python(args: list[str], timeout: float = 180) -> subprocess.CompletedProcess:
+    env = {**os.environ, "JAX_PLATFORMS": "cpu", "TF_CPP_MIN_LOG_LEVEL": "2"}
+    return subprocess.run(
+        [sys.executable, *args], cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout
+    )
+
+
+def test_wandb_flags_set_the_config_wandb_fields():
+    config, workdir = parse(
+        [f"--config={TINY}:data_dir=/d", "--workdir=W", "--use_wandb", "--wandb_project=p"]
+    )
+    assert workdir == "W" and config.info_files_dir == "/d/info_files"
+    assert config.wandb.to_dict() == {
+        "enabled": True,
+        "project": "p",
+        "group": "",
+        "entity": "",
+        "name": "",
+    }
+    config, _ = parse([f"--config={TINY}", "--workdir=W", "--wandb_group=g", "--wandb_entity=e"])
+    assert (config.wandb.enabled, config.wandb.group, config.wandb.entity) == (False, "g", "e")
+    config, _ = parse(
+        [f"--config={TINY}", "--workdir=W", "--config.wandb.enabled=True", "--wandb_name=n"]
+    )
+    assert (config.wandb.enabled, config.wandb.name) == (True, "n")
+    assert app.wandb_overrides(_defined()) == {}
+
+
+def _defined() -> flags.FlagValues:
+    fv = flags.FlagValues()
+    app.define_flags(fv, ["prog"])
+    fv(["prog"])
+    return fv
+
+
+def test_config_and_workdir_are_required():
+    with pytest.raises(absl_app.UsageError, match="--config is required"):
+        app.config_and_workdir(_defined())
+    with pytest.raises(absl_app.UsageError, match="--workdir is required"):
+        parse([f"--config={TINY}"])
+
+
+def test_unknown_config_key_stops_main_naming_it_and_the_valid_keys(tmp_path):
+    workdir = tmp_path / "W"
+    out = run_python(
+        [
+            "-m",
+            "universal_embedding.main",
+            "--config=universal_embedding/configs/config_train_vit.py:classifier=joint,bogus=1",
+            f"--workdir={workdir}",
+        ]
+    )
+    assert out.returncode != 0
+    assert "Unknown config argument 'bogus'" in out.stderr
+    assert "Valid keys: classifier (default 'separate'), sampling" in out.stderr
+    assert not workdir.exists()  # stopped while parsing flags, before any work
+
+
+ENTRY_POINTS = {
+    "main": (["-m", "universal_embedding.main"], APP_FLAGS),
+    "knn_main": (["-m", "universal_embedding.knn_main"], APP_FLAGS),
+    "descr_eval": (["-m", "universal_embedding.descr_eval"], APP_FLAGS),
+    "extract_dir": (["-m", "universal_embedding.extract_dir_descriptors"], APP_FLAGS),
+    "demo": (["-m", "universal_embedding.demo"], ("--workdir", "--dtype", "--data_dir")),
+    "prepare": (
+        ["-m", "universal_embedding.data.prepare"],
+        ("--data_dir", "--domains", "--workers", "--skip_bad_images"),
+    ),
+    "synthetic": (
+        ["-m", "universal_embedding.data.synthetic"],
+        ("--data_dir", "--seed", "--scale"),
+    ),
+    "converter": (["convert_to_tfrecord_from_file.py"], ("--info_file", "--num_shards", "--train")),
+}
+
+
+@pytest.mark.parametrize("name", sorted(ENTRY_POINTS))
+def test_helpfull_lists_the_flags_of_every_entry_point(name):
+    """absl prints the help to stdout and exits (status 1, absl's convention)."""
+    args, expected = ENTRY_POINTS[name]
+    out = run_python([*args, "--helpfull"])
+    assert out.returncode in (0, 1) and "Traceback" not in out.stderr, out.stderr[-2000:]
+    for flag in (*expected, "--flagfile"):
+        assert re.search(rf"--(\[no\])?{flag[2:]}:", out.stdout), (name, flag)  # bool: --[no]x
+
+
+IMPORT_ALL = """
+import importlib, pkgutil
+from absl import flags
+# Third-party modules that define absl flags of their own when imported.
+import absl.app, absl.logging, jax, flax, orbax.checkpoint, tensorflow, clu.metric_writers
+import ml_collections.config_flags
+before = set(flags.FLAGS)
+import universal_embedding
+package = universal_embedding.__path__
+names = [m.name for m in pkgutil.walk_packages(package, "universal_embedding.")]
+for name in names:
+    importlib.import_module(name)
+gained = {f: flags.FLAGS.find_module_defining_flag(f) for f in set(flags.FLAGS) - before}
+assert not gained, gained
+print(len(names))
+"""
+
+
+def test_importing_every_module_defines_no_flag():
+    """Flags belong to the programs: importing any module of the package defines none."""
+    out = run_python(["-c", IMPORT_ALL], timeout=300)
+    assert out.returncode == 0, out.stderr[-3000:]
+    package = os.path.join(REPO, "universal_embedding")
+    files = [f for _, _, fs in os.walk(package) for f in fs if f.endswith(".py")]
+    assert int(out.stdout.strip()) == len(files) - 1  # every module (the top __init__ aside)
