@@ -9,9 +9,10 @@ from typing import Any
 from clu.metric_writers import interface
 
 from universal_embedding.writers import config_json, metrics_file
+from universal_embedding.writers.ignoring import ArrayIgnoringWriter
 
 
-class JsonlWriter(interface.MetricWriter):
+class JsonlWriter(ArrayIgnoringWriter):
     """Appends `{"step": s, name: value, ...}` rows to `path` (read back by `read_metrics`).
 
     Scalars are stored as floats, texts as strings; hyper-parameters go to `hparams.json` in the
@@ -31,36 +32,6 @@ class JsonlWriter(interface.MetricWriter):
     def write_hparams(self, hparams: Mapping[str, Any]) -> None:
         folder = os.path.dirname(self._path)
         config_json.write_config_json(hparams, os.path.join(folder, metrics_file.HPARAMS_FILE))
-
-    def write_summaries(
-        self,
-        step: int,
-        values: Mapping[str, interface.Array],
-        metadata: Mapping[str, Any] | None = None,
-    ) -> None:
-        """Ignored (tensor summaries have no JSON form)."""
-
-    def write_images(self, step: int, images: Mapping[str, interface.Array]) -> None:
-        """Ignored (images go to TensorBoard)."""
-
-    def write_videos(self, step: int, videos: Mapping[str, interface.Array]) -> None:
-        """Ignored (videos go to TensorBoard)."""
-
-    def write_audios(
-        self, step: int, audios: Mapping[str, interface.Array], *, sample_rate: int
-    ) -> None:
-        """Ignored (audio goes to TensorBoard)."""
-
-    def write_histograms(
-        self,
-        step: int,
-        arrays: Mapping[str, interface.Array],
-        num_buckets: Mapping[str, int] | None = None,
-    ) -> None:
-        """Ignored (histograms go to TensorBoard)."""
-
-    def flush(self) -> None:
-        """Nothing buffered: every write is appended and closed at once."""
 
     def close(self) -> None:
         """Nothing to release."""

@@ -8,6 +8,8 @@ from typing import Any
 import numpy as np
 from clu.metric_writers import interface
 
+from universal_embedding.writers.ignoring import ArrayIgnoringWriter
+
 SETTINGS = ("project", "group", "entity", "name")  # config.wandb fields passed to wandb.init
 
 
@@ -30,7 +32,7 @@ def open_wandb(settings: Mapping[str, Any], workdir: str):
     return wandb.init(dir=workdir, resume="allow", **kwargs)
 
 
-class WandbWriter(interface.MetricWriter):
+class WandbWriter(ArrayIgnoringWriter):
     """Forwards scalars, texts, images and histograms to an open W&B run; hparams to its config.
 
     Videos, audios and raw tensor summaries are ignored (nothing in this project writes them).
@@ -70,22 +72,6 @@ class WandbWriter(interface.MetricWriter):
             bins = (num_buckets or {}).get(key, 64)
             logged[key] = wandb.Histogram(np_histogram=np.histogram(np.asarray(value), bins=bins))
         self._run.log(logged, step=int(step))
-
-    def write_summaries(
-        self,
-        step: int,
-        values: Mapping[str, interface.Array],
-        metadata: Mapping[str, Any] | None = None,
-    ) -> None:
-        """Ignored (TensorBoard summary protos have no W&B form)."""
-
-    def write_videos(self, step: int, videos: Mapping[str, interface.Array]) -> None:
-        """Ignored."""
-
-    def write_audios(
-        self, step: int, audios: Mapping[str, interface.Array], *, sample_rate: int
-    ) -> None:
-        """Ignored."""
 
     def flush(self) -> None:
         """W&B sends in the background; nothing to force."""
