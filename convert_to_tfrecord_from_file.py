@@ -15,6 +15,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from absl import app, flags  # noqa: E402
 
+from universal_embedding import errors  # noqa: E402
+
 FLAGS = flags.FLAGS
 
 
@@ -68,4 +70,5 @@ def main(argv: list[str]) -> None:
 
 if __name__ == "__main__":
     define_flags()
-    app.run(main)
+    errors.define_verbose_flag()
+    app.run(errors.one_line_errors(main))

@@ -16,7 +16,7 @@ from absl import app as absl_app
 from absl import flags, logging
 from ml_collections import config_flags
 
-from universal_embedding import distributed
+from universal_embedding import distributed, errors
 
 # --flag -> config.wandb field it sets (only when the flag is given).
 WANDB_FLAGS = {
@@ -45,6 +45,7 @@ def define_flags(
     flags.DEFINE_string(
         "workdir", None, "Where results, checkpoints and logs go.", flag_values=flag_values
     )
+    errors.define_verbose_flag(flag_values)
     flags.DEFINE_bool(
         "use_wandb",
         False,
@@ -94,4 +95,4 @@ def run(fn: Callable[[ml_collections.ConfigDict, str], object]) -> None:
         distributed.maybe_initialize_distributed()
         fn(config, workdir)
 
-    absl_app.run(_main)
+    absl_app.run(errors.one_line_errors(_main))

@@ -19,6 +19,7 @@ from collections.abc import Mapping, Sequence
 from absl import app as absl_app
 from absl import flags, logging
 
+from universal_embedding import errors
 from universal_embedding.configs import demo as demo_config
 
 K = 5
@@ -144,4 +145,5 @@ def main(argv: Sequence[str]) -> None:
 
 if __name__ == "__main__":
     define_flags()
-    absl_app.run(main)
+    errors.define_verbose_flag()
+    absl_app.run(errors.one_line_errors(main))

@@ -18,6 +18,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 from absl import app as absl_app  # noqa: E402
 from absl import flags  # noqa: E402
 
+from universal_embedding import errors  # noqa: E402
 from universal_embedding.data import image_files, info_files, registry, tfrecords  # noqa: E402
 
 
@@ -120,4 +121,5 @@ def main(argv: Sequence[str]) -> None:
 
 if __name__ == "__main__":
     define_flags()
-    absl_app.run(main)
+    errors.define_verbose_flag()
+    absl_app.run(errors.one_line_errors(main))

@@ -22,6 +22,7 @@ from absl import app as absl_app
 from absl import flags
 from PIL import Image
 
+from universal_embedding import errors
 from universal_embedding.data import registry
 from universal_embedding.data.synthetic_render import PALETTE, SHAPES, ClassSpec, render
 
@@ -197,4 +198,5 @@ def main(argv: Sequence[str]) -> None:
 
 if __name__ == "__main__":
     define_flags()
-    absl_app.run(main)
+    errors.define_verbose_flag()
+    absl_app.run(errors.one_line_errors(main))
