@@ -7,6 +7,7 @@ import pytest
 
 from universal_embedding.configs.base import get_config
 from universal_embedding.models import embedding_model as em
+from universal_embedding.models import heads
 from universal_embedding.pretrained.common import flatten
 
 IMAGE = 32
@@ -152,6 +153,18 @@ def test_output_contract_and_cosine_logits(tiny, images):
     np.testing.assert_allclose(run(model, scaled, images)["logits"], out["logits"], atol=1e-5)
     with pytest.raises(ValueError, match="Unknown head 'met'"):
         model.apply({"params": params}, images, head="met")
+
+
+def test_all_heads_are_each_heads_cosines_side_by_side(vit_init, images):
+    model, params = vit_init
+    every = np.asarray(run(model, params, images, head=em.ALL_HEADS)["logits"])
+    parts = [np.asarray(run(model, params, images, head=n)["logits"]) for n in CLASSES]
+    assert every.shape == (4, 5 + 7)
+    np.testing.assert_allclose(every, np.concatenate(parts, axis=1), atol=1e-6)
+    offset, columns = heads.head_classes(tuple(CLASSES.items()), jnp.int32(1))
+    assert int(offset) == 5 and np.asarray(columns).tolist() == [False] * 5 + [True] * 7
+    offset, columns = heads.head_classes(tuple(CLASSES.items()), jnp.int32(0))
+    assert int(offset) == 0 and np.asarray(columns).tolist() == [True] * 5 + [False] * 7
 
 
 def test_no_projection_and_joint_head(images):

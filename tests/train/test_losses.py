@@ -94,6 +94,37 @@ def test_precision_at_1():
     assert float(losses.precision_at_1(cos, labels)) == pytest.approx(0.75)
 
 
+@pytest.mark.parametrize(
+    "loss_type, margin, smoothing",
+    [("normface", 0.0, 0.0), ("cosface", 0.35, 0.1), ("arcface", 0.5, 0.2)],
+)
+def test_where_is_the_loss_over_the_marked_columns_alone(loss_type, margin, smoothing):
+    rng = np.random.default_rng(0)
+    cos = rng.uniform(-1, 1, size=(4, 9)).astype(np.float32)
+    columns = (np.arange(9) >= 3) & (np.arange(9) < 7)  # a head of 4 classes at offset 3
+    labels = np.array([3, 6, 4, 4], np.int32)
+    kw = dict(loss_type=loss_type, scale=S, margin=margin, label_smoothing=smoothing)
+
+    def masked(c):
+        return losses.classification_loss(c, labels, where=columns, **kw)
+
+    def alone(c):
+        return losses.classification_loss(c, labels - 3, **kw)
+
+    assert float(masked(cos)) == pytest.approx(float(alone(cos[:, 3:7])), rel=1e-6)
+    grad = np.asarray(jax.grad(masked)(cos))
+    np.testing.assert_array_equal(grad[:, ~columns], 0.0)  # exactly zero outside
+    np.testing.assert_allclose(grad[:, columns], jax.grad(alone)(cos[:, 3:7]), rtol=1e-6)
+
+
+def test_precision_at_1_over_marked_columns():
+    cos = np.array([[0.9, 0.5, 0.1], [0.2, 0.3, 0.8]], np.float32)
+    labels = np.array([1, 1])  # row 0: column 0 is higher but not marked
+    marked = np.array([False, True, True])
+    assert float(losses.precision_at_1(cos, labels, where=marked)) == pytest.approx(0.5)
+    assert float(losses.precision_at_1(cos, labels)) == 0.0
+
+
 def test_unknown_loss_type_is_named():
     with pytest.raises(ValueError, match="sphereface.*normface, cosface, arcface"):
         losses.classification_loss(COS, LABEL, loss_type="sphereface")

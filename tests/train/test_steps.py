@@ -33,7 +33,7 @@ def setup():
     params = jax.device_get(embedding_model.init_params(model, jax.random.key(0), IMAGE))
     mesh = mesh_lib.make_mesh()
     tx = optimizers.make_optimizer(config, steps_per_epoch=2, total_steps=40)
-    step = steps.make_train_step(model, tx, mesh, head="sop", loss_config=config.loss)
+    step = steps.make_train_step(model, tx, mesh, loss_config=config.loss)
     return config, model, params, mesh, tx, step
 
 
@@ -59,12 +59,13 @@ def test_mesh_covers_all_devices_and_batch_is_sharded():
 
 
 def test_frozen_steps_then_loss_falls_on_a_fixed_batch(setup):
-    _, _, params, mesh, tx, step = setup
+    _, model, params, mesh, tx, step = setup
     state = steps.create_train_state(params, tx, mesh)
     batch = mesh_lib.shard_batch(_batch(5), mesh)
+    sop = steps.head_index(model, "sop", mesh)
     losses = []
     for _ in range(2):  # frozen: backbone + projection bit-identical, the 'sop' head moves
-        state, metrics = step(state, batch)
+        state, metrics = step(state, batch, sop)
         losses.append(float(metrics["loss"]))
     after = jax.device_get(state.params)
     for part in ("backbone", "projection"):
@@ -75,7 +76,7 @@ def test_frozen_steps_then_loss_falls_on_a_fixed_batch(setup):
         params["heads"]["cars"]["kernel"], after["heads"]["cars"]["kernel"]
     )
     for _ in range(13):  # unfrozen from step 3 on
-        state, metrics = step(state, batch)
+        state, metrics = step(state, batch, sop)
         losses.append(float(metrics["loss"]))
     moved = jax.device_get(state.params)
     assert not np.array_equal(after["backbone"]["cls"], moved["backbone"]["cls"])
@@ -90,14 +91,15 @@ def test_frozen_steps_then_loss_falls_on_a_fixed_batch(setup):
 def test_skipping_backbone_backward_matches_frozen_steps(setup):
     config, model, params, mesh, tx, full = setup
     heads_only = steps.make_train_step(
-        model, tx, mesh, head="sop", loss_config=config.loss, train_backbone=False
+        model, tx, mesh, loss_config=config.loss, train_backbone=False
     )
+    sop = steps.head_index(model, "sop", mesh)
     state_a = steps.create_train_state(params, tx, mesh)
     state_b = steps.create_train_state(params, tx, mesh)
     batch = mesh_lib.shard_batch(_batch(5, seed=1), mesh)
     for _ in range(2):  # the frozen steps: same params whether or not backbone grads exist
-        state_a, m_a = full(state_a, batch)
-        state_b, m_b = heads_only(state_b, batch)
+        state_a, m_a = full(state_a, batch, sop)
+        state_b, m_b = heads_only(state_b, batch, sop)
     np.testing.assert_allclose(float(m_a["loss"]), float(m_b["loss"]), rtol=1e-6)
     a, b = jax.device_get(state_a.params), jax.device_get(state_b.params)
     for x, y in zip(_bits(a["backbone"]), _bits(b["backbone"]), strict=True):

@@ -216,7 +216,8 @@ def test_loss_falls_on_a_fixed_batch(data_dir):
     tx = optimizers.make_optimizer(c, p.steps_per_epoch, p.total_steps)
     mesh = mesh_lib.make_mesh()
     state = steps.create_train_state(params, tx, mesh)
-    step = steps.make_train_step(model, tx, mesh, head="joint", loss_config=c.loss)
+    step = steps.make_train_step(model, tx, mesh, loss_config=c.loss)
+    joint = steps.head_index(model, "joint", mesh)
     rng = np.random.default_rng(0)
     batch = mesh_lib.shard_batch(
         {
@@ -227,7 +228,7 @@ def test_loss_falls_on_a_fixed_batch(data_dir):
     )
     losses = []
     for _ in range(40):
-        state, metrics = step(state, batch)
+        state, metrics = step(state, batch, joint)
         losses.append(float(metrics["loss"]))
     assert losses[-1] < 0.3 * losses[0]
     assert float(metrics["precision_at_1"]) == 1.0

@@ -3,7 +3,9 @@
 Outputs (float32 in any compute dtype):
 `backbone_out` [B, hidden] (normalised class token), `projected` [B, output_dim] (Dense then
 normalised; == backbone_out when output_dim <= 0) and, with `head=<name>`, `logits` [B, C]
-(cosines of that head). Param tree: {'backbone', 'projection' (absent if output_dim <= 0), 'heads'}.
+(cosines of that head; with `head=ALL_HEADS`, every head's cosines side by side [B, sum C] in
+`classes_per_head` order, one matmul). Param tree: {'backbone', 'projection' (absent if
+output_dim <= 0), 'heads': {<name>: {'kernel': [output_dim, C]}}}.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from universal_embedding.models.clip_vit import ClipViT
 from universal_embedding.models.heads import CosineHeads, l2_normalize
 from universal_embedding.models.vit import ViT
 
-ALL_HEADS = "*"  # head=ALL_HEADS runs every head (used by init_params), output 'all_logits'
+ALL_HEADS = "*"  # head=ALL_HEADS: every head's cosines concatenated (train step, init_params)
 MODEL_CLASSES = {"vit_with_embedding": ViT, "clip_vit_with_embedding": ClipViT}
 DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
 # name -> (hidden_size, num_heads, mlp_dim, num_layers); the patch size follows the '/'.
@@ -110,12 +112,12 @@ class EmbeddingModel(nn.Module):
         out = {"backbone_out": backbone_out, "projected": projected}
         if head is None:
             return out
-        names = [n for n, _ in self.classes_per_head] if head == ALL_HEADS else [head]
-        logits = CosineHeads(tuple(self.classes_per_head), name="heads")(projected, names)
+        heads = CosineHeads(tuple(self.classes_per_head), name="heads")
         if head == ALL_HEADS:
-            out["all_logits"] = logits
+            names = [n for n, _ in self.classes_per_head]
+            out["logits"] = heads(projected, names, concatenate=True)
         else:
-            out["logits"] = logits[head]
+            out["logits"] = heads(projected, [head])[head]
         return out
 
 

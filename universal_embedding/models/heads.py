@@ -7,6 +7,7 @@ from collections.abc import Sequence
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 EPS = 1e-12
 
@@ -24,14 +25,16 @@ class CosineHead(nn.Module):
     num_classes: int
 
     @nn.compact
-    def __call__(self, x: jax.Array) -> jax.Array:
+    def __call__(self, x: jax.Array, weights_only: bool = False) -> jax.Array:
+        """Cosines [B, num_classes]; with `weights_only` the normalised kernel [D, num_classes]."""
         kernel = self.param(
             "kernel",
             nn.initializers.lecun_normal(),
             (x.shape[-1], self.num_classes),
             jnp.float32,
         )
-        return l2_normalize(x) @ l2_normalize(kernel, axis=0)
+        weights = l2_normalize(kernel, axis=0)
+        return weights if weights_only else l2_normalize(x) @ weights
 
 
 class CosineHeads(nn.Module):
@@ -40,11 +43,32 @@ class CosineHeads(nn.Module):
     classes_per_head: Sequence[tuple[str, int]]
 
     @nn.compact
-    def __call__(self, x: jax.Array, names: Sequence[str]) -> dict[str, jax.Array]:
+    def __call__(
+        self, x: jax.Array, names: Sequence[str], concatenate: bool = False
+    ) -> dict[str, jax.Array] | jax.Array:
+        """{name: cosines}, or with `concatenate` the cosines of all `names` side by side
+        [B, sum of their classes] from one matmul against the concatenated class weights."""
         sizes = dict(self.classes_per_head)
-        out = {}
         for name in names:
             if name not in sizes:
                 raise ValueError(f"Unknown head {name!r}; the model has heads {sorted(sizes)}.")
-            out[name] = CosineHead(sizes[name], name=name)(x)
-        return out
+        heads = {name: CosineHead(sizes[name], name=name) for name in names}
+        if not concatenate:
+            return {name: head(x) for name, head in heads.items()}
+        weights = [head(x, weights_only=True) for head in heads.values()]
+        return l2_normalize(x) @ jnp.concatenate(weights, axis=1)
+
+
+def head_classes(
+    classes_per_head: Sequence[tuple[str, int]], head: jax.Array
+) -> tuple[jax.Array, jax.Array]:
+    """(offset, mask) of head number `head` (may be traced) among the concatenated classes.
+
+    offset: int32 scalar, the head's first column; mask: bool [sum of classes], True on the
+    head's columns. Ordered as `classes_per_head`.
+    """
+    sizes = np.asarray([int(c) for _, c in classes_per_head], np.int32)
+    ends = np.cumsum(sizes, dtype=np.int32)
+    start, end = jnp.asarray(ends - sizes)[head], jnp.asarray(ends)[head]
+    columns = jnp.arange(int(ends[-1]), dtype=jnp.int32)
+    return start, (columns >= start) & (columns < end)

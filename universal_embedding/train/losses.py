@@ -53,14 +53,30 @@ def margin_logits(
 
 
 def softmax_cross_entropy(
-    logits: jax.Array, labels: jax.Array, *, label_smoothing: float = 0.0
+    logits: jax.Array,
+    labels: jax.Array,
+    *,
+    label_smoothing: float = 0.0,
+    where: jax.Array | None = None,
 ) -> jax.Array:
-    """Per-example cross-entropy; targets (1 - ls) on the label plus ls / C everywhere."""
+    """Per-example cross-entropy; targets (1 - ls) on the label plus ls / C everywhere.
+
+    `where` (bool, broadcastable to `logits`) restricts the softmax to the marked classes
+    (C = their number; the label must be one of them): the loss equals that over the marked
+    columns alone, and the unmarked columns get exactly zero gradient.
+    """
     num_classes = logits.shape[-1]
     targets = jax.nn.one_hot(labels, num_classes, dtype=jnp.float32)
+    if where is None:
+        if label_smoothing:
+            targets = targets * (1.0 - label_smoothing) + label_smoothing / num_classes
+        return -jnp.sum(targets * jax.nn.log_softmax(logits, axis=-1), axis=-1)
+    where = jnp.broadcast_to(where, logits.shape)
     if label_smoothing:
-        targets = targets * (1.0 - label_smoothing) + label_smoothing / num_classes
-    return -jnp.sum(targets * jax.nn.log_softmax(logits, axis=-1), axis=-1)
+        marked = jnp.sum(where, axis=-1, keepdims=True).astype(jnp.float32)
+        targets = targets * (1.0 - label_smoothing) + where * (label_smoothing / marked)
+    log_probs = jnp.where(where, jax.nn.log_softmax(logits, axis=-1, where=where), 0.0)
+    return -jnp.sum(targets * log_probs, axis=-1)
 
 
 def classification_loss(
@@ -71,13 +87,22 @@ def classification_loss(
     scale: float = 16.0,
     margin: float = 0.0,
     label_smoothing: float = 0.0,
+    where: jax.Array | None = None,
 ) -> jax.Array:
-    """Mean normalised-softmax loss: CE(scale * margin_logits(cosines), labels)."""
+    """Mean normalised-softmax loss: CE(scale * margin_logits(cosines), labels).
+
+    `where`: the classes the softmax runs over (see softmax_cross_entropy); None = all.
+    """
     logits = scale * margin_logits(cosines, labels, loss_type=loss_type, margin=margin)
-    return jnp.mean(softmax_cross_entropy(logits, labels, label_smoothing=label_smoothing))
+    per_example = softmax_cross_entropy(
+        logits, labels, label_smoothing=label_smoothing, where=where
+    )
+    return jnp.mean(per_example)
 
 
-def loss_from_config(cosines: jax.Array, labels: jax.Array, loss_config) -> jax.Array:
+def loss_from_config(
+    cosines: jax.Array, labels: jax.Array, loss_config, where: jax.Array | None = None
+) -> jax.Array:
     """classification_loss with type/scale/margin/label_smoothing read from config.loss."""
     return classification_loss(
         cosines,
@@ -86,9 +111,17 @@ def loss_from_config(cosines: jax.Array, labels: jax.Array, loss_config) -> jax.
         scale=float(loss_config.scale),
         margin=float(loss_config.margin),
         label_smoothing=float(loss_config.label_smoothing),
+        where=where,
     )
 
 
-def precision_at_1(cosines: jax.Array, labels: jax.Array) -> jax.Array:
-    """Fraction of rows whose highest cosine is the label (ties: lowest class index)."""
+def precision_at_1(
+    cosines: jax.Array, labels: jax.Array, where: jax.Array | None = None
+) -> jax.Array:
+    """Fraction of rows whose highest cosine (among the `where` classes) is the label.
+
+    Ties go to the lowest class index.
+    """
+    if where is not None:
+        cosines = jnp.where(where, cosines, -jnp.inf)
     return jnp.mean((jnp.argmax(cosines, axis=-1) == labels).astype(jnp.float32))

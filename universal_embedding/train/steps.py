@@ -17,6 +17,7 @@ import optax
 from jax.sharding import Mesh
 
 from universal_embedding.distributed.mesh import replicated
+from universal_embedding.models import embedding_model, heads
 from universal_embedding.train import losses
 
 _BACKBONE_KEYS = ("backbone", "projection")
@@ -46,17 +47,47 @@ def _without_backbone_grads(params: Any) -> Any:
     return {k: jax.lax.stop_gradient(v) if k in _BACKBONE_KEYS else v for k, v in params.items()}
 
 
+def make_loss_fn(
+    model: flax.linen.Module, loss_config: Any, train_backbone: bool = True
+) -> Callable[[Any, jax.Array, jax.Array, jax.Array], tuple[jax.Array, jax.Array]]:
+    """fn(params, images, labels, head) -> (loss, precision@1) of head number `head`.
+
+    All heads' cosines come from one matmul; with several heads, the loss and precision run
+    over `head`'s columns only (`labels` index that head's classes and are offset here).
+    """
+    classes_per_head = tuple(model.classes_per_head)
+
+    def loss_fn(params, images, labels, head):
+        used = params if train_backbone else _without_backbone_grads(params)
+        out = model.apply({"params": used}, images, train=True, head=embedding_model.ALL_HEADS)
+        cosines = out["logits"].astype(jnp.float32)
+        columns = None
+        if len(classes_per_head) > 1:
+            offset, columns = heads.head_classes(classes_per_head, head)
+            labels = labels + offset
+        loss = losses.loss_from_config(cosines, labels, loss_config, where=columns)
+        return loss, losses.precision_at_1(cosines, labels, where=columns)
+
+    return loss_fn
+
+
 def make_train_step(
     model: flax.linen.Module,
     tx: optax.GradientTransformation,
     mesh: Mesh,
     *,
-    head: str,
     loss_config: Any,
     train_backbone: bool = True,
-) -> Callable[[TrainState, dict[str, jax.Array]], tuple[TrainState, dict[str, jax.Array]]]:
-    """jit step(state, batch) -> (state, {'loss', 'precision_at_1', 'grad_norm'}) for one head.
+) -> Callable[
+    [TrainState, dict[str, jax.Array], jax.Array], tuple[TrainState, dict[str, jax.Array]]
+]:
+    """jit step(state, batch, head) -> (state, {'loss', 'precision_at_1', 'grad_norm'}).
 
+    One compiled program for every head: `head` is the int32 index of the head to train in
+    `model.classes_per_head` (a traced argument, see `head_index`). The cosines of all heads
+    come from one matmul; the loss and precision run over the head's columns only (the same
+    softmax as that head alone, exactly zero gradient for the other heads, whose parameters
+    the optimiser then treats as it treats any parameter with a zero gradient).
     `batch` = {'images': [B,H,W,3] float32, 'labels': [B] int32} sharded by `shard_batch`;
     labels index `head`'s classes ('joint': already offset). `state` is donated: do not reuse
     the argument. `train_backbone=False` skips the backward pass through backbone and
@@ -65,17 +96,11 @@ def make_train_step(
     Metrics stay on device (no host sync); convert them when logging.
     """
     rep = replicated(mesh)
+    loss_fn = make_loss_fn(model, loss_config, train_backbone)
 
-    def loss_fn(params, images, labels):
-        used = params if train_backbone else _without_backbone_grads(params)
-        out = model.apply({"params": used}, images, train=True, head=head)
-        cosines = out["logits"].astype(jnp.float32)
-        loss = losses.loss_from_config(cosines, labels, loss_config)
-        return loss, losses.precision_at_1(cosines, labels)
-
-    def step_fn(state: TrainState, batch: dict[str, jax.Array]):
+    def step_fn(state: TrainState, batch: dict[str, jax.Array], head: jax.Array):
         grad_fn = jax.value_and_grad(loss_fn, has_aux=True)
-        (loss, prec), grads = grad_fn(state.params, batch["images"], batch["labels"])
+        (loss, prec), grads = grad_fn(state.params, batch["images"], batch["labels"], head)
         updates, opt_state = tx.update(grads, state.opt_state, state.params)
         params = optax.apply_updates(state.params, updates)
         metrics = {"loss": loss, "precision_at_1": prec, "grad_norm": optax.global_norm(grads)}
@@ -83,3 +108,11 @@ def make_train_step(
         return new_state, metrics
 
     return jax.jit(step_fn, out_shardings=(rep, rep), donate_argnums=(0,))
+
+
+def head_index(model: flax.linen.Module, head: str, mesh: Mesh) -> jax.Array:
+    """The `head` argument of the train step for the head called `head` (replicated int32)."""
+    names = [name for name, _ in model.classes_per_head]
+    if head not in names:
+        raise ValueError(f"Unknown head {head!r}; the model has heads {names}.")
+    return jax.device_put(np.int32(names.index(head)), replicated(mesh))

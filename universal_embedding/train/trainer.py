@@ -128,17 +128,10 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
     tx = optimizers.make_optimizer(config, tplan.steps_per_epoch, tplan.total_steps)
     lr_fns = optimizers.lr_schedules(config, tplan.steps_per_epoch, tplan.total_steps)
     state = steps.create_train_state(_init_params(config, model), tx, mesh)
-    train_step = {
-        head: steps.make_train_step(
-            model,
-            tx,
-            mesh,
-            head=head,
-            loss_config=config.loss,
-            train_backbone=config.frozen_epochs != -1,
-        )
-        for head in tplan.classes_per_head
-    }
+    train_step = steps.make_train_step(  # one program for every head
+        model, tx, mesh, loss_config=config.loss, train_backbone=config.frozen_epochs != -1
+    )
+    head_of = [steps.head_index(model, tplan.head_of(d), mesh) for d in tplan.domains]
 
     # ------------------------------------------------------------------ checkpoints, resume
     ckpts = checkpoint.Checkpoints(
@@ -202,7 +195,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
     for step in range(start, tplan.total_steps):
         d = int(schedule[step])
         batch = mesh_lib.shard_batch(next(stream(d)), mesh)
-        state, metrics = train_step[tplan.head_of(tplan.domains[d])](state, batch)
+        state, metrics = train_step(state, batch, head_of[d])
         pending.append((d, metrics))
         done, n_window = step + 1, n_window + 1
         bar.update(1)
