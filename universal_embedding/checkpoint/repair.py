@@ -33,13 +33,10 @@ class NoIntactCheckpoint(RuntimeError):
 def _shapes(tree: Any) -> dict[str, tuple]:
     """{'backbone/Transformer/.../kernel': shape} of a tree of arrays or array metadata."""
     flat = jax.tree_util.tree_flatten_with_path(tree)[0]
-    out = {}
-    for path, leaf in flat:
-        name = "/".join(
-            str(getattr(k, "key", getattr(k, "idx", getattr(k, "name", k)))) for k in path
-        )
-        out[name] = tuple(getattr(leaf, "shape", ()))
-    return out
+    return {
+        jax.tree_util.keystr(path, simple=True, separator="/"): tuple(getattr(leaf, "shape", ()))
+        for path, leaf in flat
+    }
 
 
 def _template_params(template: Any) -> Any:
