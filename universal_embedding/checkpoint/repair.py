@@ -69,8 +69,10 @@ def check_params_shapes(manager: ocp.CheckpointManager, step: int, template: Any
 
 
 def _reason(error: BaseException) -> str:
+    """'Type: first line of the message' (TensorStore's spec dump cut off), at most 160 chars."""
     text = str(error).strip().splitlines()
-    return f"{type(error).__name__}: {text[0][:160] if text else ''}"
+    first = text[0].split(" See full TensorStore details")[0] if text else ""
+    return f"{type(error).__name__}: {first[:160]}"
 
 
 def _set_aside(manager: ocp.CheckpointManager, workdir: str, steps: list[int]) -> str:
