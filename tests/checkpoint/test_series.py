@@ -71,6 +71,26 @@ def test_keeps_last_n_and_saves_every_checkpoint_steps(tmp_path):
     ckpts.close()
 
 
+def test_the_manager_decides_interval_and_final_step_without_force(tmp_path):
+    state = _state(mesh_lib.make_mesh())
+    ckpts = checkpoint.Checkpoints(
+        str(tmp_path), checkpoint_steps=3, max_to_keep=10, save_on_steps=(7,)
+    )
+    assert [s for s in range(1, 9) if ckpts.should_save(s)] == [3, 6, 7]
+    assert [s for s in range(1, 9) if ckpts.save_latest(s, state)] == [3, 6, 7]
+    assert not any(ckpts.reached_preemption(s) for s in range(1, 9))  # one process: never
+    assert ckpts.save_latest(8, state, force=True)  # e.g. on SIGTERM
+    assert not ckpts.save_latest(8, state, force=True)
+    ckpts.wait()
+    assert sorted(os.listdir(checkpoint.checkpoint_dir(str(tmp_path))), key=int) == [
+        "3",
+        "6",
+        "7",
+        "8",
+    ]
+    ckpts.close()
+
+
 def test_save_is_safe_with_buffer_donation(tmp_path):
     mesh = mesh_lib.make_mesh()
     state = _state(mesh)

@@ -7,6 +7,7 @@ the tiny config (configs/tiny.py) on a small synthetic mini-UnED.
 from __future__ import annotations
 
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -180,3 +181,38 @@ def test_sigkill_then_rerun_ends_like_an_uninterrupted_run(data_dir, tmp_path):
     assert ref_info["step"] == new_info["step"] == steps
     for a, b in zip(jax.tree.leaves(ref_params), jax.tree.leaves(new_params), strict=True):
         np.testing.assert_array_equal(a, b)
+
+
+def test_sigterm_saves_the_current_step_and_the_rerun_ends_identical(data_dir, tmp_path, capsys):
+    steps = 24
+    config, flags = run_config(data_dir, num_training_steps=steps, checkpoint_steps=7)
+    reference = str(tmp_path / "reference")
+    trainer.train_and_evaluate(config, reference)
+
+    killed = str(tmp_path / "killed")
+    proc = launch(flags, killed, {})
+    deadline = time.time() + 240
+    while time.time() < deadline and proc.poll() is None:
+        if any(r["step"] >= 2 for r in writers.read_metrics(killed)):
+            break
+        time.sleep(0.05)
+    assert proc.poll() is None, "training finished before the signal"
+    proc.send_signal(signal.SIGTERM)
+    out, _ = proc.communicate(timeout=120)
+    assert proc.returncode == 1, out[-3000:]
+    found = re.findall(r"preempted at step (\d+): checkpoint saved", out)
+    assert len(found) == 1, out[-3000:]
+    stopped = int(found[0])
+    assert 2 <= stopped < steps
+    assert str(stopped) in os.listdir(checkpoint.checkpoint_dir(killed))
+    assert not os.path.exists(os.path.join(killed, "train.lock"))
+
+    capsys.readouterr()
+    trainer.train_and_evaluate(config, killed)
+    assert f"resumed from step {stopped}\n" in capsys.readouterr().out
+    ref_params, _ = checkpoint.restore_params(reference, steps)
+    new_params, _ = checkpoint.restore_params(killed, steps)
+    for a, b in zip(jax.tree.leaves(ref_params), jax.tree.leaves(new_params), strict=True):
+        np.testing.assert_array_equal(a, b)
+    rows = [r["step"] for r in writers.read_metrics(killed) if "train/loss" in r]
+    assert rows == list(range(1, steps + 1))  # each step once

@@ -143,6 +143,8 @@ def test_resume_after_interruption_equals_uninterrupted_run(data_dir, tmp_path, 
     assert_trees_equal(latest_params(cut, 6), latest_params(full, 6))
     assert losses_by_step(cut) == losses_by_step(full)
     assert sorted(losses_by_step(full)) == [1, 2, 3, 4, 5, 6]
+    # step 3 ran twice (before the kill and after the resume) but is logged once
+    assert [r["step"] for r in writers.read_metrics(cut)] == [1, 2, 3, 4, 5, 6]
 
 
 def test_validation_best_checkpoint_and_final_test(data_dir, tmp_path):

@@ -16,6 +16,7 @@ from clu import metric_writers
 
 from universal_embedding import writers
 from universal_embedding.configs import demo as demo_config
+from universal_embedding.writers import wandb_id
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -116,7 +117,10 @@ def test_create_writer_fans_out_with_clu_multiwriter(tmp_path, fake_wandb):
     w.flush()
     assert writers.read_metrics(workdir) == [{"step": 1, "train/loss": 2.0}]
     assert glob.glob(os.path.join(workdir, "events.out.tfevents.*"))  # TensorBoard
-    assert fake_wandb.inits == [{"dir": workdir, "resume": "allow", "project": "p", "name": "n"}]
+    run_id = wandb_id.run_id(workdir)  # kept in the workdir: a resumed run reopens it
+    assert fake_wandb.inits == [
+        {"dir": workdir, "id": run_id, "resume": "allow", "project": "p", "name": "n"}
+    ]
     run = fake_wandb.runs[0]
     assert run.hparams == {"lr": 0.5} and run.logged == [(1, {"train/loss": 2.0})]
     with pytest.raises(AttributeError, match="write_scaler"):

@@ -40,29 +40,49 @@ def _jsonable(value: Any) -> Any:
     return value
 
 
-def _manager(path: str, max_to_keep: int, async_save: bool, items: tuple):
+def _manager(path: str, max_to_keep: int, async_save: bool, items: tuple, policy=None):
     options = ocp.CheckpointManagerOptions(
         max_to_keep=max_to_keep,
         enable_async_checkpointing=async_save,
         create=True,
+        save_decision_policy=policy,
     )
     return ocp.CheckpointManager(path, options=options, item_names=items)
+
+
+def _save_policy(interval: int, steps: tuple[int, ...]):
+    """Orbax decides: every `interval` steps, at `steps`, and at a multi-host preemption point."""
+    policies = ocp.checkpoint_managers
+    return policies.AnySavePolicy(
+        [
+            policies.FixedIntervalPolicy(interval),
+            policies.SpecificStepsPolicy(frozenset(steps)),
+            policies.PreemptionCheckpointingPolicy(),
+        ]
+    )
 
 
 class Checkpoints:
     """The two checkpoint series of one training run (all processes must call the same methods)."""
 
     def __init__(
-        self, workdir: str, *, checkpoint_steps: int, max_to_keep: int, async_save: bool = True
+        self,
+        workdir: str,
+        *,
+        checkpoint_steps: int,
+        max_to_keep: int,
+        async_save: bool = True,
+        save_on_steps: tuple[int, ...] = (),
     ) -> None:
         if checkpoint_steps <= 0 or max_to_keep <= 0:
             raise ValueError(
                 f"checkpoint_steps ({checkpoint_steps}) and max_checkpoints_to_keep "
                 f"({max_to_keep}) must be positive."
             )
-        self._interval = int(checkpoint_steps)
+        self._workdir = workdir
+        policy = _save_policy(int(checkpoint_steps), tuple(save_on_steps))
         latest_dir = checkpoint_dir(workdir, LATEST)
-        self._latest = _manager(latest_dir, max_to_keep, async_save, ("state", "extra"))
+        self._latest = _manager(latest_dir, max_to_keep, async_save, ("state", "extra"), policy)
         self._best = _manager(checkpoint_dir(workdir, BEST), 1, async_save, ("params", "extra"))
         best_step = self._best.latest_step()
         self._best_metric: float | None = None
@@ -78,40 +98,55 @@ class Checkpoints:
         return self._latest.latest_step()
 
     def should_save(self, step: int) -> bool:
-        """True when `step` is a multiple of checkpoint_steps and not saved yet."""
-        return step % self._interval == 0 and step not in self._latest.all_steps()
+        """The manager's decision: a multiple of checkpoint_steps, a `save_on_steps` step or a
+        multi-host preemption point, newer than the latest checkpoint. Call it every step."""
+        return self._latest.should_save(step)
+
+    def reached_preemption(self, step: int) -> bool:
+        """True at the step where all processes of a preempted multi-host run save and stop."""
+        return self._latest.reached_preemption(step)
 
     def save_latest(
         self, step: int, state: Any, extra: Mapping[str, Any] | None = None, force: bool = False
     ) -> bool:
-        """Save state + extra as step `step` when due (or `force`); True if a save started.
+        """Save state + extra as step `step` when the manager says so (or `force`, e.g. on a
+        signal); True if a save started. Never saves a step at or before the latest one.
 
         Asynchronous: arrays are copied to host before this returns, so the caller may
         donate `state` to the next train step right away; the files land in the background.
         """
-        if not (self.should_save(step) or (force and step not in self._latest.all_steps())):
+        latest = self.latest_step()
+        if latest is not None and step <= latest:
             return False
         args = ocp.args.Composite(
             state=ocp.args.PyTreeSave(state), extra=ocp.args.JsonSave(_jsonable(extra or {}))
         )
-        return self._latest.save(step, args=args, force=True)
+        return self._latest.save(step, args=args, force=force)
 
     def restore_latest(self, template: Any, step: int | None = None) -> tuple[Any, dict]:
-        """(state, extra) of the newest (or `step`) checkpoint, laid out like `template`.
+        """(state, extra) of the newest intact (or `step`) checkpoint, laid out like `template`.
 
         `template` holds jax.Arrays or jax.ShapeDtypeStructs with shardings (e.g. a freshly
-        created TrainState); restored arrays get the template's shardings and dtypes.
+        created TrainState); restored arrays get the template's shardings and dtypes. Steps
+        that cannot be read are skipped with a warning and moved to checkpoints/corrupt/
+        (see `repair.restore_newest_intact`).
         """
-        step = self.latest_step() if step is None else step
-        if step is None:
+        from universal_embedding.checkpoint import repair
+
+        def restore(s: int) -> tuple[Any, dict]:
+            repair.check_params_shapes(self._latest, s, template)
+            restore_args = ocp.checkpoint_utils.construct_restore_args(template)
+            args = ocp.args.Composite(
+                state=ocp.args.PyTreeRestore(item=template, restore_args=restore_args),
+                extra=ocp.args.JsonRestore(),
+            )
+            out = self._latest.restore(s, args=args)
+            return out["state"], dict(out["extra"] or {})
+
+        steps = sorted(self._latest.all_steps(), reverse=True) if step is None else [step]
+        if not steps:
             raise FileNotFoundError(f"No complete checkpoint under {self._latest.directory}.")
-        restore_args = ocp.checkpoint_utils.construct_restore_args(template)
-        args = ocp.args.Composite(
-            state=ocp.args.PyTreeRestore(item=template, restore_args=restore_args),
-            extra=ocp.args.JsonRestore(),
-        )
-        out = self._latest.restore(step, args=args)
-        return out["state"], dict(out["extra"] or {})
+        return repair.restore_newest_intact(self._latest, self._workdir, steps, restore)
 
     # ---- best ----
     @property

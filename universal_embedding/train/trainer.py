@@ -27,7 +27,7 @@ from universal_embedding.data import normalization, registry
 from universal_embedding.distributed import mesh as mesh_lib
 from universal_embedding.knn import evaluator, report
 from universal_embedding.models import embedding_model
-from universal_embedding.train import optimizers, plan, samplers, steps
+from universal_embedding.train import guards, optimizers, plan, preemption, replay, samplers, steps
 
 
 def _log(msg: str, *args) -> None:
@@ -99,7 +99,17 @@ def _summarise(pending: list, domains: tuple[str, ...]) -> dict[str, float]:
 
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[str, float]:
-    """Train per the config in workdir (resuming if it holds a checkpoint); final test results."""
+    """Train per the config in workdir (resuming if it holds a checkpoint); final test results.
+
+    Holds the workdir's lock (checkpoint.lock) throughout. SIGTERM/SIGINT: checkpoint the
+    current step and raise preemption.Preempted; NaN/inf loss: raise guards.NonFinite.
+    """
+    lead = jax.process_index() == 0
+    with checkpoint.WorkdirLock(workdir, enabled=lead), preemption.SignalWatch() as watch:
+        return _train(config, workdir, watch)
+
+
+def _train(config: ml_collections.ConfigDict, workdir: str, watch) -> dict[str, float]:
     config = config.copy_and_resolve_references()
     lead = jax.process_index() == 0
 
@@ -108,9 +118,6 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
     schedule = plan.domain_schedule(config, tplan)
     norm = normalization.normalization_name(config.model_class, config.normalization)
     _check_batching(config)
-    if lead:
-        writers.write_config_json(config, os.path.join(workdir, "config.json"))
-    writer = writers.create_writer(workdir, config.wandb, writers.flat_hparams(config))
     _log(
         "Training %s on %s: %d images, %d steps/epoch, %d steps (%d frozen), heads %s",
         config.model_class,
@@ -138,6 +145,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
         workdir,
         checkpoint_steps=tplan.checkpoint_steps,
         max_to_keep=config.max_checkpoints_to_keep,
+        save_on_steps=(tplan.total_steps,),
     )
     start = 0
     if ckpts.latest_step() is not None:
@@ -153,6 +161,10 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
             )
         _log("resumed from step %d", start)
     positions = samplers.domain_positions(schedule, start, len(tplan.domains))
+    if lead:  # only now: a failed resume leaves the run's config.json as it was
+        writers.write_config_json(config, os.path.join(workdir, "config.json"))
+    writer = writers.create_writer(workdir, config.wandb, writers.flat_hparams(config))
+    writer = replay.skip_logged(writer, workdir, start)
 
     # ------------------------------------------------------------------ evaluators
     eval_data = evaluator.EvalData.from_config(config, norm)
@@ -199,7 +211,15 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
         pending.append((d, metrics))
         done, n_window = step + 1, n_window + 1
         bar.update(1)
-        if done % log_every == 0 or done == tplan.total_steps:
+        last = done == tplan.total_steps
+        stop = watch.received is not None or ckpts.reached_preemption(done)
+        save = ckpts.should_save(done) or stop
+        val = val_eval is not None and (done % tplan.log_eval_steps == 0 or last)
+        summary = done % log_every == 0 or last
+        if summary or val or save:  # the only host syncs on metrics: never save NaN/inf
+            params = state.params if save else None
+            guards.check_finite(pending, done, tplan.domains, ckpts, params, on_stop=bar.close)
+        if summary:
             scalars = _summarise(pending, tplan.domains)
             scalars.update(optimizers.learning_rates(lr_fns, step))
             elapsed = max(time.time() - t_window, 1e-9)
@@ -208,15 +228,20 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
             writer.write_scalars(done, scalars)
             bar.set_postfix(loss=f"{scalars['train/loss']:.3f}", refresh=False)
             pending, t_window, n_window = [], time.time(), 0
-        if val_eval is not None and (done % tplan.log_eval_steps == 0 or done == tplan.total_steps):
+        if val:
             validate(done)
-        if ckpts.should_save(done) or done == tplan.total_steps:
+        if save:
             positions = samplers.domain_positions(schedule, done, len(tplan.domains))
-            ckpts.save_latest(done, state, {"domain_positions": positions}, force=True)
+            ckpts.save_latest(done, state, {"domain_positions": positions}, force=stop)
+        if stop:
+            bar.close()
+            writer.flush()
+            preemption.stop(done, ckpts)
         if stop_after and done >= stop_after:
             _log("stop_after_steps=%d reached: leaving the loop (as if killed).", stop_after)
             break
     bar.close()
+    watch.disarm()
     ckpts.wait()
     writer.flush()
     final_step = int(jax.device_get(state.step))

@@ -29,7 +29,9 @@ def open_wandb(settings: Mapping[str, Any], workdir: str):
     """A W&B run in `workdir` (resumed when one exists) with the non-empty `SETTINGS` fields."""
     wandb = _wandb_module()
     kwargs = {k: settings[k] for k in SETTINGS if settings.get(k)}
-    return wandb.init(dir=workdir, resume="allow", **kwargs)
+    from universal_embedding.writers import wandb_id
+
+    return wandb.init(dir=workdir, id=wandb_id.run_id(workdir), resume="allow", **kwargs)
 
 
 class WandbWriter(ArrayIgnoringWriter):

@@ -1,0 +1,60 @@
+"""Stop a diverged run before it writes a non-finite checkpoint.
+
+Train-step metrics stay on device; `check_finite` reads the loss and gradient norm of the
+steps since the last check only where the trainer syncs anyway (the summary interval) or
+must be sure (before every validation and checkpoint save). Saved states are therefore
+always finite, and the error names the first bad step, its domain and the last good save.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+
+class NonFinite(SystemExit):
+    """The loss or gradient norm became NaN/inf; the run stops without saving."""
+
+
+@jax.jit
+def _all_finite(tree) -> jax.Array:
+    leaves = [jnp.all(jnp.isfinite(x)) for x in jax.tree.leaves(tree)]
+    return jnp.all(jnp.stack(leaves)) if leaves else jnp.bool_(True)
+
+
+def first_non_finite(pending: list, last_step: int) -> tuple[int, int, str] | None:
+    """(step, domain index, what) of the first pending (domain, metrics) with NaN/inf.
+
+    `pending` holds the steps last_step - len(pending) + 1 .. last_step in order.
+    """
+    host = jax.device_get([(m["loss"], m["grad_norm"]) for _, m in pending])
+    first = last_step - len(pending) + 1
+    for i, ((d, _), (loss, grad_norm)) in enumerate(zip(pending, host, strict=True)):
+        if not np.isfinite(loss):
+            return first + i, d, "loss"
+        if not np.isfinite(grad_norm):
+            return first + i, d, "gradient norm"
+    return None
+
+
+def check_finite(pending: list, step: int, domains, ckpts, params=None, on_stop=None) -> None:
+    """NonFinite (after `on_stop()` and closing `ckpts`) when a pending step's loss/grad norm,
+    or `params`, is not finite; nothing otherwise."""
+    bad = first_non_finite(pending, step) if pending else None
+    if bad is None and params is not None and not bool(_all_finite(params)):
+        bad = (step, pending[-1][0] if pending else None, "parameters")
+    if bad is None:
+        return
+    at, d, what = bad
+    if on_stop is not None:
+        on_stop()
+    ckpts.wait()
+    last = ckpts.latest_step()
+    ckpts.close()
+    domain = domains[d] if d is not None else "?"
+    raise NonFinite(
+        f"non-finite {what} at step {at} (domain {domain}); last good checkpoint: "
+        + (f"step {last}" if last is not None else "none (rerunning starts from step 0)")
+        + ". Lower config.lr or set config.grad_clip_norm and rerun."
+    )
