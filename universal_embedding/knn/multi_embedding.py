@@ -29,7 +29,7 @@ PLAIN = embedder.EMBEDDINGS  # outputs the single-embedding path embeds
 
 
 def parse_embeddings(spec: str | Sequence[str]) -> tuple[str, ...]:
-    """'universal_student_embedd, teacher_embedd' -> ('universal_student_embedd', 'teacher_embedd')."""
+    """'universal_student_embedd,teacher_embedd' -> the names, in order, each once."""
     names = spec.split(",") if isinstance(spec, str) else list(spec)
     names = tuple(dict.fromkeys(n.strip() for n in names if n.strip()))
     if not names:

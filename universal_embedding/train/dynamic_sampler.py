@@ -25,9 +25,7 @@ import numpy as np
 LOGIT_TYPES = ("teacher", "universal_student")
 
 
-def updated_weights(
-    old: np.ndarray, loss_sums: np.ndarray, counts: np.ndarray
-) -> np.ndarray:
+def updated_weights(old: np.ndarray, loss_sums: np.ndarray, counts: np.ndarray) -> np.ndarray:
     """New domain weights from the window's per-domain loss sums and image counts."""
     old = np.asarray(old, np.float64)
     counts = np.asarray(counts)
@@ -164,4 +162,7 @@ class DynamicSampler:
         self._pending = []
 
     def _scalars(self) -> dict[str, float]:
-        return {f"sampling_weights/{d}": float(w) for d, w in zip(self.domains, self.weights)}
+        return {
+            f"sampling_weights/{d}": float(w)
+            for d, w in zip(self.domains, self.weights, strict=True)
+        }

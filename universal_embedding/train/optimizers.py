@@ -1,9 +1,10 @@
 """Adam with decoupled weight decay, two learning rates and a frozen backbone phase.
 
-params['heads'] (and UDON's params['projections']) train with config.lr; params['backbone'] and params['projection'] with
-config.lr * config.backbone_lr_multiplier, and get exactly no update (bit-identical
-parameters) for the first config.frozen_epochs epochs (-1: for all of training). As in
-the paper's "lr 0" freeze, Adam's moments of the frozen part keep accumulating meanwhile.
+params['heads'] (and UDON's params['projections']) train with config.lr; params['backbone']
+and params['projection'] with config.lr * config.backbone_lr_multiplier, and get exactly no
+update (bit-identical parameters) for the first config.frozen_epochs epochs (-1: for all of
+training). As in the paper's "lr 0" freeze, Adam's moments of the frozen part keep
+accumulating meanwhile.
 """
 
 from __future__ import annotations

@@ -10,8 +10,14 @@ import ml_collections
 import numpy as np
 
 from universal_embedding.models import udon as udon_model
-from universal_embedding.train import dynamic_sampler, plan, samplers, steps, udon_losses
-from universal_embedding.train import udon_steps
+from universal_embedding.train import (
+    dynamic_sampler,
+    plan,
+    samplers,
+    steps,
+    udon_losses,
+    udon_steps,
+)
 
 
 def is_udon(config: ml_collections.ConfigDict) -> bool:
@@ -34,9 +40,7 @@ def train_steps(config, tplan: plan.TrainPlan, model, tx, mesh) -> dict:
     train_backbone = config.frozen_epochs != -1
     if is_udon(config):
         cfg = udon_losses.UdonLossConfig.from_config(config.loss)
-        return udon_steps.make_udon_train_steps(
-            model, tx, mesh, cfg, train_backbone=train_backbone
-        )
+        return udon_steps.make_udon_train_steps(model, tx, mesh, cfg, train_backbone=train_backbone)
     return {
         head: steps.make_train_step(
             model, tx, mesh, head=head, loss_config=config.loss, train_backbone=train_backbone
