@@ -162,7 +162,7 @@ class UdonModel(nn.Module):
 
 def build_udon_model(config, classes_per_head, backbone: nn.Module) -> UdonModel:
     """UdonModel for config (teachers for config.dataset_name; heads when classes are given)."""
-    domains = tuple(n.strip() for n in str(config.dataset_name).split(",") if n.strip())
+    domains = tuple(n.strip() for n in config.dataset_name.split(",") if n.strip())
     if not domains:
         raise ValueError("A UDON model needs its training domains: config.dataset_name is empty.")
     classes: tuple[int, ...] = ()
@@ -177,20 +177,14 @@ def build_udon_model(config, classes_per_head, backbone: nn.Module) -> UdonModel
         backbone,
         domains,
         classes,
-        teacher_dim=_widths(config.model.get("teacher_dim", (256,)), "teacher_dim"),
-        student_dim=_widths(
-            config.model.get("universal_student_dim", (64,)), "universal_student_dim"
-        ),
+        teacher_dim=_widths(config.model.teacher_dim, "teacher_dim"),
+        student_dim=_widths(config.model.universal_student_dim, "universal_student_dim"),
     )
 
 
-def _widths(value, name: str) -> tuple[int, ...]:
-    """(256,) / [256] / 256 / '256' -> (256,)."""
-    if isinstance(value, str):
-        value = [v for v in value.split(",") if v.strip()]
-    if isinstance(value, int):
-        value = (value,)
-    widths = tuple(int(v) for v in value)
+def _widths(value: Sequence[int], name: str) -> tuple[int, ...]:
+    """(256,) (a list when read back from config.json) -> (256,), checked."""
+    widths = tuple(value)
     if not widths or any(w <= 0 for w in widths):
         raise ValueError(f"config.model.{name} must list positive widths, got {value!r}.")
     return widths

@@ -60,13 +60,13 @@ def initial_weights(config, tplan: plan.TrainPlan, schedule: np.ndarray) -> np.n
 def make_sampler(config, tplan: plan.TrainPlan, schedule: np.ndarray):
     """UDON's dynamic sampler when config.update_sampler is on, else the fixed schedule."""
     n = len(tplan.domains)
-    if not (is_udon(config) and config.get("update_sampler", False)):
+    if not (is_udon(config) and config.update_sampler):  # UDON configs declare update_sampler
         return samplers.StaticSampler(schedule, n)
     return dynamic_sampler.DynamicSampler(
         tplan.domains,
         schedule,
         initial_weights(config, tplan, schedule),
-        every=int(config.update_sampler_every_steps),
-        logit_type=str(config.update_sampler_logit_type),
+        every=config.update_sampler_every_steps,
+        logit_type=config.update_sampler_logit_type,
         batch_size=tplan.batch_size,
     )

@@ -56,7 +56,7 @@ class UdonLossConfig:
     @classmethod
     def from_config(cls, loss) -> UdonLossConfig:
         """From config.loss (see configs/config_train_udon.py for every field)."""
-        on = tuple(x.strip() for x in str(loss.classif_losses_on).split(",") if x.strip())
+        on = tuple(x.strip() for x in loss.classif_losses_on.split(",") if x.strip())
         bad = [x for x in on if x not in CLASSIF_ON]
         if bad:
             raise ValueError(
@@ -66,20 +66,20 @@ class UdonLossConfig:
         temps = loss.distill_udon_logits_temperature
         out = cls(
             classif_losses_on=on,
-            distill_udon_logits=bool(loss.distill_udon_logits),
-            temperature_teacher=float(temps.teacher),
-            temperature_student=float(temps.universal_student),
-            distill_udon_batch_simils=bool(loss.distill_udon_batch_simils),
-            distill_udon_simils_groups=int(loss.distill_udon_simils_groups),
-            classif_udon_teacher_weight=float(loss.classif_udon_teacher_weight),
-            classif_udon_universal_student_weight=float(loss.classif_udon_universal_student_weight),
-            distill_udon_logits_weight=float(loss.distill_udon_logits_weight),
-            distill_udon_simils_weight=float(loss.distill_udon_simils_weight),
-            distill_grads_to_backbone=bool(loss.distill_grads_to_backbone),
-            loss_type=str(loss.type),
-            scale=float(loss.scale),
-            margin=float(loss.margin),
-            label_smoothing=float(loss.label_smoothing),
+            distill_udon_logits=loss.distill_udon_logits,
+            temperature_teacher=temps.teacher,
+            temperature_student=temps.universal_student,
+            distill_udon_batch_simils=loss.distill_udon_batch_simils,
+            distill_udon_simils_groups=loss.distill_udon_simils_groups,
+            classif_udon_teacher_weight=loss.classif_udon_teacher_weight,
+            classif_udon_universal_student_weight=loss.classif_udon_universal_student_weight,
+            distill_udon_logits_weight=loss.distill_udon_logits_weight,
+            distill_udon_simils_weight=loss.distill_udon_simils_weight,
+            distill_grads_to_backbone=loss.distill_grads_to_backbone,
+            loss_type=loss.type,
+            scale=loss.scale,
+            margin=loss.margin,
+            label_smoothing=loss.label_smoothing,
         )
         if not any(out.weights().values()):
             raise ValueError("UDON: every loss term is off or has weight 0 (config.loss).")
