@@ -19,6 +19,7 @@ from universal_embedding.configs import base, config_train_udon, config_train_vi
 
 METHODS = ("baseline", "udon")
 
+
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     args = base.parse_arg(arg, data_dir="demo_work/data", dtype="float32", method="baseline")
     data_dir = args.data_dir
