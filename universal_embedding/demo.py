@@ -1,12 +1,15 @@
 """`make demo`: synthetic mini-UnED -> TFRecords -> untrained test kNN -> train -> trained test kNN.
 
     python -m universal_embedding.demo --workdir=demo_work [--dtype=bfloat16] [--data_dir=DIR]
+        [--method=udon]
 
 Writes <workdir>/data (images, info files, TFRecords), <workdir>/baseline/results.json (the
 randomly initialised model training starts from) and <workdir>/trained/ (checkpoints,
 TensorBoard logs, results.json of the best checkpoint), then prints both side by side.
 Every stage is skipped when its output exists, and training resumes from its latest
 checkpoint, so rerunning after an interruption continues where it stopped.
+`--method=udon` trains the same model with UDON (configs/demo.py:method=udon) into
+<workdir>/udon_baseline and <workdir>/udon_trained and also prints the teachers' table.
 """
 
 from __future__ import annotations
@@ -79,7 +82,18 @@ def comparison_table(
     return "\n".join(rows)
 
 
-def run_demo(workdir: str, dtype: str = "float32", data_dir: str = "") -> dict[str, float]:
+def teacher_table(baseline: Mapping[str, float], trained: Mapping[str, float], domains) -> str:
+    """comparison_table of UDON's teachers (results keys prefixed 'teacher_embedd/')."""
+    from universal_embedding.knn import multi_embedding
+
+    name = multi_embedding.TEACHER
+    base, done = (multi_embedding.results_of(r, name) for r in (baseline, trained))
+    return comparison_table(base, done, domains)
+
+
+def run_demo(
+    workdir: str, dtype: str = "float32", data_dir: str = "", method: str = "baseline"
+) -> dict[str, float]:
     """All demo stages; returns {'baseline_mp5', 'trained_mp5', 'seconds', ...}."""
     import jax
 
@@ -92,7 +106,8 @@ def run_demo(workdir: str, dtype: str = "float32", data_dir: str = "") -> dict[s
     )
     jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)
     data_dir = data_dir or os.path.join(workdir, "data")
-    config = demo_config.get_config(f"data_dir={data_dir},dtype={dtype}")
+    config = demo_config.get_config(f"data_dir={data_dir},dtype={dtype},method={method}")
+    prefix = "" if method == "baseline" else f"{method}_"
     timings: dict[str, float] = {}
 
     print(f"[1/4] synthetic mini-UnED + TFRecords in {data_dir}", flush=True)
@@ -100,13 +115,13 @@ def run_demo(workdir: str, dtype: str = "float32", data_dir: str = "") -> dict[s
     timings["data"] = time.time() - t0
 
     print("[2/4] evaluating the untrained model (test kNN, separate + merged)", flush=True)
-    baseline_json = os.path.join(workdir, "baseline", "results.json")
+    baseline_json = os.path.join(workdir, f"{prefix}baseline", "results.json")
     if not os.path.exists(baseline_json):
-        evaluate_untrained(config, os.path.join(workdir, "baseline"))
+        evaluate_untrained(config, os.path.join(workdir, f"{prefix}baseline"))
     timings["baseline"] = time.time() - t0 - sum(timings.values())
 
     print("[3/4] training (rerun the same command to resume after an interruption)", flush=True)
-    trained_dir = os.path.join(workdir, "trained")
+    trained_dir = os.path.join(workdir, f"{prefix}trained")
     trainer.train_and_evaluate(config, trained_dir)
     timings["train+test"] = time.time() - t0 - sum(timings.values())
 
@@ -114,7 +129,13 @@ def run_demo(workdir: str, dtype: str = "float32", data_dir: str = "") -> dict[s
     baseline = _read(baseline_json)
     trained = _read(os.path.join(trained_dir, "results.json"))
     domains = config.knn_eval_names.split(",")
+    if method == "udon":
+        print("universal student (64-d):")
     print(comparison_table(baseline, trained, domains))
+    if method == "udon":
+        print("\nteachers (256-d, each domain embedded with its own teacher; the merged")
+        print("index mixes 8 teacher spaces, so its numbers are diagnostic only):")
+        print(teacher_table(baseline, trained, domains))
     key = f"average:common:test_knn:mp_{K}"
     total = time.time() - t0
     print(
@@ -132,6 +153,7 @@ def define_flags() -> None:
     flags.DEFINE_string("workdir", "demo_work", "Where data, baseline and training runs go.")
     flags.DEFINE_enum("dtype", "float32", ["float32", "bfloat16"], "Compute dtype.")
     flags.DEFINE_string("data_dir", "", "Synthetic mini-UnED folder; default: <workdir>/data.")
+    flags.DEFINE_enum("method", "baseline", list(demo_config.METHODS), "baseline or udon.")
 
 
 def main(argv: Sequence[str]) -> None:
@@ -140,7 +162,7 @@ def main(argv: Sequence[str]) -> None:
         raise absl_app.UsageError(f"Unexpected arguments: {' '.join(argv[1:])}")
     if not flags.FLAGS["verbosity"].present:
         logging.set_verbosity(logging.WARNING)
-    run_demo(flags.FLAGS.workdir, flags.FLAGS.dtype, flags.FLAGS.data_dir)
+    run_demo(flags.FLAGS.workdir, flags.FLAGS.dtype, flags.FLAGS.data_dir, flags.FLAGS.method)
 
 
 if __name__ == "__main__":

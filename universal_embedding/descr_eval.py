@@ -19,7 +19,9 @@ def descr_eval(config, workdir: str) -> dict[str, float]:
     """Load config.descr_path and evaluate it with the config's kNN plan; write results."""
     if not config.descr_path:
         raise ValueError("--config.descr_path is required (a .npz or .json descriptor file).")
-    return evaluate_and_report(load_descriptors(config.descr_path), config, workdir)
+    # several-embedding files: which one ('' or absent: the universal student)
+    descriptors = load_descriptors(config.descr_path, config.get("descr_embedding") or None)
+    return evaluate_and_report(descriptors, config, workdir)
 
 
 if __name__ == "__main__":

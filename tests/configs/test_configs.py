@@ -20,7 +20,8 @@ CONFIG_KEYS = {
     "config_knn_clip_vit": ("variant",),
     "config_extract_dir_descriptors": ("model_class", "variant"),
     "config_knn_descr_eval": (),
-    "demo": ("data_dir", "dtype"),
+    "config_train_udon": ("backbone",),
+    "demo": ("data_dir", "dtype", "method"),
     "tiny": ("data_dir",),
 }
 

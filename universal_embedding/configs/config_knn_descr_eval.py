@@ -18,6 +18,9 @@ from universal_embedding.configs import base
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     c = base.get_config(arg)
     c.descr_path = ""  # .npz ('domain/split' keys) or the original JSON layout
+    # Files of several embeddings ('domain/split/embedding'): which one; '' = the universal
+    # student (or the file's only embedding).
+    c.descr_embedding = ""
     c.eval_knns = "train_knn,val_knn,test_knn"
     c.disabled_separate_knns = "train_knn,val_knn"
     c.disabled_merged_knns = "train_knn,val_knn"

@@ -4,7 +4,9 @@
 this config; it also works alone:
 `python -m universal_embedding.main --config=universal_embedding/configs/demo.py --workdir=W`
 with the data in demo_work/data (or --config.{train_dataset_dir,eval_dataset_dir,info_files_dir}).
-Argument string: `data_dir=DIR` (default demo_work/data), `dtype=bfloat16` (default float32).
+Argument string: `data_dir=DIR` (default demo_work/data), `dtype=bfloat16` (default float32),
+`method=udon` (default `baseline`): the same tiny ViT, data and steps trained with UDON
+(per-domain teachers distilled into the 64-d student, dynamic sampler updated every 100 steps).
 """
 
 from __future__ import annotations
@@ -13,11 +15,13 @@ import os
 
 import ml_collections
 
-from universal_embedding.configs import base, config_train_vit
+from universal_embedding.configs import base, config_train_udon, config_train_vit
+
+METHODS = ("baseline", "udon")
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
-    args = base.parse_arg(arg, data_dir="demo_work/data", dtype="float32")
+    args = base.parse_arg(arg, data_dir="demo_work/data", dtype="float32", method="baseline")
     data_dir = args.data_dir
     c = config_train_vit.add_train_fields(base.get_config())
     c.train_dataset_dir = os.path.join(data_dir, "tfds")
@@ -55,4 +59,16 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     c.checkpoint_steps = 50  # about one epoch: a kill loses at most a few seconds
     c.max_checkpoints_to_keep = 2
     c.knn_search = "auto"
+    if args.method not in METHODS:
+        raise ValueError(f"method={args.method!r}: choose one of {', '.join(METHODS)}.")
+    if args.method == "udon":
+        udon_demo(c)
+    return c
+
+
+def udon_demo(c: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+    """The demo run as UDON: same backbone, data, steps and learning rates."""
+    config_train_udon.add_udon_fields(c)
+    c.model_class = "udon_vit_with_embedding"
+    c.update_sampler_every_steps = 100  # 7 updates in the 750 steps
     return c

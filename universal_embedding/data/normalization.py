@@ -19,7 +19,7 @@ def normalization_name(model_class: str, override: str = "") -> str:
                 f"Unknown normalization '{override}'. Valid names: {', '.join(MEAN_STD)}."
             )
         return override
-    return "clip" if model_class.startswith("clip") else "imagenet"
+    return "clip" if model_class.removeprefix("udon_").startswith("clip") else "imagenet"
 
 
 def mean_std(name: str) -> tuple[tuple[float, float, float], tuple[float, float, float]]:

@@ -1,8 +1,10 @@
 """Descriptor files (npz native, original JSON layout), input checks, and batched extraction.
 
 Descriptor dicts are keyed 'domain/split', rows in info-file order (UNED_SPEC
-sections 1 and 7). Nothing here imports JAX or TensorFlow: `extract` takes any
-function that maps an image batch to an array.
+sections 1 and 7); files of several embeddings per image (UDON) are keyed
+'domain/split/embedding' (JSON: {"domain": {"split": {"embedding": [[...], ...]}}}).
+Nothing here imports JAX or TensorFlow: `extract` takes any function that maps an image
+batch to an array.
 """
 
 from __future__ import annotations
@@ -18,6 +20,8 @@ from tqdm import tqdm
 
 from universal_embedding.data import registry
 
+UNIVERSAL = "universal_student_embedd"  # chosen by default from a several-embedding file
+
 
 def save_npz(path: str, descriptors: Mapping[str, np.ndarray]) -> None:
     """Write {'domain/split': [n, d]} as float32 arrays into one .npz file (path used as given)."""
@@ -28,11 +32,16 @@ def save_npz(path: str, descriptors: Mapping[str, np.ndarray]) -> None:
 
 
 def save_json(path: str, descriptors: Mapping[str, np.ndarray]) -> None:
-    """Write the original JSON layout {"domain": {"split": [[...], ...]}}."""
-    nested: dict[str, dict[str, list]] = {}
+    """Write the original JSON layout {"domain": {"split": [[...], ...]}} (or, for
+    'domain/split/embedding' keys, {"domain": {"split": {"embedding": [[...], ...]}}})."""
+    nested: dict[str, dict[str, Any]] = {}
     for key, value in descriptors.items():
-        domain, split = _split_key(key, path)
-        nested.setdefault(domain, {})[split] = np.asarray(value, dtype=np.float32).tolist()
+        rows = np.asarray(value, dtype=np.float32).tolist()
+        parts = _split_key(key, path, allow_embedding=True)
+        if len(parts) == 3:
+            nested.setdefault(parts[0], {}).setdefault(parts[1], {})[parts[2]] = rows
+        else:
+            nested.setdefault(parts[0], {})[parts[1]] = rows
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     with open(path, "w") as f:
         json.dump(nested, f)
@@ -45,12 +54,40 @@ MIN_NORM = 1e-12  # a row shorter than this has no direction to rank by
 MAX_ABS = 1e6
 
 
-def load_descriptors(path: str) -> dict[str, np.ndarray]:
+def load_descriptors(path: str, embedding: str | None = None) -> dict[str, np.ndarray]:
     """{'domain/split': float32 [n, d]} from a native .npz or an original-layout .json file.
 
     Every array is checked before it is cast to float32: real numbers only, all finite and
-    within +-MAX_ABS; errors name the file and key.
+    within +-MAX_ABS; errors name the file and key. A file of several embeddings
+    ('domain/split/embedding') gives `embedding`'s descriptors (default:
+    'universal_student_embedd' when present, else the only embedding).
     """
+    return select_embedding(load_all_descriptors(path), embedding, path)
+
+
+def select_embedding(
+    loaded: Mapping[str, np.ndarray], embedding: str | None, path: str
+) -> dict[str, np.ndarray]:
+    """'domain/split' descriptors of one embedding of a load_all_descriptors dict."""
+    names = sorted({k.split("/")[2] for k in loaded if k.count("/") == 2})
+    if not names:
+        if embedding is not None:
+            raise ValueError(
+                f"Descriptor file '{path}' holds one unnamed embedding; drop the embedding choice."
+            )
+        return dict(loaded)
+    if embedding is None:
+        embedding = UNIVERSAL if UNIVERSAL in names or len(names) != 1 else names[0]
+    if embedding not in names:
+        raise ValueError(
+            f"Descriptor file '{path}' has no embedding '{embedding}'; it holds {names}."
+        )
+    suffix = f"/{embedding}"
+    return {k[: -len(suffix)]: v for k, v in loaded.items() if k.endswith(suffix)}
+
+
+def load_all_descriptors(path: str) -> dict[str, np.ndarray]:
+    """Every array of a descriptor file, keyed 'domain/split' or 'domain/split/embedding'."""
     if not os.path.isfile(path):
         raise FileNotFoundError(
             f"Descriptor file '{path}' does not exist. Pass --config.descr_path=<.npz or .json>."
@@ -70,7 +107,7 @@ def load_descriptors(path: str) -> dict[str, np.ndarray]:
     with np.load(path, allow_pickle=False) as data:
         out = {}
         for key in data.files:
-            _split_key(key, path)
+            _split_key(key, path, allow_embedding=True)
             where = f"Descriptor file '{path}', key '{key}'"
             try:
                 arr = data[key]
@@ -108,14 +145,15 @@ def check_numbers(arr: np.ndarray, where: str) -> None:
             )
 
 
-def _split_key(key: str, path: str) -> tuple[str, str]:
+def _split_key(key: str, path: str, allow_embedding: bool = False) -> tuple[str, ...]:
     parts = key.split("/")
-    if len(parts) != 2 or not all(parts):
+    if len(parts) not in ((2, 3) if allow_embedding else (2,)) or not all(parts):
+        form = "'domain/split' or 'domain/split/embedding'" if allow_embedding else "'domain/split'"
         raise ValueError(
-            f"Descriptor file '{path}': key '{key}' is not of the form 'domain/split' "
+            f"Descriptor file '{path}': key '{key}' is not of the form {form} "
             "(a folder's descriptors from extract_dir_descriptors cannot be evaluated)."
         )
-    return parts[0], parts[1]
+    return tuple(parts)
 
 
 def _from_nested(nested: Any, path: str) -> dict[str, np.ndarray]:
@@ -126,15 +164,19 @@ def _from_nested(nested: Any, path: str) -> dict[str, np.ndarray]:
     out = {}
     for domain, splits in nested.items():
         for split, rows in splits.items():
-            where = f"Descriptor file '{path}', key '{domain}/{split}'"
-            try:
-                arr = np.asarray(rows)
-            except ValueError as e:
-                raise ValueError(
-                    f"{where}: domain '{domain}', split '{split}' is not a list of equal-length "
-                    f"number lists ({e})."
-                ) from None
-            out[f"{domain}/{split}"] = _as_float32(arr, where)
+            named = rows.items() if isinstance(rows, dict) else [(None, rows)]
+            for name, values in named:
+                key = f"{domain}/{split}" if name is None else f"{domain}/{split}/{name}"
+                which = f", embedding '{name}'" if name is not None else ""
+                where = f"Descriptor file '{path}', key '{key}'"
+                try:
+                    arr = np.asarray(values)
+                except ValueError as e:
+                    raise ValueError(
+                        f"{where}: domain '{domain}', split '{split}'{which} is not a list of "
+                        f"equal-length number lists ({e})."
+                    ) from None
+                out[key] = _as_float32(arr, where)
     return out
 
 

@@ -22,7 +22,7 @@ from universal_embedding.data import info_files, registry
 from universal_embedding.distributed import mesh as mesh_lib
 from universal_embedding.knn import descriptors as knn_descriptors
 from universal_embedding.knn import evaluate as knn_evaluate
-from universal_embedding.knn import extract, report
+from universal_embedding.knn import extract, multi_embedding, report
 from universal_embedding.loading import embedder
 
 # Mean merged val R@1: the number that picks the best checkpoint.
@@ -107,7 +107,13 @@ class KnnEvaluator:
         self.plan = plan
         self.data = data
         self._mesh = mesh_lib.make_mesh() if mesh is None else mesh
-        self._embed = embedder.cached_embed_fn(model, embedd_to_eval)
+        # Several embeddings (UDON: 'universal_student_embedd,teacher_embedd'): knn/multi_embedding
+        self.embeddings = multi_embedding.parse_embeddings(embedd_to_eval)
+        self._model = model
+        if multi_embedding.is_multi(self.embeddings):
+            multi_embedding.check_names(model, self.embeddings)
+        else:
+            self._embed = embedder.cached_embed_fn(model, self.embeddings[0])
         self.keys = tuple(knn_evaluate.required_splits(plan.domains, plan.knn_names))
         self.infos = info_files.load_splits(data.info_files_dir, self.keys)
         self.labels = {k: info.labels for k, info in self.infos.items()}
@@ -118,17 +124,26 @@ class KnnEvaluator:
         `params` (without heads is enough) may be host arrays or already replicated.
         """
         params = jax.device_put(params, mesh_lib.replicated(self._mesh))
-        embed_fn = mesh_lib.host_embed_fn(self._embed, params, self._mesh)
         counts = {key: len(info) for key, info in self.infos.items()}
         # Train splits are stored shuffled: their rows are put in info-file order by record key.
         by_key = {k: i.paths for k, i in self.infos.items() if extract.is_shuffled(k)}
         batches_for = split_batches(self.data)
+        if multi_embedding.is_multi(self.embeddings):  # keys 'domain/split/embedding'
+            return multi_embedding.extract_descriptors(
+                self._model, params, self.embeddings, self.keys, batches_for, counts, by_key,
+                self._mesh, self.data.image_size,
+            )  # fmt: skip
+        embed_fn = mesh_lib.host_embed_fn(self._embed, params, self._mesh)
         return extract.extract_splits(embed_fn, self.keys, batches_for, counts, by_key)
 
     def evaluate(
         self, descriptors: Mapping[str, np.ndarray], keep_neighbours: bool = False
     ) -> knn_evaluate.KnnOutput:
         """Results (UNED_SPEC section 7 keys), neighbours on request, timings."""
+        if multi_embedding.is_multi(self.embeddings):
+            return multi_embedding.evaluate(
+                descriptors, self.labels, self.plan, self.embeddings, keep_neighbours
+            )
         return knn_evaluate.run_evaluation(
             descriptors,
             self.labels,

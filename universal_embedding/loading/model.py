@@ -20,7 +20,7 @@ from absl import logging
 
 from universal_embedding.checkpoint import restore_params
 from universal_embedding.data.normalization import normalization_name
-from universal_embedding.models import embedding_model
+from universal_embedding.models import embedding_model, udon
 
 # Fields of a training config that define the model (and so how its images are prepared).
 MODEL_FIELDS = ("model_class", "model_type", "image_size", "normalization")
@@ -33,7 +33,7 @@ SOURCES = ("train_dir", "pretrained", "random")
 class LoadedModel:
     """A model without heads, its params, and the resolved config that defines it."""
 
-    model: embedding_model.EmbeddingModel
+    model: embedding_model.EmbeddingModel | udon.UdonModel
     params: dict
     config: ml_collections.ConfigDict  # model fields as trained (train_dir) or as given
     normalization: str  # 'clip' | 'imagenet': how its images must be normalised
@@ -57,6 +57,8 @@ def resolve_model_config(config: ml_collections.ConfigDict) -> ml_collections.Co
         for field in MODEL_FIELDS:
             if field in trained:
                 c[field] = trained[field]
+        if udon.is_udon(trained.get("model_class", "")):  # teachers are numbered by these
+            c.dataset_name = trained["dataset_name"]
         for field, value in trained.get("model", {}).items():
             if field not in COMPUTE_FIELDS:
                 c.model[field] = value

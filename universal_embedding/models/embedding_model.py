@@ -123,24 +123,28 @@ class EmbeddingModel(nn.Module):
 
 def build_model(
     config: ml_collections.ConfigDict, classes_per_head: Mapping[str, int] | None
-) -> EmbeddingModel:
+) -> nn.Module:
     """The embedding model config.model_class / model_type / model.* describe."""
-    if config.model_class not in MODEL_CLASSES:
-        raise ValueError(
-            f"Unknown config.model_class={config.model_class!r}; valid: {sorted(MODEL_CLASSES)}."
-        )
+    from universal_embedding.models import udon  # UDON: same backbones, other projections
+
+    family = udon.backbone_family(config.model_class)
+    if family not in MODEL_CLASSES:
+        valid = sorted([*MODEL_CLASSES, *udon.BACKBONE_FAMILY])
+        raise ValueError(f"Unknown config.model_class={config.model_class!r}; valid: {valid}.")
     dtype_name = config.model.dtype
     if dtype_name not in DTYPES:
         raise ValueError(f"Unknown config.model.dtype={dtype_name!r}; valid: {sorted(DTYPES)}.")
     dtype = DTYPES[dtype_name]
     requested = config.model.attention
     size = backbone_size(config)
-    backbone = MODEL_CLASSES[config.model_class](
+    backbone = MODEL_CLASSES[family](
         **dataclasses.asdict(size),
         dtype=dtype,
         attention=resolve_implementation(requested, dtype),
         pad_multiple=pad_multiple(requested),
     )
+    if udon.is_udon(config.model_class):
+        return udon.build_udon_model(config, classes_per_head, backbone)
     heads = tuple((str(k), int(v)) for k, v in (classes_per_head or {}).items())
     return EmbeddingModel(backbone, config.model.output_dim, heads)
 
@@ -158,6 +162,7 @@ def init_params(model: EmbeddingModel, rng: jax.Array, image_size: int) -> dict:
 @functools.partial(jax.jit, static_argnums=(0, 2))
 def _init(model: EmbeddingModel, rng: jax.Array, image_size: int) -> dict:
     images = jnp.zeros((1, image_size, image_size, 3), jnp.float32)
-    head = ALL_HEADS if model.classes_per_head else None
+    heads = getattr(model, "classes_per_head", None) or getattr(model, "classes", None)
+    head = ALL_HEADS if heads else None
     key = jax.random.wrap_key_data(jax.random.bits(rng, (4,), jnp.uint32), impl="rbg")
     return model.init(key, images, head=head)["params"]

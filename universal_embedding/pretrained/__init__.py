@@ -19,6 +19,7 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
+from universal_embedding.models.udon import backbone_family
 from universal_embedding.pretrained import augreg, clip, hf
 from universal_embedding.pretrained.common import (
     CheckpointError,
@@ -116,7 +117,7 @@ def load_pretrained(params: dict, path: str, config: ml_collections.ConfigDict) 
     path = resolve_path(path)
     container, arrays = read_checkpoint(path)
     fmt = detect_format(path, set(arrays))
-    if fmt.family != config.model_class:
+    if fmt.family != backbone_family(config.model_class):  # UDON models share the backbones
         raise CheckpointError(
             f"{path} holds {fmt.name} weights, which load into "
             f"--config.model_class={fmt.family}, but config.model_class={config.model_class!r}."

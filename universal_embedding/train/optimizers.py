@@ -1,9 +1,10 @@
 """Adam with decoupled weight decay, two learning rates and a frozen backbone phase.
 
-params['heads'] train with config.lr; params['backbone'] and params['projection'] with
-config.lr * config.backbone_lr_multiplier, and get exactly no update (bit-identical
-parameters) for the first config.frozen_epochs epochs (-1: for all of training). As in
-the paper's "lr 0" freeze, Adam's moments of the frozen part keep accumulating meanwhile.
+params['heads'] (and UDON's params['projections']) train with config.lr; params['backbone']
+and params['projection'] with config.lr * config.backbone_lr_multiplier, and get exactly no
+update (bit-identical parameters) for the first config.frozen_epochs epochs (-1: for all of
+training). As in the paper's "lr 0" freeze, Adam's moments of the frozen part keep
+accumulating meanwhile.
 """
 
 from __future__ import annotations
@@ -18,6 +19,8 @@ import optax
 HEADS = "heads"
 BACKBONE = "backbone"  # label of both params['backbone'] and params['projection']
 _BACKBONE_KEYS = ("backbone", "projection")
+# UDON's teacher and student projections train with the heads from step 0 (params_early_train).
+UDON_PROJECTIONS = "projections"
 SCHEDULES = ("constant", "warmup_cosine")
 
 
@@ -25,14 +28,14 @@ def param_labels(params: Mapping[str, Any]) -> dict[str, Any]:
     """Tree of 'heads' / 'backbone' labels matching `params` (top-level key decides)."""
     labels = {}
     for key, sub in params.items():
-        if key == HEADS:
+        if key in (HEADS, UDON_PROJECTIONS):
             label = HEADS
         elif key in _BACKBONE_KEYS:
             label = BACKBONE
         else:
             raise ValueError(
                 f"Unexpected top-level parameter group '{key}'; the optimiser knows "
-                f"'heads', 'backbone' and 'projection' (models/embedding_model.py contract)."
+                f"'heads', 'backbone', 'projection' and UDON's 'projections'."
             )
         labels[key] = jax.tree.map(lambda _, lab=label: lab, sub)
     return labels

@@ -111,3 +111,40 @@ def domain_positions(schedule: np.ndarray, step: int, num_domains: int | None = 
     if num_domains is None:
         num_domains = int(schedule.max()) + 1 if len(schedule) else 0
     return np.bincount(schedule[:step], minlength=num_domains).astype(np.int64)
+
+
+class StaticSampler:
+    """The trainer's sampler interface over a fixed schedule (dynamic_sampler.py: UDON's)."""
+
+    def __init__(self, schedule: np.ndarray, num_domains: int) -> None:
+        self.schedule = np.asarray(schedule)
+        self.num_domains = num_domains
+
+    def initial_scalars(self) -> dict[str, float]:
+        return {}
+
+    def domain_at(self, k: int) -> int:
+        return int(self.schedule[k])
+
+    def before_step(self, k: int) -> dict[str, float] | None:
+        return None
+
+    def record(self, domain: int, metrics) -> None:
+        pass
+
+    def positions_at(self, step: int) -> np.ndarray:
+        return domain_positions(self.schedule, step, self.num_domains)
+
+    def checkpoint_extra(self, done: int) -> dict:
+        return {"domain_positions": self.positions_at(done)}
+
+    def restore(self, extra, start: int, workdir: str) -> None:
+        """Check that the checkpoint was written with this schedule."""
+        expected = self.positions_at(start)
+        saved = extra.get("domain_positions")
+        if saved is not None and list(saved) != expected.tolist():
+            raise ValueError(
+                f"The checkpoint in {workdir} was written with another domain schedule "
+                f"(stream positions {saved}, this config gives {expected.tolist()}). "
+                "Use a new --workdir when changing the data, domains, sampling or steps."
+            )

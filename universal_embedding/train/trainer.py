@@ -27,7 +27,7 @@ from universal_embedding.data import normalization, registry
 from universal_embedding.distributed import mesh as mesh_lib
 from universal_embedding.knn import evaluator, report
 from universal_embedding.models import embedding_model
-from universal_embedding.train import guards, optimizers, plan, preemption, replay, samplers, steps
+from universal_embedding.train import guards, optimizers, plan, preemption, replay, steps, udon
 
 
 def _log(msg: str, *args) -> None:
@@ -91,7 +91,7 @@ def _summarise(pending: list, domains: tuple[str, ...]) -> dict[str, float]:
     by_domain: dict[int, list] = defaultdict(list)
     for (d, _), m in zip(pending, host, strict=True):
         by_domain[d].append(m)
-    for name in ("loss", "precision_at_1", "grad_norm"):
+    for name in host[0] if host else ():  # loss, precision_at_1, grad_norm (+ UDON's terms)
         out[f"train/{name}"] = float(np.mean([m[name] for m in host]))
         for d, ms in by_domain.items():
             out[f"train/{domains[d]}/{name}"] = float(np.mean([m[name] for m in ms]))
@@ -115,7 +115,8 @@ def _train(config: ml_collections.ConfigDict, workdir: str, watch) -> dict[str, 
 
     # ------------------------------------------------------------------ plan
     tplan = plan.make_plan(config)
-    schedule = plan.domain_schedule(config, tplan)
+    udon.check_config(config)
+    sampler = udon.make_sampler(config, tplan, plan.domain_schedule(config, tplan))
     norm = normalization.normalization_name(config.model_class, config.normalization)
     _check_batching(config)
     _log(
@@ -135,10 +136,7 @@ def _train(config: ml_collections.ConfigDict, workdir: str, watch) -> dict[str, 
     tx = optimizers.make_optimizer(config, tplan.steps_per_epoch, tplan.total_steps)
     lr_fns = optimizers.lr_schedules(config, tplan.steps_per_epoch, tplan.total_steps)
     state = steps.create_train_state(_init_params(config, model), tx, mesh)
-    train_step = steps.make_train_step(  # one program for every head
-        model, tx, mesh, loss_config=config.loss, train_backbone=config.frozen_epochs != -1
-    )
-    head_of = [steps.head_index(model, tplan.head_of(d), mesh) for d in tplan.domains]
+    train_step = udon.train_steps(config, tplan, model, tx, mesh)
 
     # ------------------------------------------------------------------ checkpoints, resume
     ckpts = checkpoint.Checkpoints(
@@ -151,20 +149,15 @@ def _train(config: ml_collections.ConfigDict, workdir: str, watch) -> dict[str, 
     if ckpts.latest_step() is not None:
         state, extra = ckpts.restore_latest(state)
         start = int(jax.device_get(state.step))
-        expected = samplers.domain_positions(schedule, start, len(tplan.domains))
-        saved = extra.get("domain_positions")
-        if saved is not None and list(saved) != expected.tolist():
-            raise ValueError(
-                f"The checkpoint in {workdir} was written with another domain schedule "
-                f"(stream positions {saved}, this config gives {expected.tolist()}). "
-                "Use a new --workdir when changing the data, domains, sampling or steps."
-            )
+        sampler.restore(extra, start, workdir)
         _log("resumed from step %d", start)
-    positions = samplers.domain_positions(schedule, start, len(tplan.domains))
+    positions = sampler.positions_at(start)
     if lead:  # only now: a failed resume leaves the run's config.json as it was
         writers.write_config_json(config, os.path.join(workdir, "config.json"))
     writer = writers.create_writer(workdir, config.wandb, writers.flat_hparams(config))
     writer = replay.skip_logged(writer, workdir, start)
+    if start == 0 and sampler.initial_scalars():
+        writer.write_scalars(0, sampler.initial_scalars())
 
     # ------------------------------------------------------------------ evaluators
     eval_data = evaluator.EvalData.from_config(config, norm)
@@ -205,9 +198,13 @@ def _train(config: ml_collections.ConfigDict, workdir: str, watch) -> dict[str, 
     )
     t_window, n_window = time.time(), 0
     for step in range(start, tplan.total_steps):
-        d = int(schedule[step])
+        weights = sampler.before_step(step)  # UDON: sampling_weights/<domain> when updated
+        if weights:
+            writer.write_scalars(step + 1, weights)
+        d = sampler.domain_at(step)
         batch = mesh_lib.shard_batch(next(stream(d)), mesh)
-        state, metrics = train_step(state, batch, head_of[d])
+        state, metrics = train_step[tplan.head_of(tplan.domains[d])](state, batch)
+        sampler.record(d, metrics)
         pending.append((d, metrics))
         done, n_window = step + 1, n_window + 1
         bar.update(1)
@@ -231,8 +228,7 @@ def _train(config: ml_collections.ConfigDict, workdir: str, watch) -> dict[str, 
         if val:
             validate(done)
         if save:
-            positions = samplers.domain_positions(schedule, done, len(tplan.domains))
-            ckpts.save_latest(done, state, {"domain_positions": positions}, force=stop)
+            ckpts.save_latest(done, state, sampler.checkpoint_extra(done), force=stop)
         if stop:
             bar.close()
             writer.flush()

@@ -1,0 +1,40 @@
+"""config_train_udon.py (original defaults, ViT / CLIP argument) and the demo's method=udon."""
+
+import pytest
+
+from universal_embedding.configs import config_train_udon, demo
+from universal_embedding.train import udon_losses
+
+
+def test_udon_config_has_the_original_defaults():
+    c = config_train_udon.get_config()
+    assert c.model_class == "udon_vit_with_embedding" and c.model_type == "B/16"
+    assert c.pretrained_ckpt.startswith("data/models/imagenet/B_16-i21k")
+    assert c.dataset_name == c.knn_eval_names == "food2k,cars,sop,inshop,inat,met,gldv2,rp2k"
+    assert (c.num_epochs, c.batch_size, c.lr, c.backbone_lr_multiplier) == (10, 128, 1e-3, 1e-2)
+    assert (c.frozen_epochs, c.weight_decay, c.lr_schedule) == (2, 1e-6, "constant")
+    assert c.classifier == "separate" and c.sampling_strategy == "round_robin"
+    assert c.update_sampler and c.update_sampler_every_steps == 1000
+    assert c.update_sampler_logit_type == "teacher"
+    assert tuple(c.model.teacher_dim) == (256,) and tuple(c.model.universal_student_dim) == (64,)
+    assert c.embedd_to_eval == "universal_student_embedd,teacher_embedd"
+    udon_losses.UdonLossConfig.from_config(c.loss)  # every loss field present and valid
+    clip = config_train_udon.get_config("backbone=clip")
+    assert clip.model_class == "udon_clip_vit_with_embedding"
+    assert clip.pretrained_ckpt == "data/models/clip/vit_b16.npy"
+    with pytest.raises(ValueError, match="backbone='resnet'"):
+        config_train_udon.get_config("backbone=resnet")
+    with pytest.raises(ValueError, match="Unknown config argument"):
+        config_train_udon.get_config("variant=S/16")
+
+
+def test_demo_udon_trains_the_same_model_steps_and_data():
+    base, udon = demo.get_config(), demo.get_config("method=udon")
+    assert udon.model_class == "udon_vit_with_embedding" and udon.classifier == "separate"
+    assert udon.update_sampler and udon.update_sampler_every_steps <= 200
+    same = ("num_epochs", "batch_size", "lr", "lr_schedule", "warmup_steps", "frozen_epochs")
+    assert {k: udon[k] for k in same} == {k: base[k] for k in same}
+    assert udon.model.to_dict().items() >= {"hidden_size": 64, "num_layers": 3}.items()
+    assert udon.info_files_dir == base.info_files_dir
+    with pytest.raises(ValueError, match="method='x'"):
+        demo.get_config("method=x")

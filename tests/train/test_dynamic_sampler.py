@@ -1,0 +1,131 @@
+"""UDON's dynamic sampler on a made-up loss history (UDON_SPEC section 3)."""
+
+from __future__ import annotations
+
+import jax
+import numpy as np
+import pytest
+
+from universal_embedding.train import dynamic_sampler, samplers
+
+DOMAINS = ("food2k", "cars", "sop")
+BATCH = 4
+
+
+def test_weights_are_proportional_to_window_means_absent_domains_keep_theirs():
+    old = np.array([0.2, 0.3, 0.5])
+    # food2k: 2 steps of 4 images with mean loss 3 and 1 -> 2; cars: mean 1; sop absent
+    new = dynamic_sampler.updated_weights(old, [(3 + 1) * BATCH, 1 * BATCH, 0.0], [8, 4, 0])
+    # present domains: 2/3 and 1/3; sop keeps 0.5; renormalised by 1.5
+    np.testing.assert_allclose(new, [2 / 3 / 1.5, 1 / 3 / 1.5, 0.5 / 1.5], rtol=1e-12)
+    all_present = dynamic_sampler.updated_weights(old, [4.0, 2.0, 2.0], [1, 1, 2])
+    np.testing.assert_allclose(all_present, [4 / 7, 2 / 7, 1 / 7], rtol=1e-12)
+    np.testing.assert_array_equal(dynamic_sampler.updated_weights(old, [0, 0, 0], [0, 0, 0]), old)
+
+
+def test_redrawn_schedule_counts_and_permutation():
+    weights = np.array([0.45, 0.35, 0.2])
+    schedule = dynamic_sampler.redraw_schedule(weights, 101, seed=7)
+    # floor(101 * w) for all but the last domain, which takes the rest
+    assert np.bincount(schedule, minlength=3).tolist() == [45, 35, 21]
+    ordered = np.repeat([0, 1, 2], [45, 35, 21])
+    perm = np.asarray(jax.random.permutation(jax.random.PRNGKey(7), 101))
+    np.testing.assert_array_equal(schedule, ordered[perm])
+    assert not np.array_equal(schedule, dynamic_sampler.redraw_schedule(weights, 101, seed=8))
+
+
+def make_sampler(total=30, every=10, logit_type="teacher"):
+    initial = np.arange(total) % len(DOMAINS)  # round robin
+    return dynamic_sampler.DynamicSampler(
+        DOMAINS,
+        initial,
+        np.full(3, 1 / 3),
+        every=every,
+        logit_type=logit_type,
+        batch_size=BATCH,
+    )
+
+
+def fake_loss(step: int, domain: int) -> dict[str, np.float32]:
+    """A made-up history: domain 1 learns slowest, the student loss is a constant."""
+    teacher = [1.0, 3.0, 2.0][domain] + 0.01 * step
+    return {
+        "teacher_classifier_loss": np.float32(teacher),
+        "universal_student_classifier_loss": np.float32(1.0),
+    }
+
+
+def run(sampler, start: int, stop: int, log: dict) -> list[int]:
+    """The trainer's calls for steps [start, stop): before_step, domain_at, record."""
+    drawn = []
+    for k in range(start, stop):
+        scalars = sampler.before_step(k)
+        if scalars:
+            log[k + 1] = scalars
+        d = sampler.domain_at(k)
+        drawn.append(d)
+        sampler.record(d, fake_loss(k, d))
+    return drawn
+
+
+def window_means(drawn: list[int], first: int, last: int) -> np.ndarray:
+    """Mean made-up teacher loss per domain over loop steps [first, last)."""
+    losses = [[] for _ in DOMAINS]
+    for k in range(first, last):
+        losses[drawn[k]].append(float(fake_loss(k, drawn[k])["teacher_classifier_loss"]))
+    return np.array([np.mean(v) for v in losses])
+
+
+def test_updates_every_n_steps_from_the_steps_since_the_last_update():
+    sampler, log = make_sampler(), {}
+    assert sampler.initial_scalars() == {f"sampling_weights/{d}": 1 / 3 for d in DOMAINS}
+    drawn = run(sampler, 0, 30, log)
+    assert sorted(log) == [10, 20, 30]  # before steps s = 10, 20, 30 (1-based)
+    assert drawn[:9] == [k % 3 for k in range(9)]  # round robin until the first update
+    first = window_means(drawn, 0, 9)  # steps s = 1..9
+    np.testing.assert_allclose(
+        [log[10][f"sampling_weights/{d}"] for d in DOMAINS], first / first.sum(), rtol=1e-6
+    )
+    np.testing.assert_array_equal(
+        drawn[9:19], dynamic_sampler.redraw_schedule(first / first.sum(), 30, seed=10)[9:19]
+    )
+    second = window_means(drawn, 9, 19)  # exactly the steps s = 10..19
+    present = second[~np.isnan(second)]
+    assert len(present) == 3
+    np.testing.assert_allclose(
+        [log[20][f"sampling_weights/{d}"] for d in DOMAINS], second / second.sum(), rtol=1e-6
+    )
+    assert log[20]["sampling_weights/cars"] > log[20]["sampling_weights/food2k"]
+    assert sampler.positions_at(30).tolist() == np.bincount(drawn, minlength=3).tolist()
+
+
+def test_student_logit_type_uses_the_student_loss():
+    sampler, log = make_sampler(logit_type="universal_student"), {}
+    run(sampler, 0, 10, log)
+    assert log[10] == {f"sampling_weights/{d}": pytest.approx(1 / 3) for d in DOMAINS}
+
+
+@pytest.mark.parametrize("cut", [5, 9, 10, 14])
+def test_checkpoint_and_restore_give_the_same_draws(cut):
+    full_log, cut_log = {}, {}
+    full = run(make_sampler(), 0, 30, full_log)
+    first = make_sampler()
+    head = run(first, 0, cut, cut_log)
+    extra = first.checkpoint_extra(cut)
+    resumed = make_sampler()
+    resumed.restore(extra, cut, "W")
+    assert head + run(resumed, cut, 30, cut_log) == full
+    assert cut_log == full_log
+
+
+def test_restore_refuses_a_checkpoint_without_sampler_state():
+    static = samplers.StaticSampler(np.arange(30) % 3, 3)
+    with pytest.raises(ValueError, match="no dynamic-sampler state"):
+        make_sampler().restore(static.checkpoint_extra(6), 6, "W")
+
+
+def test_bad_settings_raise():
+    with pytest.raises(ValueError, match="update_sampler_logit_type"):
+        make_sampler(logit_type="student")
+    with pytest.raises(ValueError, match="update_sampler_every_steps"):
+        make_sampler(every=0)

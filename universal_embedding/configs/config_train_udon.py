@@ -1,0 +1,76 @@
+"""Train UDON (`python -m universal_embedding.main`): per-domain teachers distilled online into
+the 64-d universal student, with loss-driven domain sampling (UDON_SPEC).
+
+`--config=universal_embedding/configs/config_train_udon.py` trains the AugReg ImageNet-21k
+ViT-B/16 variant (`udon_vit_with_embedding`); `...config_train_udon.py:backbone=clip` the CLIP
+ViT-B/16 one (`udon_clip_vit_with_embedding`). Defaults are the original's: 10 epochs, batch 128,
+lr 1e-3 for heads and projections from step 0, backbone lr 1e-5 after 2 frozen epochs, sampler
+update every 1000 steps on the teacher loss, domains in the original order.
+"""
+
+from __future__ import annotations
+
+import ml_collections
+
+from universal_embedding.configs import base, config_train_vit
+
+UDON_DOMAINS = "food2k,cars,sop,inshop,inat,met,gldv2,rp2k"  # the original's order
+BACKBONES = {
+    "vit": (
+        "udon_vit_with_embedding",
+        f"data/models/imagenet/{config_train_vit.AUGREG_CHECKPOINTS['B/16']}",
+    ),
+    "clip": ("udon_clip_vit_with_embedding", "data/models/clip/vit_b16.npy"),
+}
+
+
+def add_udon_fields(c: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+    """UDON's model, loss, sampler and evaluation fields (original names) on a train config."""
+    c.classifier = "separate"
+    c.model.teacher_dim = (256,)  # widths of each domain's teacher Mlp
+    c.model.universal_student_dim = (64,)  # widths of the student Mlp (model.output_dim unused)
+
+    c.loss.classif_losses_on = "teacher,universal_student"
+    c.loss.distill_udon_logits = True
+    c.loss.distill_udon_logits_temperature = ml_collections.ConfigDict(
+        {"teacher": 0.1, "universal_student": 0.1}
+    )
+    c.loss.distill_udon_batch_simils = True
+    # The relational term is computed in this many equal slices of the global batch and scaled
+    # by batch_size / 4 (the original: per device, times devices / 4, on 4 devices).
+    c.loss.distill_udon_simils_groups = 4
+    c.loss.classif_udon_teacher_weight = 1.0
+    c.loss.classif_udon_universal_student_weight = 1.0
+    c.loss.distill_udon_logits_weight = 1.0
+    c.loss.distill_udon_simils_weight = 1.0
+    # True (original): distillation gradients reach the backbone through the student projection;
+    # False: they stop at the backbone feature (projection and heads still learn from them).
+    c.loss.distill_grads_to_backbone = True
+
+    c.sampling_strategy = "round_robin"  # the schedule before the first sampler update
+    c.update_sampler = True
+    c.update_sampler_every_steps = 1000
+    c.update_sampler_logit_type = "teacher"  # or 'universal_student'
+
+    # The first listed embedding is the universal one (usual results keys, best checkpoint).
+    c.embedd_to_eval = "universal_student_embedd,teacher_embedd"
+    return c
+
+
+def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
+    backbone = base.parse_arg(arg, backbone="vit").backbone
+    if backbone not in BACKBONES:
+        raise ValueError(f"backbone={backbone!r}: choose one of {', '.join(BACKBONES)}.")
+    c = add_udon_fields(config_train_vit.add_train_fields(base.get_config()))
+    c.model_class, c.pretrained_ckpt = BACKBONES[backbone]
+    c.model_type = "B/16"
+    c.dataset_name = c.knn_eval_names = UDON_DOMAINS
+    c.batch_size = 128
+    c.num_epochs = 10.0
+    c.lr = 1e-3
+    c.backbone_lr_multiplier = 1e-2
+    c.frozen_epochs = 2.0
+    c.weight_decay = 1e-6
+    c.lr_schedule = "constant"
+    c.shuffle_buffer_size = 256
+    return c
