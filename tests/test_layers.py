@@ -35,6 +35,7 @@ ALLOWED = {
     },
 }
 ENTRY_POINTS = {
+    "convert",
     "app",
     "main",
     "knn_main",
