@@ -17,12 +17,15 @@ def _as_dict(config: ml_collections.ConfigDict | Mapping[str, Any]) -> dict:
 
 
 def write_config_json(config: ml_collections.ConfigDict | Mapping[str, Any], path: str) -> str:
-    """Write `config` (ConfigDict or dict) to `path`: JSON, sorted keys, indent 2; returns path."""
+    """Write `config` (ConfigDict or dict) to `path`: JSON, sorted keys, indent 2, plus a
+    "provenance" object (package versions, git commit, devices); returns path."""
+    from universal_embedding.writers.provenance import provenance
+
     parent = os.path.dirname(path)
     if parent:
         os.makedirs(parent, exist_ok=True)
     with open(path, "w") as f:
-        json.dump(_as_dict(config), f, indent=2, sort_keys=True)
+        json.dump({**_as_dict(config), "provenance": provenance()}, f, indent=2, sort_keys=True)
     return path
 
 
