@@ -20,6 +20,7 @@ INDEX_FILE, META_FILE = "index.faiss", "meta.json"
 PATHS_FILE, OFFSETS_FILE = "paths.bin", "paths_offsets.npy"
 ADD_BATCH = 65536
 HNSW_M, HNSW_EF_CONSTRUCTION, HNSW_EF_SEARCH = 32, 80, 128
+IVF_TRAIN_PER_LIST, IVF_NPROBE = 64, 16  # k-means sample per list (faiss: 39..256); lists probed
 
 
 def _faiss():
@@ -34,11 +35,11 @@ def _batches(vectors: np.ndarray, size: int = ADD_BATCH) -> Iterable[np.ndarray]
 
 
 def ivf_lists(n: int) -> int:
-    """Inverted lists for n vectors: about 4 sqrt(n), each trained on >= 39 points."""
-    return max(1, min(int(4 * math.sqrt(n)), n // 39))
+    """Inverted lists for n vectors: about sqrt(n), each trained on >= 39 points."""
+    return max(1, min(int(math.sqrt(n)), n // 39))
 
 
-def new_index(kind: str, vectors: np.ndarray, seed: int = 0, nprobe: int = 16):
+def new_index(kind: str, vectors: np.ndarray, seed: int = 0, nprobe: int = IVF_NPROBE):
     """An empty (trained, for ivf) faiss index of `kind` for vectors like these."""
     faiss = _faiss()
     n, d = vectors.shape
@@ -52,7 +53,9 @@ def new_index(kind: str, vectors: np.ndarray, seed: int = 0, nprobe: int = 16):
     if kind == "ivf":
         nlist = ivf_lists(n)
         index = faiss.IndexIVFFlat(faiss.IndexFlatIP(d), d, nlist, faiss.METRIC_INNER_PRODUCT)
-        rows = np.sort(np.random.default_rng(seed).permutation(n)[: min(n, 256 * nlist)])
+        rows = np.sort(
+            np.random.default_rng(seed).permutation(n)[: min(n, IVF_TRAIN_PER_LIST * nlist)]
+        )
         index.train(np.ascontiguousarray(vectors[rows], dtype=np.float32))
         index.nprobe = min(nlist, nprobe)
         return index
