@@ -94,7 +94,7 @@ def test_packaged_configs_are_found_by_name(tmp_path, monkeypatch):
     ]  # fmt: skip
 
 
-def test_descr_eval_help_outside_the_repository(tmp_path):
+def test_packaged_config_used_outside_the_repository(tmp_path):
     """`--config=config_knn_descr_eval.py` from another folder loads the packaged config."""
     env = {**os.environ, "PYTHONPATH": str(REPO), "JAX_PLATFORMS": "cpu"}
     proc = subprocess.run(
