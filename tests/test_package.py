@@ -104,3 +104,21 @@ def test_packaged_config_used_outside_the_repository(tmp_path):
     )  # fmt: skip
     assert proc.returncode != 0
     assert "missing.npz" in proc.stderr and "does not exist" in proc.stderr, proc.stderr[-2000:]
+
+
+@pytest.mark.skipif(
+    not os.environ.get("UE_SLOW_TESTS"),
+    reason="slow (a fresh venv installs every dependency from the index, ~15 min): "
+    "set UE_SLOW_TESTS=1",
+)
+def test_pip_install_into_a_fresh_venv(tmp_path):
+    venv = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=600)
+    pip = subprocess.run([str(venv / "bin" / "pip"), "install", str(REPO)], capture_output=True,
+                         text=True, timeout=3600)  # fmt: skip
+    assert pip.returncode == 0, pip.stdout[-3000:] + pip.stderr[-3000:]
+    for name in ("jax", "flax", "faiss-cpu", "safetensors", "universal_embedding"):
+        assert subprocess.run([str(venv / "bin" / "pip"), "show", name]).returncode == 0, name
+    out = subprocess.run([str(venv / "bin" / "ue-descr-eval"), "--helpfull"], capture_output=True,
+                         text=True, cwd=tmp_path, timeout=600)  # fmt: skip
+    assert out.returncode == 0 and "--config" in out.stdout + out.stderr
