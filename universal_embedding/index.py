@@ -42,6 +42,7 @@ def build_from_file(
     info_files_dir: str = "",
     images_dir: str = "",
     recall_k: int = 10,
+    nprobe: int = saved_index.IVF_NPROBE,
 ) -> dict:
     """Index the descriptor file's rows (memory-mapped); paths from the file or info files."""
     vectors, paths, key = descriptor_arrays.open_descriptors(descriptors, key)
@@ -56,7 +57,9 @@ def build_from_file(
     extra = {"descriptors": os.path.abspath(descriptors), "key": key}
     if images_dir:
         extra["images_dir"] = os.path.abspath(images_dir)
-    return saved_index.build(vectors, paths, out, kind=kind, recall_k=recall_k, extra_meta=extra)
+    return saved_index.build(
+        vectors, paths, out, kind=kind, recall_k=recall_k, nprobe=nprobe, extra_meta=extra
+    )
 
 
 def expand_images(spec: Sequence[str]) -> list[str]:
@@ -128,6 +131,7 @@ def _define_flags():
     flags.DEFINE_string("info_files_dir", "", "build: info files giving knn_main rows' paths.")
     flags.DEFINE_string("images_dir", "", "Folder the indexed paths are relative to (for --html).")
     flags.DEFINE_integer("recall_k", 10, "build: k of the recall reported for ivf / hnsw.")
+    flags.DEFINE_integer("nprobe", saved_index.IVF_NPROBE, "build --kind=ivf: lists searched.")
     flags.DEFINE_string("index", None, "query: an index folder written by build.")
     flags.DEFINE_string("workdir", None, "query: training workdir of the model.")
     flags.DEFINE_string("checkpoint", "best", "query: 'best', 'latest' or a step.")
@@ -161,7 +165,7 @@ def _run(command: str, f) -> None:
             raise ValueError("build needs --descriptors=<file.npz> and --out=<index folder>.")
         meta = build_from_file(
             f.descriptors, f.out, kind=f.kind, key=f.key, info_files_dir=f.info_files_dir,
-            images_dir=f.images_dir, recall_k=f.recall_k,
+            images_dir=f.images_dir, recall_k=f.recall_k, nprobe=f.nprobe,
         )  # fmt: skip
         print(json.dumps(meta, indent=2))
         return

@@ -93,6 +93,9 @@ def test_approximate_kinds_report_recall_against_exact(tmp_path, kind):
     if kind == "ivf":
         assert meta["nlist"] == saved_index.ivf_lists(len(x)) == 44
         assert meta["nprobe"] == 16
+        wide = saved_index.build(x, [str(i) for i in range(len(x))], str(tmp_path / "all"),
+                                 kind=kind, recall_sample=200, nprobe=44)  # fmt: skip
+        assert wide["recall_at_10"] == 1.0  # every list searched: exact
 
 
 def test_index_command_builds_from_extract_dir_output(tmp_path):

@@ -110,6 +110,7 @@ def build(
     kind: str = "flat",
     recall_k: int = 10,
     recall_sample: int = 1000,
+    nprobe: int = IVF_NPROBE,
     extra_meta: dict | None = None,
 ) -> dict:
     """Build, fill and save an index of `vectors` (rows = `paths`); returns its meta dict."""
@@ -117,7 +118,7 @@ def build(
         raise ValueError(f"Unknown index kind '{kind}'. Valid kinds: {', '.join(KINDS)}.")
     if len(paths) != len(vectors):
         raise ValueError(f"{len(paths)} paths for {len(vectors)} descriptors.")
-    index = new_index(kind, vectors)
+    index = new_index(kind, vectors, nprobe=nprobe)
     for chunk in _batches(vectors):
         index.add(chunk)
     os.makedirs(out_dir, exist_ok=True)
