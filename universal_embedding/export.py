@@ -42,13 +42,15 @@ def _define_flags():
 
 
 def cli() -> None:
-    from absl import app
+    from absl import app, logging
 
     flags = _define_flags()
 
     def main(argv):
         if len(argv) > 1:
             raise app.UsageError(f"Unexpected arguments: {' '.join(argv[1:])}")
+        if not flags["verbosity"].present:  # --verbosity=0 shows INFO (orbax, TF are chatty)
+            logging.set_verbosity(logging.WARNING)
         try:
             embedder = Embedder.from_workdir(flags.workdir, flags.checkpoint, flags.embedd_to_eval)
         except (FileNotFoundError, ValueError) as e:

@@ -185,13 +185,15 @@ def _run(command: str, f) -> None:
 
 
 def cli() -> None:
-    from absl import app
+    from absl import app, logging
 
     flags = _define_flags()
 
     def main(argv):
         if len(argv) != 2 or argv[1] not in ("build", "query"):
             raise app.UsageError("Usage: python -m universal_embedding.index build|query --...")
+        if not flags["verbosity"].present:  # --verbosity=0 shows INFO
+            logging.set_verbosity(logging.WARNING)
         try:
             _run(argv[1], flags)
         except (FileNotFoundError, ValueError, KeyError) as e:
