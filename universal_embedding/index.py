@@ -48,10 +48,11 @@ def build_from_file(
     vectors, paths, key = descriptor_arrays.open_descriptors(descriptors, key)
     descriptor_arrays.check_vectors(vectors, descriptors)
     if paths is None and info_files_dir and "/" in key:
-        from universal_embedding.data import info_files
+        from universal_embedding.data import info_files, registry
 
-        domain, split = key.split("/", 1)
-        paths = info_files.load_split(info_files_dir, domain, split).paths
+        domain, split = key.split("/", 1)  # any domain: its info file is all that is needed
+        entries = info_files.read_info_file(registry.info_file_path(info_files_dir, domain, split))
+        paths = [e["path"] for e in entries]
     if paths is None:
         paths = RowNames(key or os.path.basename(descriptors), len(vectors))
     extra = {"descriptors": os.path.abspath(descriptors), "key": key}
@@ -67,9 +68,9 @@ def expand_images(spec: Sequence[str]) -> list[str]:
     out: list[str] = []
     for item in spec:
         if os.path.isdir(item):
-            from universal_embedding.data import input_pipeline
+            from universal_embedding.data import image_files
 
-            found, _ = input_pipeline.find_images(item)
+            found, _ = image_files.scan_folder(item)
             out += [os.path.join(item, p) for p in found]
         elif os.path.isfile(item):
             out.append(item)

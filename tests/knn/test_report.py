@@ -6,7 +6,6 @@ import os
 import subprocess
 
 import jax
-
 import pytest
 
 from universal_embedding.knn import evaluate, report

@@ -112,6 +112,5 @@ def load_domains_file(path: str) -> tuple[registry.Domain, ...]:
 
 
 def use_config_domains(config) -> tuple[registry.Domain, ...]:
-    """Register the domains of `config.domains_file` (if the config has one)."""
-    path = config.get("domains_file", "") if hasattr(config, "get") else ""
-    return load_domains_file(path) if path else ()
+    """Register the domains of `config.domains_file` ('' = none)."""
+    return load_domains_file(config.domains_file) if config.domains_file else ()

@@ -37,14 +37,13 @@ def as_rgb_array(image) -> np.ndarray:
     return np.ascontiguousarray(arr[:, :, :3])
 
 
-def read_file_bytes(path: str) -> bytes:
-    """A file's bytes as the folder pipeline reads them (non JPEG/PNG re-encoded as PNG)."""
+def read_file_bytes(path: str, max_bytes: int = image_files.DEFAULT_MAX_IMAGE_BYTES) -> bytes:
+    """A file's bytes as the folder pipeline reads them (size and header checked first; non
+    JPEG/PNG re-encoded as PNG)."""
     if not os.path.isfile(path):
         raise FileNotFoundError(f"Image file {path} does not exist.")
-    with open(path, "rb") as f:
-        raw = f.read()
     try:
-        return image_files.fast_compatible_bytes(raw)
+        return image_files.fast_compatible_bytes(image_files.read_image_file(path, max_bytes))
     except image_files.BadImageError as e:
         raise ValueError(f"{path}: {e}") from e
 
