@@ -41,10 +41,7 @@ def _define_flags():
 
 def convert(args) -> None:
     """Run the conversion and print its summary (a bad input ends the process with one line)."""
-    import tensorflow as tf
-
-    tf.config.set_visible_devices([], "GPU")
-    from universal_embedding.data import tfrecords
+    from universal_embedding.data import tfrecords  # TensorFlow, kept off the GPUs
 
     try:
         summary = tfrecords.convert(
