@@ -10,7 +10,6 @@ DIR/params.safetensors + DIR/config.json (`Embedder.from_pretrained(DIR/params.s
 from __future__ import annotations
 
 import os
-import sys
 
 from universal_embedding.api import Embedder
 
@@ -44,21 +43,21 @@ def _define_flags():
 def cli() -> None:
     from absl import app, logging
 
+    from universal_embedding import errors
+
     flags = _define_flags()
+    errors.define_verbose_flag()
 
     def main(argv):
         if len(argv) > 1:
             raise app.UsageError(f"Unexpected arguments: {' '.join(argv[1:])}")
         if not flags["verbosity"].present:  # --verbosity=0 shows INFO (orbax, TF are chatty)
             logging.set_verbosity(logging.WARNING)
-        try:
-            embedder = Embedder.from_workdir(flags.workdir, flags.checkpoint, flags.embedd_to_eval)
-        except (FileNotFoundError, ValueError) as e:
-            sys.exit(f"export: {e}")
+        embedder = Embedder.from_workdir(flags.workdir, flags.checkpoint, flags.embedd_to_eval)
         paths = export(embedder, flags.out)
         print(f"SavedModel: {paths['saved_model']}\nParams: {paths['params']}")
 
-    app.run(main)
+    app.run(errors.one_line_errors(main))
 
 
 if __name__ == "__main__":

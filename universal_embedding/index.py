@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import os
-import sys
 from collections.abc import Iterator, Sequence
 
 from universal_embedding.knn import descriptor_arrays, saved_index
@@ -188,19 +187,19 @@ def _run(command: str, f) -> None:
 def cli() -> None:
     from absl import app, logging
 
+    from universal_embedding import errors
+
     flags = _define_flags()
+    errors.define_verbose_flag()
 
     def main(argv):
         if len(argv) != 2 or argv[1] not in ("build", "query"):
             raise app.UsageError("Usage: python -m universal_embedding.index build|query --...")
         if not flags["verbosity"].present:  # --verbosity=0 shows INFO
             logging.set_verbosity(logging.WARNING)
-        try:
-            _run(argv[1], flags)
-        except (FileNotFoundError, ValueError, KeyError) as e:
-            sys.exit(f"index {argv[1]}: {e}")
+        _run(argv[1], flags)
 
-    app.run(main)
+    app.run(errors.one_line_errors(main))
 
 
 if __name__ == "__main__":

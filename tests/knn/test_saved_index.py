@@ -112,5 +112,6 @@ def test_index_command_builds_from_extract_dir_output(tmp_path):
                          capture_output=True, text=True, timeout=300)  # fmt: skip
     assert bad.returncode == 1
     assert bad.stderr.strip().splitlines()[-1] == (
-        f"index build: Descriptor file {tmp_path / 'none.npz'} does not exist."
+        f"error (FileNotFoundError): Descriptor file {tmp_path / 'none.npz'} does not exist. "
+        "[--verbose for the traceback]"
     )
