@@ -12,7 +12,7 @@ import tomllib
 import pytest
 from packaging.requirements import Requirement
 
-from universal_embedding.configs import locate
+from universal_embedding.configs import _locate as locate
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 PYPROJECT = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
@@ -84,6 +84,8 @@ def test_packaged_configs_are_found_by_name(tmp_path, monkeypatch):
     )
     assert locate.resolve("tiny") == os.path.join(locate.CONFIG_DIR, "tiny.py")
     assert locate.resolve("nope.py") == "nope.py"  # left for ml_collections to report
+    assert locate.resolve("_locate.py") == "_locate.py"  # helper modules are not configs
+    assert "_locate.py" not in locate.available() and "tiny.py" in locate.available()
     (tmp_path / "tiny.py").write_text("")
     assert locate.resolve("tiny.py") == "tiny.py"  # an existing file wins
     argv = ["prog", "--config", "demo.py", "--config=config_knn_vit.py:variant=S/16", "-x"]

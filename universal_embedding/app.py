@@ -18,7 +18,7 @@ from absl import flags, logging
 from ml_collections import config_flags
 
 from universal_embedding import distributed, errors
-from universal_embedding.configs import locate
+from universal_embedding.configs import _locate as locate
 
 # --flag -> config.wandb field it sets (only when the flag is given).
 WANDB_FLAGS = {
