@@ -109,6 +109,7 @@ def test_outputs_and_results_match_saved_descriptors(data_dir, run):
         assert os.path.isfile(os.path.join(workdir, name)), name
     with open(os.path.join(workdir, "results.json")) as f:
         saved = json.load(f)
+    assert set(saved.pop("provenance")) == {"versions", "git_commit", "devices"}
     assert saved == pytest.approx(results)
     for d in ("cars", "inshop", "average"):
         for key in ("common:val_knn", "common:test_knn", "separate:test_knn"):
@@ -184,6 +185,7 @@ def test_train_knn_results_match_descr_eval_on_saved_descriptors(train_run, tmp_
     config, workdir, results = train_run
     with open(os.path.join(workdir, "results.json")) as f:
         saved = json.load(f)
+    assert set(saved.pop("provenance")) == {"versions", "git_commit", "devices"}
     assert saved == pytest.approx(results)
     for d in ("cars", "inshop", "average"):
         for protocol in ("separate", "common"):

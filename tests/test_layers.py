@@ -34,7 +34,18 @@ ALLOWED = {
         "knn",
     },
 }
-ENTRY_POINTS = {"app", "main", "knn_main", "descr_eval", "extract_dir_descriptors", "demo"}
+ENTRY_POINTS = {
+    "convert",
+    "app",
+    "main",
+    "knn_main",
+    "descr_eval",
+    "extract_dir_descriptors",
+    "demo",
+    "api",
+    "export",
+    "index",
+}
 
 
 def _owner(path: pathlib.Path) -> str:

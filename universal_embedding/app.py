@@ -8,6 +8,7 @@ defines no flag), parses the command line, joins a multi-process run (see
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable
 from typing import Any
 
@@ -17,6 +18,7 @@ from absl import flags, logging
 from ml_collections import config_flags
 
 from universal_embedding import distributed, errors
+from universal_embedding.configs import _locate as locate
 
 # --flag -> config.wandb field it sets (only when the flag is given).
 WANDB_FLAGS = {
@@ -84,7 +86,9 @@ def config_and_workdir(
 
 def run(fn: Callable[[ml_collections.ConfigDict, str], object]) -> None:
     """Define the flags, parse the command line and call fn(config, workdir)."""
-    define_flags()
+    # --config=config_train_vit.py also finds the packaged config outside the repository.
+    argv = locate.resolve_argv(sys.argv)
+    define_flags(argv=argv)
 
     def _main(argv: list[str]) -> None:
         if len(argv) > 1:
@@ -95,4 +99,4 @@ def run(fn: Callable[[ml_collections.ConfigDict, str], object]) -> None:
         distributed.maybe_initialize_distributed()
         fn(config, workdir)
 
-    absl_app.run(errors.one_line_errors(_main))
+    absl_app.run(errors.one_line_errors(_main), argv=argv)

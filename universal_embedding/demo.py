@@ -165,7 +165,12 @@ def main(argv: Sequence[str]) -> None:
     run_demo(flags.FLAGS.workdir, flags.FLAGS.dtype, flags.FLAGS.data_dir, flags.FLAGS.method)
 
 
-if __name__ == "__main__":
+def cli() -> None:
+    """The `ue-demo` command."""
     define_flags()
     errors.define_verbose_flag()
     absl_app.run(errors.one_line_errors(main))
+
+
+if __name__ == "__main__":
+    cli()

@@ -24,5 +24,10 @@ def descr_eval(config, workdir: str) -> dict[str, float]:
     return evaluate_and_report(descriptors, config, workdir)
 
 
+def cli() -> None:
+    """The `ue-descr-eval` command."""
+    app.run(descr_eval)
+
+
 if __name__ == "__main__":
     app.run(descr_eval)

@@ -76,5 +76,10 @@ def main(config: ml_collections.ConfigDict, workdir: str) -> None:
     run_extract_dir(config, workdir)
 
 
+def cli() -> None:
+    """The `ue-extract-dir` command."""
+    app.run(main)
+
+
 if __name__ == "__main__":
     app.run(main)

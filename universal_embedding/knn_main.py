@@ -112,5 +112,10 @@ def main(config: ml_collections.ConfigDict, workdir: str) -> None:
     run_knn(config, workdir)
 
 
+def cli() -> None:
+    """The `ue-knn` command."""
+    app.run(main)
+
+
 if __name__ == "__main__":
     app.run(main)

@@ -5,5 +5,11 @@ from __future__ import annotations
 from universal_embedding import app
 from universal_embedding.train import trainer
 
+
+def cli() -> None:
+    """The `ue-train` command."""
+    app.run(trainer.train_and_evaluate)
+
+
 if __name__ == "__main__":
     app.run(trainer.train_and_evaluate)

@@ -2,7 +2,10 @@
 
 import csv
 import json
+import os
+import subprocess
 
+import jax
 import pytest
 
 from universal_embedding.knn import evaluate, report
@@ -68,7 +71,13 @@ def test_write_results(tmp_path, html_tree):
         loaded = json.load(f)
     assert loaded["cars:separate:test_knn:top_1"] == 0.4236
     assert loaded["sop:separate:test_knn:mp_5"] is None  # NaN -> null: valid JSON
+    prov = loaded.pop("provenance")
     assert len(loaded) == len(RESULTS)
+    assert prov["versions"]["jax"] == jax.__version__ and "flax" in prov["versions"]
+    assert prov["devices"] == [f"{jax.device_count()} x cpu cpu"]
+    head = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True,
+                          cwd=os.path.dirname(__file__)).stdout.strip()  # fmt: skip
+    assert prov["git_commit"].removesuffix("-dirty") == head
     with open(paths["csv"]) as f:
         rows = list(csv.reader(f))
     assert rows[0][:3] == ["domain", "test_knn:separate:top_1", "test_knn:separate:mp_5"]

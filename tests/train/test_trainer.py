@@ -173,6 +173,7 @@ def test_validation_best_checkpoint_and_final_test(data_dir, tmp_path):
 
     with open(os.path.join(workdir, "results.json")) as f:
         saved = json.load(f)
+    assert set(saved.pop("provenance")) == {"versions", "git_commit", "devices"}
     assert saved == pytest.approx(results)
     assert 0 <= saved["average:common:test_knn:mp_5"] <= 1
     assert os.path.isfile(os.path.join(workdir, "results.html"))

@@ -124,6 +124,7 @@ def test_student_under_usual_keys_teachers_prefixed_descriptors_hold_both(data_d
     c = udon_config(data_dir)
     with open(os.path.join(full, "results.json")) as f:
         saved = json.load(f)
+    assert set(saved.pop("provenance")) == {"versions", "git_commit", "devices"}
     assert saved == pytest.approx(results)
     assert {"average:common:test_knn:mp_5", "teacher_embedd/average:common:test_knn:mp_5"} <= set(
         saved

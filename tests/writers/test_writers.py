@@ -150,12 +150,14 @@ def test_write_config_json_sorted_indented_with_parent_dirs(tmp_path):
     with open(path) as f:
         text = f.read()
     saved = json.loads(text)
+    assert text == json.dumps(saved, indent=2, sort_keys=True)
+    assert set(saved.pop("provenance")) == {"versions", "git_commit", "devices"}
     assert saved == json.loads(json.dumps(c.to_dict()))
     assert saved["info_files_dir"] == "/d/info_files" and saved["model"]["hidden_size"] == 64
-    assert text == json.dumps(saved, indent=2, sort_keys=True)
     plain = writers.write_config_json({"b": 1, "a": {"d": 2, "c": 3}}, str(tmp_path / "p.json"))
     with open(plain) as f:
-        assert f.read() == '{\n  "a": {\n    "c": 3,\n    "d": 2\n  },\n  "b": 1\n}'
+        text = f.read()
+    assert text.startswith('{\n  "a": {\n    "c": 3,\n    "d": 2\n  },\n  "b": 1,\n  "provenance"')
 
 
 def test_flat_hparams_dotted_scalar_leaves():

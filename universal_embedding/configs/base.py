@@ -79,6 +79,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     c.train_dataset_dir = "data/tfds"  # <dir>/<domain>/<split>/<domain>.<split>.tfrecord*
     c.eval_dataset_dir = "data/tfds"
     c.info_files_dir = "data/info_files"  # <dir>/<domain>/<split>.json
+    c.domains_file = ""  # JSON declaring domains of your own (data/custom_domains.py)
     c.batch_size = 128  # global, one domain per batch
     c.eval_batch_size = 256  # global
     c.image_size = 224

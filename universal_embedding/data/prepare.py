@@ -19,7 +19,13 @@ from absl import app as absl_app  # noqa: E402
 from absl import flags  # noqa: E402
 
 from universal_embedding import errors  # noqa: E402
-from universal_embedding.data import image_files, info_files, registry, tfrecords  # noqa: E402
+from universal_embedding.data import (  # noqa: E402
+    custom_domains,
+    image_files,
+    info_files,
+    registry,
+    tfrecords,
+)
 
 
 def split_is_complete(info_file: str, prefix: str, num_shards: int) -> bool:
@@ -36,7 +42,7 @@ def split_is_complete(info_file: str, prefix: str, num_shards: int) -> bool:
 def _domains(info_dir: str, domains: Sequence[str] | None) -> list[str]:
     if domains:
         return [d.name for d in registry.parse_domains(list(domains))]
-    found = [d for d in registry.DOMAIN_NAMES if os.path.isdir(os.path.join(info_dir, d))]
+    found = [d for d in registry.domain_names() if os.path.isdir(os.path.join(info_dir, d))]
     if not found:
         raise FileNotFoundError(
             f"No domain folders under {info_dir}. Expected {info_dir}/<domain>/<split>.json "
@@ -98,6 +104,7 @@ def define_flags() -> None:
     flags.DEFINE_bool(
         "allow_outside_files_dir", False, "Read info-file paths leading outside DIR/images."
     )
+    flags.DEFINE_string("domains_file", "", "JSON declaring domains of your own.")
 
 
 def main(argv: Sequence[str]) -> None:
@@ -106,6 +113,8 @@ def main(argv: Sequence[str]) -> None:
         raise absl_app.UsageError(f"Unexpected arguments: {' '.join(argv[1:])}")
     image_files.hide_gpus_from_tensorflow()  # done on import too; JAX may own the GPUs
     f = flags.FLAGS
+    if f.domains_file:
+        custom_domains.load_domains_file(f.domains_file)
     try:
         prepare(
             f.data_dir,
@@ -119,7 +128,12 @@ def main(argv: Sequence[str]) -> None:
         raise SystemExit(f"prepare failed: {e}") from e
 
 
-if __name__ == "__main__":
+def cli() -> None:
+    """The `ue-prepare` command."""
     define_flags()
     errors.define_verbose_flag()
     absl_app.run(errors.one_line_errors(main))
+
+
+if __name__ == "__main__":
+    cli()

@@ -1,4 +1,4 @@
-"""The 8 UnED domains as plain, frozen data (UNED_SPEC sections 1 and 2).
+"""The 8 UnED domains as plain, frozen data (UNED_SPEC sections 1 and 2), plus user domains.
 
 Everything that needs a domain fact (training, both evaluators, the converter)
 reads it from here. The sizes are facts about the real benchmark; code that
@@ -130,11 +130,36 @@ DOMAINS: tuple[Domain, ...] = (
 
 DOMAIN_NAMES: tuple[str, ...] = tuple(d.name for d in DOMAINS)
 _BY_NAME = MappingProxyType({d.name: d for d in DOMAINS})
+# Domains declared by users (data/custom_domains.py: a JSON file or config.domains_file).
+_CUSTOM: dict[str, Domain] = {}
+
+
+def register(domain: Domain) -> Domain:
+    """Add a user domain; registering an equal one again is a no-op, a different one an error."""
+    if domain.name in _BY_NAME:
+        raise ValueError(f"Domain '{domain.name}' is built in; give your domain another name.")
+    known = _CUSTOM.get(domain.name)
+    if known is not None and known != domain:
+        raise ValueError(f"Domain '{domain.name}' is already declared with other settings.")
+    _CUSTOM[domain.name] = domain
+    return domain
+
+
+def domain_names() -> tuple[str, ...]:
+    """The 8 UnED domains, then the user domains declared in this process."""
+    return DOMAIN_NAMES + tuple(_CUSTOM)
 
 
 def get_domain(name: str) -> Domain:
     """The domain called `name`; an unknown name raises listing the valid ones."""
-    _check_member(name, _BY_NAME, "UnED domain")
+    if name in _CUSTOM:
+        return _CUSTOM[name]
+    if name not in _BY_NAME:
+        raise ValueError(
+            f"Unknown UnED domain: '{name}'. Valid names: {', '.join(domain_names())}. Declare a "
+            "domain of your own in a JSON file given as --config.domains_file (README: "
+            "'Your own domains')."
+        )
     return _BY_NAME[name]
 
 
@@ -143,7 +168,7 @@ def parse_domains(spec: str | Iterable[str]) -> tuple[Domain, ...]:
     names = spec.split(",") if isinstance(spec, str) else list(spec)
     names = [n.strip() for n in names if n.strip()]
     if not names:
-        raise ValueError(f"No domain given. Valid names: {', '.join(DOMAIN_NAMES)}.")
+        raise ValueError(f"No domain given. Valid names: {', '.join(domain_names())}.")
     return tuple(get_domain(n) for n in names)
 
 

@@ -23,7 +23,7 @@ from absl import flags
 from PIL import Image
 
 from universal_embedding import errors
-from universal_embedding.data import registry
+from universal_embedding.data import custom_domains, registry
 from universal_embedding.data.synthetic_render import PALETTE, SHAPES, ClassSpec, render
 
 FAMILIES = {
@@ -37,6 +37,7 @@ FAMILIES = {
     "rp2k": ("square", "ellipse", "tower", "cross", "tee"),
 }
 assert all(s in SHAPES for f in FAMILIES.values() for s in f)
+USER_FAMILY = ("ring", "star", "cross", "dome", "tee")  # domains declared by users: train/val/test
 UNICODE_DIR = "饮料瓶"  # rp2k: written on disk with #U-escaped characters
 
 
@@ -89,7 +90,8 @@ def _plan(domain: str, seed: int, scale: float) -> dict[str, list[tuple[tuple[in
 def _class_specs(domain: str, seed: int, num: int) -> list[ClassSpec]:
     rng = np.random.default_rng([seed, registry.get_domain(domain).id, 2])
     used: set = set()
-    return [_new_spec(rng, FAMILIES[domain], used) for _ in range(num)]
+    family = FAMILIES.get(domain, USER_FAMILY)
+    return [_new_spec(rng, family, used) for _ in range(num)]
 
 
 def _jobs(domain: str, seed: int, scale: float) -> tuple[list[tuple], dict[str, list[dict]]]:
@@ -185,6 +187,8 @@ def define_flags() -> None:
     flags.DEFINE_string("data_dir", None, "Output folder (images/ and info_files/).", required=True)
     flags.DEFINE_integer("seed", 0, "Random seed of the whole data set.")
     flags.DEFINE_float("scale", 1.0, "Multiplies class counts.")
+    flags.DEFINE_string("domains", "", "Comma-separated; default: the 8 of UnED.")
+    flags.DEFINE_string("domains_file", "", "JSON declaring domains of your own.")
 
 
 def main(argv: Sequence[str]) -> None:
@@ -192,11 +196,20 @@ def main(argv: Sequence[str]) -> None:
     if len(argv) > 1:
         raise absl_app.UsageError(f"Unexpected arguments: {' '.join(argv[1:])}")
     f = flags.FLAGS
-    write_synthetic_uned(f.data_dir, f.seed, f.scale)
+    if f.domains_file:
+        custom_domains.load_domains_file(f.domains_file)
+    write_synthetic_uned(
+        f.data_dir, f.seed, f.scale, [d for d in f.domains.split(",") if d] or None
+    )
     print(f"Synthetic mini-UnED written to {f.data_dir}")
 
 
-if __name__ == "__main__":
+def cli() -> None:
+    """The `ue-synthetic` command."""
     define_flags()
     errors.define_verbose_flag()
     absl_app.run(errors.one_line_errors(main))
+
+
+if __name__ == "__main__":
+    cli()

@@ -193,10 +193,10 @@ def validate_inputs(
     """
     for key in descriptors:
         domain, split = _split_key(key, "descriptors")
-        if domain not in registry.DOMAIN_NAMES:
+        if domain not in registry.domain_names():
             raise ValueError(
                 f"Descriptors for unknown domain '{domain}' (key '{key}'). "
-                f"Valid domains: {', '.join(registry.DOMAIN_NAMES)}."
+                f"Valid domains: {', '.join(registry.domain_names())}."
             )
         if split not in registry.get_domain(domain).splits:
             raise ValueError(

@@ -16,7 +16,7 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 from absl import logging
 
-from universal_embedding.data import registry
+from universal_embedding.data import custom_domains, registry
 from universal_embedding.knn import metrics
 from universal_embedding.knn.descriptors import validate_inputs
 from universal_embedding.knn.search import resolve_backend, search
@@ -69,6 +69,7 @@ class KnnOutput:
 
 def plan_from_config(config, eval_knns: str | None = None) -> EvalPlan:
     """EvalPlan from config: knn_eval_names, eval_knns minus disabled_*, top_k, knn_search."""
+    custom_domains.use_config_domains(config)
     domains = tuple(d.name for d in registry.parse_domains(config.knn_eval_names))
     knns = registry.parse_knn_names(config.eval_knns if eval_knns is None else eval_knns)
     off_sep = registry.parse_knn_names(config.disabled_separate_knns)

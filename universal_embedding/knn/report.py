@@ -1,6 +1,7 @@
 """Results files (results.json / .csv / .md / .html), the printed table, TensorBoard summaries.
 
-results.json is the flat UNED_SPEC section 7 dict (fractions; NaN -> null); results.csv has one
+results.json is the flat UNED_SPEC section 7 dict (fractions; NaN -> null) plus one "provenance"
+object (package versions, git commit, devices: writers/provenance.py); results.csv has one
 row per domain (+ average) and one column per knn:protocol:metric; results.md is the
 paper-style table: R@1, mMP@k and mAP@k in percent with one decimal and the skipped queries,
 four columns per kNN setup and protocol; results.html (knn/results_html.py) has the same table
@@ -21,6 +22,7 @@ from absl import logging
 
 from universal_embedding.data.info_files import load_splits
 from universal_embedding.knn import evaluate as knn_evaluate
+from universal_embedding.writers.provenance import provenance
 
 _PROTOCOL_ORDER = ("separate", "common")
 _MD_NOTE = (
@@ -127,7 +129,7 @@ def write_results(
     paths = {ext: os.path.join(workdir, f"results.{ext}") for ext in exts}
     clean = {key: (None if math.isnan(v) else float(v)) for key, v in results.items()}
     with open(paths["json"], "w") as f:
-        json.dump(clean, f, indent=2)
+        json.dump({**clean, "provenance": provenance()}, f, indent=2)
     cols = [(knn, p, m) for knn, p in _columns(results, knn_names) for m in metric_names(k)]
     with open(paths["csv"], "w", newline="") as f:
         writer = csv.writer(f)

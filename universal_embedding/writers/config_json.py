@@ -16,13 +16,21 @@ def _as_dict(config: ml_collections.ConfigDict | Mapping[str, Any]) -> dict:
     return dict(config)
 
 
-def write_config_json(config: ml_collections.ConfigDict | Mapping[str, Any], path: str) -> str:
-    """Write `config` (ConfigDict or dict) to `path`: JSON, sorted keys, indent 2; returns path."""
+def write_config_json(
+    config: ml_collections.ConfigDict | Mapping[str, Any], path: str, with_provenance: bool = True
+) -> str:
+    """Write `config` (ConfigDict or dict) to `path`: JSON, sorted keys, indent 2, plus a
+    "provenance" object (package versions, git commit, devices) unless asked not to."""
+    from universal_embedding.writers.provenance import provenance
+
     parent = os.path.dirname(path)
     if parent:
         os.makedirs(parent, exist_ok=True)
+    data = _as_dict(config)
+    if with_provenance:
+        data["provenance"] = provenance()
     with open(path, "w") as f:
-        json.dump(_as_dict(config), f, indent=2, sort_keys=True)
+        json.dump(data, f, indent=2, sort_keys=True)
     return path
 
 

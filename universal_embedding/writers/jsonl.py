@@ -31,7 +31,8 @@ class JsonlWriter(ArrayIgnoringWriter):
 
     def write_hparams(self, hparams: Mapping[str, Any]) -> None:
         folder = os.path.dirname(self._path)
-        config_json.write_config_json(hparams, os.path.join(folder, metrics_file.HPARAMS_FILE))
+        path = os.path.join(folder, metrics_file.HPARAMS_FILE)
+        config_json.write_config_json(hparams, path, with_provenance=False)
 
     def close(self) -> None:
         """Nothing to release."""

@@ -1,0 +1,166 @@
+"""A trained tiny model used outside the trainer: Python API, SavedModel export, saved index.
+
+Trains configs/tiny.py on synthetic cars for 2 steps with the final test saving descriptors,
+then checks every consumer reproduces those descriptors (max abs difference <= 1e-4).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from universal_embedding import Embedder, export, index
+from universal_embedding.configs import tiny
+from universal_embedding.data import info_files
+from universal_embedding.knn import descriptors as knn_descriptors
+from universal_embedding.knn import saved_index
+
+pytestmark = pytest.mark.usefixtures("compilation_cache")
+TOL = 1e-4
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """(data_dir, workdir, final-test descriptors of cars/test, their image paths)."""
+    from universal_embedding.data import prepare, synthetic
+    from universal_embedding.train import trainer
+
+    root = str(tmp_path_factory.mktemp("uned"))
+    synthetic.write_synthetic_uned(root, seed=0, scale=0.1, domains=["cars"])
+    prepare.prepare(root, domains=["cars"])
+    c = tiny.get_config(f"data_dir={root}")
+    c.dataset_name = c.knn_eval_names = "cars"
+    c.num_training_steps, c.checkpoint_steps = 2, 2
+    c.do_final_testing, c.save_descriptors = True, True
+    workdir = str(tmp_path_factory.mktemp("train"))
+    trainer.train_and_evaluate(c, workdir)
+    descr = knn_descriptors.load_descriptors(os.path.join(workdir, "descriptors.npz"))
+    paths = info_files.load_split(c.info_files_dir, "cars", "test").paths
+    files = [os.path.join(root, "images", p) for p in paths]
+    return root, workdir, descr["cars/test"], files
+
+
+@pytest.fixture(scope="module")
+def embedder(trained):
+    return Embedder.from_workdir(trained[1])
+
+
+def test_embedder_reproduces_final_test_descriptors(trained, embedder):
+    _, _, expected, files = trained
+    assert expected.shape == (len(files), 8)
+    got = embedder.embed(files, batch_size=8)
+    assert got.dtype == np.float32 and got.shape == expected.shape
+    np.testing.assert_allclose(got, expected, atol=TOL, rtol=0)
+
+
+def test_pil_images_and_arrays_embed_like_their_files(trained, embedder):
+    """Pixels decoded as the evaluation decodes files (TensorFlow) give the files' descriptors;
+    PIL images and RGBA arrays of those pixels too (alpha dropped)."""
+    import tensorflow as tf
+
+    _, _, expected, files = trained
+    arrays = [
+        tf.io.decode_image(open(f, "rb").read(), channels=3, expand_animations=False).numpy()
+        for f in files[:3]
+    ]
+    pil = [Image.fromarray(a) for a in arrays]
+    rgba = [np.concatenate([a, np.full(a.shape[:2] + (1,), 7, np.uint8)], 2) for a in arrays]
+    for images in (arrays, pil, rgba):
+        np.testing.assert_allclose(embedder.embed(images), expected[:3], atol=TOL, rtol=0)
+    gray = np.asarray(pil[0].convert("L"))
+    np.testing.assert_allclose(
+        embedder.embed(gray), embedder.embed(Image.fromarray(gray).convert("RGB")), atol=1e-6
+    )
+
+
+def test_bad_image_array_names_the_problem(embedder):
+    with pytest.raises(ValueError, match="uint8"):
+        embedder.embed(np.zeros((8, 8, 3), np.float32))
+
+
+# TensorFlow alone: JAX, flax and the project cannot be imported at all (TF Lite imports jax
+# when it is installed, so it is blocked rather than merely not imported).
+_TF_ONLY = """
+import importlib.abc, json, sys
+
+class Block(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] in ("jax", "jaxlib", "flax", "universal_embedding"):
+            raise ImportError("blocked: " + name)
+
+sys.meta_path.insert(0, Block())
+import numpy as np
+import tensorflow as tf
+model = tf.saved_model.load(sys.argv[1])
+files = json.loads(sys.argv[2])
+data = [open(f, "rb").read() for f in files]
+out = model.signatures["serving_default"](image_bytes=tf.constant(data))["embeddings"]
+np.save(sys.argv[3], out.numpy())
+bad = sorted(m for m in sys.modules if m.split(".")[0] in ("jax", "flax", "universal_embedding"))
+print(json.dumps(bad))
+"""
+
+
+@pytest.fixture(scope="module")
+def exported(trained, embedder, tmp_path_factory):
+    out = str(tmp_path_factory.mktemp("export"))
+    return out, export.export(embedder, out)
+
+
+def test_saved_model_in_a_tensorflow_only_process(trained, exported, tmp_path):
+    _, _, expected, files = trained
+    out, paths = exported
+    result = str(tmp_path / "emb.npy")
+    env = {**os.environ, "CUDA_VISIBLE_DEVICES": ""}
+    env.pop("PYTHONPATH", None)  # the project is not importable there
+    proc = subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(_TF_ONLY), paths["saved_model"],
+         json.dumps(files), result],
+        capture_output=True, text=True, cwd=str(tmp_path), env=env, timeout=600,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert json.loads(proc.stdout.strip().splitlines()[-1]) == []
+    got = np.load(result)
+    assert got.dtype == np.float32 and got.shape == expected.shape
+    np.testing.assert_allclose(got, expected, atol=TOL, rtol=0)
+
+
+def test_exported_params_load_with_from_pretrained(trained, exported, embedder):
+    _, _, expected, files = trained
+    out, paths = exported
+    with open(os.path.join(out, "config.json")) as f:
+        config = json.load(f)
+    assert config["embedd_to_eval"] == "projected" and config["model"]["output_dim"] == 8
+    again = Embedder.from_pretrained(paths["params"])
+    assert again.image_size == embedder.image_size and again.dim == 8
+    np.testing.assert_allclose(again.embed(files[:4]), expected[:4], atol=TOL, rtol=0)
+
+
+def test_index_of_final_descriptors_finds_each_image_first(trained, embedder, tmp_path):
+    root, workdir, expected, files = trained
+    out = str(tmp_path / "index")
+    meta = index.build_from_file(
+        os.path.join(workdir, "descriptors.npz"),
+        out,
+        key="cars/test",
+        info_files_dir=os.path.join(root, "info_files"),
+        images_dir=os.path.join(root, "images"),
+    )
+    assert meta["count"] == len(files) and meta["dim"] == 8 and meta["kind"] == "flat"
+    rel = [os.path.relpath(f, os.path.join(root, "images")) for f in files]
+    top = saved_index.SavedIndex(out).search(expected, 1)
+    assert [hits[0][0] for hits in top] == rel
+    np.testing.assert_allclose([hits[0][1] for hits in top], 1.0, atol=1e-5)
+
+    results = index.query(out, embedder, files[:3], k=2)
+    assert [r["query"] for r in results] == files[:3]
+    assert [r["neighbours"][0]["path"] for r in results] == rel[:3]
+    html = index.write_html(str(tmp_path / "q.html"), results, os.path.join(root, "images"))
+    assert open(html).read().count('<img src="data:image/jpeg') == 3 * 3

@@ -1,0 +1,167 @@
+"""Python API: embed images with a trained or pretrained model.
+
+    from universal_embedding import Embedder
+    embedder = Embedder.from_workdir("demo_work/trained")          # best checkpoint
+    vectors = embedder.embed(["a.jpg", "b.png"])                    # float32 [2, d], unit rows
+
+Images get exactly the evaluation preprocessing (TensorFlow decode, shorter side resized to
+image_size, centre crop, normalisation), so vectors equal `knn_main` / `extract_dir_descriptors`
+descriptors of the same images.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterable
+
+import ml_collections
+import numpy as np
+
+from universal_embedding import loading
+from universal_embedding.configs import base, config_knn_vit
+from universal_embedding.data.normalization import normalization_name
+from universal_embedding.distributed.mesh import global_batch_size
+from universal_embedding.loading import exported
+from universal_embedding.models import embedding_model
+
+
+def _config(**fields) -> ml_collections.ConfigDict:
+    c = config_knn_vit.add_knn_fields(base.get_config())
+    with c.unlocked():
+        for key, value in fields.items():
+            if key == "model":
+                for k, v in value.items():
+                    c.model[k] = v
+            else:
+                c[key] = value
+    return c
+
+
+def _items(images) -> list:
+    """A list of images from one image (path, PIL, array) or a sequence / [N, H, W, C] array."""
+    if isinstance(images, (str, os.PathLike, bytes)) or hasattr(images, "mode"):
+        return [images]
+    if isinstance(images, np.ndarray):
+        return [images] if images.ndim in (2, 3) else list(images)
+    return list(images)
+
+
+class Embedder:
+    """A model without heads, its params and its evaluation preprocessing."""
+
+    def __init__(self, loaded: loading.LoadedModel, embedding: str):
+        self.model = loaded.model
+        self.params = loaded.params
+        self.config = loaded.config
+        self.normalization = loaded.normalization
+        self.image_size = int(loaded.config.image_size)
+        self.embedding = embedding
+        self._embed = None
+
+    # ---------------------------------------------------------------- constructors
+    @classmethod
+    def from_workdir(
+        cls, workdir: str, checkpoint: str | int = "best", embedd_to_eval: str | None = None
+    ) -> Embedder:
+        """The best / latest / step-N checkpoint of a training workdir (its config.json)."""
+        if embedd_to_eval is None:
+            path = os.path.join(workdir, "config.json")
+            trained = {}
+            if os.path.isfile(path):
+                with open(path) as f:
+                    trained = json.load(f)
+            embedd_to_eval = trained.get("embedd_to_eval", "projected")
+        config = _config(train_dir=workdir, checkpoint=str(checkpoint))
+        return cls(loading.load_model(config), embedd_to_eval)
+
+    @classmethod
+    def from_pretrained(
+        cls,
+        weights_file: str,
+        model_class: str = "vit_with_embedding",
+        model_type: str = "B/16",
+        embedd_to_eval: str | None = None,
+        image_size: int = 224,
+        **model_fields,
+    ) -> Embedder:
+        """Any weight file the trainer accepts (backbone only), or an exported
+        params.safetensors (model from the config.json beside it; other arguments ignored)."""
+        if exported.is_exported(weights_file):
+            params, fields = exported.read(weights_file)
+            config = _config(**{k: v for k, v in fields.items() if k != "embedd_to_eval"})
+            model = embedding_model.build_model(config, None)
+            norm = normalization_name(config.model_class, config.normalization)
+            loaded = loading.LoadedModel(model, params, config, norm)
+            return cls(loaded, embedd_to_eval or fields.get("embedd_to_eval", "projected"))
+        embedding = embedd_to_eval or "backbone_out"
+        config = _config(
+            pretrained_ckpt=weights_file,
+            model_class=model_class,
+            model_type=model_type,
+            image_size=image_size,
+            embedd_to_eval=embedding,
+            model=model_fields,
+        )
+        return cls(loading.load_model(config), embedding)
+
+    # ---------------------------------------------------------------- embedding
+    @property
+    def dim(self) -> int:
+        """Descriptor size d."""
+        if self.embedding == "projected" and self.config.model.output_dim > 0:
+            return int(self.config.model.output_dim)
+        return embedding_model.backbone_size(self.config).hidden_size
+
+    def preprocess(self, images) -> np.ndarray:
+        """float32 [n, S, S, 3]: the evaluation transform of each image."""
+        from universal_embedding.data import embed_inputs
+
+        items = _items(images)
+        if not items:
+            return np.zeros((0, self.image_size, self.image_size, 3), np.float32)
+        return np.stack(
+            [
+                embed_inputs.eval_image(
+                    x, image_size=self.image_size, normalization=self.normalization
+                )
+                for x in items
+            ]
+        )
+
+    def embed_preprocessed(self, batches: Iterable[np.ndarray], batch_size: int) -> np.ndarray:
+        """float32 [n, d] of preprocessed batches (each padded to one shape: one compilation)."""
+        if self._embed is None:
+            self._embed = loading.make_embedder(self.model, self.params, self.embedding)
+        size = global_batch_size(batch_size)
+        rows = []
+        for batch in batches:
+            n = len(batch)
+            if n > size:
+                raise ValueError(f"Batch of {n} images exceeds batch_size {size}.")
+            padded = np.zeros((size, *batch.shape[1:]), np.float32)
+            padded[:n] = batch
+            rows.append(np.asarray(self._embed(padded), np.float32)[:n])
+        if not rows:
+            return np.zeros((0, self.dim), np.float32)
+        return np.concatenate(rows)
+
+    def embed(self, images, batch_size: int = 32) -> np.ndarray:
+        """float32 [n, d], L2-normalised rows, for paths, PIL images or uint8 HxWx3 arrays."""
+        from universal_embedding.data import embed_inputs
+
+        batches = embed_inputs.eval_batches(
+            _items(images),
+            batch_size=batch_size,
+            image_size=self.image_size,
+            normalization=self.normalization,
+        )
+        return self.embed_preprocessed(batches, batch_size)
+
+    def jax_function(self):
+        """(fn(params, images [B, S, S, 3]) -> [B, d], params): the pure function to export."""
+        return loading.make_embed_fn(self.model, self.embedding), self.params
+
+    def save(self, out_dir: str) -> str:
+        """out_dir/params.safetensors + config.json, readable by `from_pretrained`."""
+        return exported.save(out_dir, self.params, self.config, self.embedding)

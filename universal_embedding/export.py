@@ -1,0 +1,64 @@
+"""Export a trained model for serving and sharing.
+
+    python -m universal_embedding.export --workdir=W [--checkpoint=best] --out=DIR
+
+writes DIR/saved_model/ (TensorFlow SavedModel: `serving_default` takes `image_bytes`, encoded
+images tf.string [N], returns `embeddings` float32 [N, d], preprocessing included) and
+DIR/params.safetensors + DIR/config.json (`Embedder.from_pretrained(DIR/params.safetensors)`).
+"""
+
+from __future__ import annotations
+
+import os
+
+from universal_embedding.api import Embedder
+
+
+def export(embedder: Embedder, out_dir: str) -> dict[str, str]:
+    """Write the SavedModel and the safetensors + config.json; returns their paths."""
+    from universal_embedding.data import serving
+
+    embed_fn, params = embedder.jax_function()
+    saved = serving.save_serving_model(
+        embed_fn,
+        params,
+        os.path.join(out_dir, "saved_model"),
+        image_size=embedder.image_size,
+        normalization=embedder.normalization,
+    )
+    return {"saved_model": saved, "params": embedder.save(out_dir)}
+
+
+def _define_flags():
+    from absl import flags
+
+    flags.DEFINE_string("workdir", None, "Training workdir (config.json + checkpoints/).")
+    flags.DEFINE_string("checkpoint", "best", "'best', 'latest' or a step number.")
+    flags.DEFINE_string("embedd_to_eval", None, "projected | backbone_out (default: as trained).")
+    flags.DEFINE_string("out", None, "Output folder.")
+    flags.mark_flags_as_required(["workdir", "out"])
+    return flags.FLAGS
+
+
+def cli() -> None:
+    from absl import app, logging
+
+    from universal_embedding import errors
+
+    flags = _define_flags()
+    errors.define_verbose_flag()
+
+    def main(argv):
+        if len(argv) > 1:
+            raise app.UsageError(f"Unexpected arguments: {' '.join(argv[1:])}")
+        if not flags["verbosity"].present:  # --verbosity=0 shows INFO (orbax, TF are chatty)
+            logging.set_verbosity(logging.WARNING)
+        embedder = Embedder.from_workdir(flags.workdir, flags.checkpoint, flags.embedd_to_eval)
+        paths = export(embedder, flags.out)
+        print(f"SavedModel: {paths['saved_model']}\nParams: {paths['params']}")
+
+    app.run(errors.one_line_errors(main))
+
+
+if __name__ == "__main__":
+    cli()

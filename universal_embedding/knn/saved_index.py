@@ -1,0 +1,184 @@
+"""A faiss search index kept on disk with the image paths of its rows.
+
+INDEX/index.faiss (inner product = cosine on unit descriptors), INDEX/paths.bin +
+INDEX/paths_offsets.npy (UTF-8 paths, read row by row), INDEX/meta.json (kind, size, settings,
+recall of approximate kinds). Rows are added in batches from memory-mapped descriptors, so
+building needs the index's own memory and one batch, not a copy of the descriptors.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from collections.abc import Iterable, Sequence
+
+import numpy as np
+
+KINDS = ("flat", "ivf", "hnsw")
+INDEX_FILE, META_FILE = "index.faiss", "meta.json"
+PATHS_FILE, OFFSETS_FILE = "paths.bin", "paths_offsets.npy"
+ADD_BATCH = 65536
+HNSW_M, HNSW_EF_CONSTRUCTION, HNSW_EF_SEARCH = 32, 80, 128
+IVF_TRAIN_PER_LIST, IVF_NPROBE = 64, 16  # k-means sample per list (faiss: 39..256); lists probed
+
+
+def _faiss():
+    import faiss
+
+    return faiss
+
+
+def _batches(vectors: np.ndarray, size: int = ADD_BATCH) -> Iterable[np.ndarray]:
+    for lo in range(0, len(vectors), size):
+        yield np.ascontiguousarray(vectors[lo : lo + size], dtype=np.float32)
+
+
+def ivf_lists(n: int) -> int:
+    """Inverted lists for n vectors: about sqrt(n), each trained on >= 39 points."""
+    return max(1, min(int(math.sqrt(n)), n // 39))
+
+
+def new_index(kind: str, vectors: np.ndarray, seed: int = 0, nprobe: int = IVF_NPROBE):
+    """An empty (trained, for ivf) faiss index of `kind` for vectors like these."""
+    faiss = _faiss()
+    n, d = vectors.shape
+    if kind == "flat":
+        return faiss.IndexFlatIP(d)
+    if kind == "hnsw":
+        index = faiss.IndexHNSWFlat(d, HNSW_M, faiss.METRIC_INNER_PRODUCT)
+        index.hnsw.efConstruction = HNSW_EF_CONSTRUCTION
+        index.hnsw.efSearch = HNSW_EF_SEARCH
+        return index
+    if kind == "ivf":
+        nlist = ivf_lists(n)
+        index = faiss.IndexIVFFlat(faiss.IndexFlatIP(d), d, nlist, faiss.METRIC_INNER_PRODUCT)
+        rows = np.sort(
+            np.random.default_rng(seed).permutation(n)[: min(n, IVF_TRAIN_PER_LIST * nlist)]
+        )
+        index.train(np.ascontiguousarray(vectors[rows], dtype=np.float32))
+        index.nprobe = min(nlist, nprobe)
+        return index
+    raise ValueError(f"Unknown index kind '{kind}'. Valid kinds: {', '.join(KINDS)}.")
+
+
+def exact_topk(queries: np.ndarray, vectors: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Exact top-k (scores, ids) by inner product, streaming over `vectors` in batches."""
+    faiss = _faiss()
+    heap = faiss.ResultHeap(len(queries), k, keep_max=True)
+    queries = np.ascontiguousarray(queries, dtype=np.float32)
+    for i, chunk in enumerate(_batches(vectors, ADD_BATCH // 4)):
+        scores, ids = faiss.knn(queries, chunk, min(k, len(chunk)), faiss.METRIC_INNER_PRODUCT)
+        if ids.shape[1] < k:  # a short last chunk: pad with empty results
+            pad = k - ids.shape[1]
+            scores = np.pad(scores, ((0, 0), (0, pad)), constant_values=-np.inf)
+            ids = np.pad(ids, ((0, 0), (0, pad)), constant_values=-1)
+        heap.add_result(scores, np.where(ids >= 0, ids + i * (ADD_BATCH // 4), -1))
+    heap.finalize()
+    return heap.D, heap.I
+
+
+def recall_at_k(index, vectors: np.ndarray, k: int, sample: int, seed: int = 0) -> float:
+    """Mean |approximate top-k & exact top-k| / k over `sample` indexed vectors as queries."""
+    n = len(vectors)
+    k = min(k, n)
+    rows = np.sort(np.random.default_rng(seed).permutation(n)[: min(n, sample)])
+    queries = np.ascontiguousarray(vectors[rows], dtype=np.float32)
+    _, exact = exact_topk(queries, vectors, k)
+    _, approx = index.search(queries, k)
+    hits = [len(set(a[a >= 0]) & set(e[e >= 0])) for a, e in zip(approx, exact, strict=True)]
+    return float(np.mean(hits) / k)
+
+
+def write_paths(out_dir: str, paths: Iterable[str]) -> int:
+    """paths.bin (UTF-8, concatenated) + paths_offsets.npy (int64 [n + 1]); returns n."""
+    offsets = [0]
+    with open(os.path.join(out_dir, PATHS_FILE), "wb") as f:
+        for p in paths:
+            data = str(p).encode("utf-8")
+            f.write(data)
+            offsets.append(offsets[-1] + len(data))
+    np.save(os.path.join(out_dir, OFFSETS_FILE), np.asarray(offsets, np.int64))
+    return len(offsets) - 1
+
+
+def build(
+    vectors: np.ndarray,
+    paths: Sequence[str],
+    out_dir: str,
+    *,
+    kind: str = "flat",
+    recall_k: int = 10,
+    recall_sample: int = 1000,
+    nprobe: int = IVF_NPROBE,
+    extra_meta: dict | None = None,
+) -> dict:
+    """Build, fill and save an index of `vectors` (rows = `paths`); returns its meta dict."""
+    if kind not in KINDS:
+        raise ValueError(f"Unknown index kind '{kind}'. Valid kinds: {', '.join(KINDS)}.")
+    if len(paths) != len(vectors):
+        raise ValueError(f"{len(paths)} paths for {len(vectors)} descriptors.")
+    index = new_index(kind, vectors, nprobe=nprobe)
+    for chunk in _batches(vectors):
+        index.add(chunk)
+    os.makedirs(out_dir, exist_ok=True)
+    meta = {"kind": kind, "count": int(index.ntotal), "dim": int(vectors.shape[1])}
+    meta["metric"] = "inner_product"
+    if kind == "ivf":
+        meta.update(nlist=int(index.nlist), nprobe=int(index.nprobe))
+    if kind == "hnsw":
+        meta.update(M=HNSW_M, ef_search=HNSW_EF_SEARCH)
+    if kind != "flat":
+        meta[f"recall_at_{recall_k}"] = recall_at_k(index, vectors, recall_k, recall_sample)
+        meta["recall_sample"] = min(recall_sample, len(vectors))
+    meta.update(extra_meta or {})
+    _faiss().write_index(index, os.path.join(out_dir, INDEX_FILE))
+    write_paths(out_dir, paths)
+    with open(os.path.join(out_dir, META_FILE), "w") as f:
+        json.dump(meta, f, indent=2)
+    return meta
+
+
+class SavedIndex:
+    """An index folder opened for search; paths read on demand from paths.bin."""
+
+    def __init__(self, index_dir: str):
+        meta_path = os.path.join(index_dir, META_FILE)
+        if not os.path.isfile(meta_path):
+            raise FileNotFoundError(
+                f"{meta_path} not found: build the index first "
+                "(python -m universal_embedding.index build --descriptors=... --out=INDEX)."
+            )
+        with open(meta_path) as f:
+            self.meta = json.load(f)
+        self.dir = index_dir
+        self.index = _faiss().read_index(os.path.join(index_dir, INDEX_FILE))
+        if self.meta["kind"] == "ivf":
+            self.index.nprobe = int(self.meta["nprobe"])
+        if self.meta["kind"] == "hnsw":
+            self.index.hnsw.efSearch = int(self.meta["ef_search"])
+        self._offsets = np.load(os.path.join(index_dir, OFFSETS_FILE), mmap_mode="r")
+
+    @property
+    def dim(self) -> int:
+        return int(self.meta["dim"])
+
+    def path(self, row: int) -> str:
+        lo, hi = int(self._offsets[row]), int(self._offsets[row + 1])
+        with open(os.path.join(self.dir, PATHS_FILE), "rb") as f:
+            f.seek(lo)
+            return f.read(hi - lo).decode("utf-8")
+
+    def search(self, queries: np.ndarray, k: int) -> list[list[tuple[str, float]]]:
+        """Per query, [(path, score)] of its top-k rows, best first."""
+        queries = np.ascontiguousarray(queries, dtype=np.float32)
+        if queries.ndim != 2 or queries.shape[1] != self.dim:
+            raise ValueError(
+                f"Queries have dimension {queries.shape[-1]}, the index {self.dim}: embed them "
+                "with the model that made the indexed descriptors."
+            )
+        scores, ids = self.index.search(queries, min(k, self.index.ntotal))
+        return [
+            [(self.path(int(i)), float(s)) for s, i in zip(srow, irow, strict=True) if i >= 0]
+            for srow, irow in zip(scores, ids, strict=True)
+        ]
