@@ -99,7 +99,7 @@ def test_pretrained_hf_vit_weights_match_reference(image_dir, tmp_path):
         image_size=32,
         patch_size=8,
         layer_norm_eps=1e-6,  # AugReg's LayerNorm
-        hidden_act="gelu",
+        hidden_act="gelu_pytorch_tanh",  # tanh GELU, our default
     )
     torch.manual_seed(0)
     hf = transformers.ViTModel(hf_config, add_pooling_layer=False).eval()

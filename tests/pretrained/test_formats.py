@@ -2,7 +2,7 @@
 
 References: Hugging Face transformers `CLIPVisionModel` (for HF CLIP safetensors and, with its
 weights renamed to OpenAI keys here in the test, for OpenAI .npy/.pt/.bin) and `ViTModel` with
-AugReg's LayerNorm eps 1e-6 and exact GELU (for HF ViT safetensors and, renamed to AugReg keys
+AugReg's LayerNorm eps 1e-6 and tanh GELU (for HF ViT safetensors and, renamed to AugReg keys
 here, for AugReg .npz). Tiny randomly initialised models; max abs difference <= 1e-4.
 """
 
@@ -211,7 +211,7 @@ def hf_vit(image_size, seed):
         image_size=image_size,
         patch_size=PATCH,
         layer_norm_eps=1e-6,  # AugReg's LayerNorm
-        hidden_act="gelu",  # exact erf GELU, as AugReg
+        hidden_act="gelu_pytorch_tanh",  # tanh GELU, as AugReg (our default)
     )
     return randomise(transformers.ViTModel(cfg, add_pooling_layer=True), seed)
 

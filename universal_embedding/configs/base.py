@@ -95,6 +95,9 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     c.model.output_dim = 64  # <= 0: no projection, `projected` == `backbone_out`
     c.model.dtype = "float32"  # compute dtype: 'float32' or 'bfloat16' (params stay float32)
     c.model.attention = "xla"  # jax.nn.dot_product_attention implementation: xla | cudnn
+    # ViT GELU: True = tanh approximation (flax's nn.gelu default, as Scenic / big_vision / AugReg
+    # and the original UnED code); False = exact erf GELU (timm, PyTorch). CLIP: quick-GELU always.
+    c.model.gelu_approximate = True
     # Size overrides for tiny models (None: take them from model_type).
     c.model.hidden_size = ml_collections.FieldReference(None, field_type=int)
     c.model.num_heads = ml_collections.FieldReference(None, field_type=int)

@@ -21,7 +21,10 @@ def parse_record(serialized: tf.Tensor) -> dict[str, tf.Tensor]:
 
 
 def decode(image_bytes: tf.Tensor) -> tf.Tensor:
-    """Decode any TF-readable image to uint8 [H, W, 3] (grayscale and CMYK become RGB)."""
+    """Decode any TF-readable image to uint8 [H, W, 3] (grayscale and CMYK become RGB).
+
+    JPEGs decode as the original's `tf.io.decode_jpeg` does: TensorFlow's default DCT, libjpeg's
+    fast integer IDCT (a few grey levels off Pillow's accurate one on photos)."""
     image = tf.io.decode_image(image_bytes, channels=3, expand_animations=False)
     image.set_shape([None, None, 3])
     return image
@@ -56,11 +59,22 @@ def train_transform(
     return normalize(image, norm)
 
 
+def eval_size(shape: tf.Tensor, image_size: int) -> tf.Tensor:
+    """[h, w] -> int32 [new_h, new_w] as the original computes it: the shorter side (the height
+    when h == w) becomes image_size, the longer int(long / short * image_size), in float64 and
+    truncated (451 x 300 at 224 -> [336, 224], not the rounded 337)."""
+    h, w = shape[0], shape[1]
+    hf, wf = tf.cast(h, tf.float64), tf.cast(w, tf.float64)
+    size = tf.constant(image_size, tf.int32)
+    wide = h <= w
+    new_h = tf.where(wide, size, tf.cast(hf / wf * image_size, tf.int32))
+    new_w = tf.where(wide, tf.cast(wf / hf * image_size, tf.int32), size)
+    return tf.stack([new_h, new_w])
+
+
 def eval_transform(image: tf.Tensor, *, image_size: int, norm: str) -> tf.Tensor:
-    """Resize the shorter side to image_size (aspect kept, bilinear), center crop, normalise."""
-    shape = tf.cast(tf.shape(image)[:2], tf.float32)
-    scale = float(image_size) / tf.reduce_min(shape)
-    new = tf.maximum(tf.cast(tf.round(shape * scale), tf.int32), image_size)
+    """Resize (bilinear, no antialias) to eval_size, center crop image_size, normalise."""
+    new = eval_size(tf.shape(image)[:2], image_size)
     image = tf.image.resize(image, new, method="bilinear")
     top = (new[0] - image_size) // 2
     left = (new[1] - image_size) // 2

@@ -9,6 +9,7 @@ from universal_embedding.loading.embedder import (
 )
 from universal_embedding.loading.model import (
     LoadedModel,
+    check_same_numerics,
     initial_params,
     load_model,
     resolve_model_config,
@@ -20,6 +21,7 @@ __all__ = [
     "EmbedFn",
     "cached_embed_fn",
     "LoadedModel",
+    "check_same_numerics",
     "initial_params",
     "load_model",
     "make_embed_fn",

@@ -18,6 +18,9 @@ FORMAT = "universal_embedding"
 PARAMS_FILE = "params.safetensors"
 CONFIG_FILE = "config.json"
 _MODEL_FIELDS = ("model_class", "model_type", "image_size", "normalization", "embedd_to_eval")
+# model.* fields added since config.json files were first written, with the value the code that
+# wrote a file without them behaved as: the ViT ran the exact (erf) GELU before the switch.
+LEGACY_MODEL_FIELDS = {"gelu_approximate": False}
 
 
 def flatten(tree: Mapping, prefix: str = "") -> dict[str, np.ndarray]:
@@ -42,6 +45,15 @@ def unflatten(flat: Mapping[str, np.ndarray]) -> dict:
             node = node.setdefault(p, {})
         node[leaf] = value
     return tree
+
+
+def with_legacy_fields(model_fields: Mapping) -> tuple[dict, list[str]]:
+    """(model.* of a config.json this project wrote, completed with LEGACY_MODEL_FIELDS for the
+    fields it lacks; the names filled in)."""
+    out = dict(model_fields)
+    filled = [k for k in LEGACY_MODEL_FIELDS if k not in out]
+    out.update({k: LEGACY_MODEL_FIELDS[k] for k in filled})
+    return out, filled
 
 
 def model_config_dict(config: ml_collections.ConfigDict, embedding: str) -> dict:
@@ -92,4 +104,5 @@ def read(path: str) -> tuple[dict, dict]:
     missing = [f for f in ("model_class", "model_type", "image_size", "model") if f not in config]
     if missing:
         raise ValueError(f"{config_path} lacks {', '.join(missing)}: re-export the model.")
+    config["model"], _ = with_legacy_fields(config["model"])
     return unflatten(load_file(path)), config

@@ -20,6 +20,7 @@ from absl import logging
 
 from universal_embedding.checkpoint import restore_params
 from universal_embedding.data.normalization import normalization_name
+from universal_embedding.loading import exported
 from universal_embedding.models import embedding_model, udon
 
 # Fields of a training config that define the model (and so how its images are prepared).
@@ -59,10 +60,41 @@ def resolve_model_config(config: ml_collections.ConfigDict) -> ml_collections.Co
                 c[field] = trained[field]
         if udon.is_udon(trained.get("model_class", "")):  # teachers are numbered by these
             c.dataset_name = trained["dataset_name"]
-        for field, value in trained.get("model", {}).items():
+        for field, value in saved_model_fields(trained, path).items():
             if field not in COMPUTE_FIELDS:
                 c.model[field] = value
     return c
+
+
+def saved_model_fields(trained: Mapping, path: str) -> dict:
+    """model.* of a training config.json; one this project wrote before a model field existed
+    (it always holds model.dtype) gets the value its code ran with (exported.LEGACY_MODEL_FIELDS):
+    a workdir trained before config.model.gelu_approximate keeps its exact (erf) GELU."""
+    fields = dict(trained.get("model", {}))
+    if "dtype" not in fields:  # not written by this project's trainer: take it as it is
+        return fields
+    fields, filled = exported.with_legacy_fields(fields)
+    for name in filled:
+        message = "%s has no model.%s: using %r, as the code that wrote it did."
+        logging.info(message, path, name, fields[name])
+    return fields
+
+
+def check_same_numerics(config: ml_collections.ConfigDict, workdir: str) -> None:
+    """Resuming `workdir` must keep the model numerics it was trained with (its config.json)."""
+    path = os.path.join(workdir, "config.json")
+    if not os.path.isfile(path):
+        return
+    with open(path) as f:
+        trained = saved_model_fields(json.load(f), path)
+    family = udon.backbone_family(config.model_class)
+    name = "gelu_approximate"
+    now = config.model.get(name, True)
+    if family == "vit_with_embedding" and name in trained and trained[name] != now:
+        raise ValueError(
+            f"{workdir} was trained with config.model.{name}={trained[name]} and is resumed with "
+            f"{now}: add --config.model.{name}={trained[name]} (or use a new workdir)."
+        )
 
 
 def weights_source(config: ml_collections.ConfigDict) -> str:

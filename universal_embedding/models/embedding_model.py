@@ -137,11 +137,15 @@ def build_model(
     dtype = DTYPES[dtype_name]
     requested = config.model.attention
     size = backbone_size(config)
+    extra = {}
+    if family == "vit_with_embedding":  # CLIP keeps its quick-GELU
+        extra["gelu_approximate"] = bool(config.model.get("gelu_approximate", True))
     backbone = MODEL_CLASSES[family](
         **dataclasses.asdict(size),
         dtype=dtype,
         attention=resolve_implementation(requested, dtype),
         pad_multiple=pad_multiple(requested),
+        **extra,
     )
     if udon.is_udon(config.model_class):
         return udon.build_udon_model(config, classes_per_head, backbone)

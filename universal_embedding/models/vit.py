@@ -4,7 +4,9 @@ Flattening the params with '/' gives exactly the AugReg `.npz` keys:
 `embedding/{kernel,bias}`, `cls`, `Transformer/posembed_input/pos_embedding`,
 `Transformer/encoderblock_{i}/{LayerNorm_0, MultiHeadDotProductAttention_1/{query,key,value,out},
 LayerNorm_2, MlpBlock_3/{Dense_0,Dense_1}}/...`, `Transformer/encoder_norm/{scale,bias}`.
-AugReg ViTs use LayerNorm eps 1e-6 and exact (erf) GELU.
+AugReg ViTs use LayerNorm eps 1e-6 and the GELU of flax's `nn.gelu` default: the tanh
+approximation, as Scenic, big_vision and the AugReg training itself compute it (and so the
+original UnED code). `gelu_approximate=False` gives the exact (erf) GELU of timm / PyTorch.
 """
 
 from __future__ import annotations
@@ -34,15 +36,16 @@ def _dense(features: int, dtype: jnp.dtype, name: str) -> nn.Dense:
 
 
 class MlpBlock(nn.Module):
-    """Dense -> exact GELU -> Dense."""
+    """Dense -> GELU (tanh approximation, or exact erf when not approximate) -> Dense."""
 
     mlp_dim: int
     dtype: jnp.dtype = jnp.float32
+    gelu_approximate: bool = True
 
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
         y = _dense(self.mlp_dim, self.dtype, "Dense_0")(x)
-        y = nn.gelu(y, approximate=False)
+        y = nn.gelu(y, approximate=self.gelu_approximate)
         return _dense(x.shape[-1], self.dtype, "Dense_1")(y)
 
 
@@ -53,6 +56,7 @@ class EncoderBlock(nn.Module):
     mlp_dim: int
     dtype: jnp.dtype = jnp.float32
     attention: str = "xla"
+    gelu_approximate: bool = True
 
     @nn.compact
     def __call__(self, x: jax.Array, seq_lengths: jax.Array | None) -> jax.Array:
@@ -62,7 +66,8 @@ class EncoderBlock(nn.Module):
         )(y, seq_lengths)
         x = x + y
         y = _layer_norm(self.dtype, "LayerNorm_2")(x)
-        return x + MlpBlock(self.mlp_dim, self.dtype, name="MlpBlock_3")(y)
+        mlp = MlpBlock(self.mlp_dim, self.dtype, self.gelu_approximate, name="MlpBlock_3")
+        return x + mlp(y)
 
 
 class PositionEmbedding(nn.Module):
@@ -83,6 +88,7 @@ class Encoder(nn.Module):
     dtype: jnp.dtype = jnp.float32
     attention: str = "xla"
     pad_multiple: int = 1
+    gelu_approximate: bool = True
 
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
@@ -91,7 +97,12 @@ class Encoder(nn.Module):
         x, seq_lengths = pad_tokens(x, self.pad_multiple)
         for i in range(self.num_layers):
             x = EncoderBlock(
-                self.num_heads, self.mlp_dim, self.dtype, self.attention, name=f"encoderblock_{i}"
+                self.num_heads,
+                self.mlp_dim,
+                self.dtype,
+                self.attention,
+                self.gelu_approximate,
+                name=f"encoderblock_{i}",
             )(x, seq_lengths)
         return _layer_norm(self.dtype, "encoder_norm")(x[:, 0])
 
@@ -107,6 +118,7 @@ class ViT(nn.Module):
     dtype: jnp.dtype = jnp.float32
     attention: str = "xla"
     pad_multiple: int = 1
+    gelu_approximate: bool = True  # False: exact (erf) GELU
 
     @nn.compact
     def __call__(self, images: jax.Array) -> jax.Array:
@@ -131,6 +143,7 @@ class ViT(nn.Module):
             self.dtype,
             self.attention,
             self.pad_multiple,
+            self.gelu_approximate,
             name="Transformer",
         )(x)
         return out.astype(jnp.float32)

@@ -147,6 +147,7 @@ def _train(config: ml_collections.ConfigDict, workdir: str, watch) -> dict[str, 
     )
     start = 0
     if ckpts.latest_step() is not None:
+        loading.check_same_numerics(config, workdir)
         state, extra = ckpts.restore_latest(state)
         start = int(jax.device_get(state.step))
         sampler.restore(extra, start, workdir)
