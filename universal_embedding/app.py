@@ -18,6 +18,7 @@ from absl import flags, logging
 from ml_collections import config_flags
 
 from universal_embedding import distributed, errors
+from universal_embedding.configs import _legacy as legacy
 from universal_embedding.configs import _locate as locate
 
 # --flag -> config.wandb field it sets (only when the flag is given).
@@ -72,13 +73,21 @@ def wandb_overrides(flag_values: flags.FlagValues = flags.FLAGS) -> dict[str, An
 
 def config_and_workdir(
     flag_values: flags.FlagValues = flags.FLAGS,
+    original_overrides: dict[str, Any] | None = None,
 ) -> tuple[ml_collections.ConfigDict, str]:
-    """The parsed config (W&B flags applied) and workdir; UsageError when one is missing."""
+    """The parsed config (W&B flags applied) and workdir; UsageError when one is missing.
+
+    Fields of the original UnED code, in the config file or in `original_overrides` (the
+    `--config.<field>` arguments `legacy.split_argv` took out), are translated onto ours,
+    one logged line each; an unsupported one raises ValueError naming it.
+    """
     config = flag_values["config"].value
     if config is None:
         raise absl_app.UsageError("--config is required (a get_config() file).")
     if not flag_values["workdir"].value:
         raise absl_app.UsageError("--workdir is required.")
+    for line in legacy.translate(config, original_overrides):
+        logging.warning(line)
     for field, value in wandb_overrides(flag_values).items():
         config.wandb[field] = value
     return config, flag_values["workdir"].value
@@ -88,12 +97,14 @@ def run(fn: Callable[[ml_collections.ConfigDict, str], object]) -> None:
     """Define the flags, parse the command line and call fn(config, workdir)."""
     # --config=config_train_vit.py also finds the packaged config outside the repository.
     argv = locate.resolve_argv(sys.argv)
+    # --config.num_training_epochs=7 and other original field names: applied after parsing.
+    argv, original = legacy.split_argv(argv)
     define_flags(argv=argv)
 
     def _main(argv: list[str]) -> None:
         if len(argv) > 1:
             raise absl_app.UsageError(f"Unexpected arguments: {' '.join(argv[1:])}")
-        config, workdir = config_and_workdir()
+        config, workdir = config_and_workdir(original_overrides=original)
         if not flags.FLAGS["verbosity"].present:  # --verbosity=0 shows INFO (orbax is chatty)
             logging.set_verbosity(logging.WARNING)
         distributed.maybe_initialize_distributed()
