@@ -151,7 +151,6 @@ def test_every_original_field_is_ours_or_translated(original):
         ("lr_configs.factors", "constant*cosine_decay", r"factors=.*--config.lr_schedule"),
         ("loss.transform_logits_type", "softmax", r"not one of normface, cosface, arcface"),
         ("log_eval_steps_frequency", 0, r"whole number of times per epoch"),
-        ("descr_save_path", "/elsewhere", r"descriptors are written to --workdir"),
         ("preextracted", True, r"score saved descriptors with descr_eval"),
         ("test_pretrained_features", True, r"--config.train_dir='' --config.pretrained_ckpt"),
         ("only_best_knn", False, r"--config.checkpoint=<step>"),

@@ -90,6 +90,10 @@ def _is_list(value: Any) -> bool:
     return isinstance(value, (list, tuple))
 
 
+def _is_none(value: Any) -> bool:
+    return value is None
+
+
 def _is_bool(value: Any) -> bool:
     return isinstance(value, bool)
 
@@ -126,6 +130,8 @@ RULES: dict[str, Rule] = {
     "pretrained_ckpt_dir": Rule("pretrained_ckpt", _pretrained_file),
     "only_best_knn": Rule("checkpoint", _only_best),
     "init_ckpt": Rule("init_ckpt"),
+    # None (the original's default place) is our '' (see descriptor_format in configs/base.py)
+    "descr_save_path": Rule("descr_save_path", _none_to(""), applies=_is_none),
     "specialist_top_steps": Rule("specialist_top_steps", _comma_list, applies=_is_list),
     # ---- what this code always does ----
     "checkpoint": Rule(accept=(True,), advice="checkpoints are always written", applies=_is_bool),
@@ -162,12 +168,11 @@ RULES: dict[str, Rule] = {
     "test_pretrained_features": _only(
         False, advice="run knn_main with --config.train_dir='' --config.pretrained_ckpt=PATH"
     ),
-    "descr_save_path": _only(None, ".", advice="descriptors are written to --workdir"),
     "descr_eval": _only(True, advice="remove the field"),
     "count_flops": _only(False, advice="remove the field"),
     "debug_train": _only(False, advice="use --config.stop_after_steps or num_training_steps"),
     "debug_eval": _only(False, advice="remove the field"),
-    "log_csv": _only(False, advice="results go to results.json in --workdir"),
+    "log_csv": _only(False, advice="W/results.csv is always written"),
     "experiment_name": _ignored("use --wandb_name to name a run"),
     "write_summary": _ignored("TensorBoard summaries are always written"),
     "log_domain_acc": _ignored("per-domain training accuracy is always logged"),
@@ -176,7 +181,7 @@ RULES: dict[str, Rule] = {
     "knn_end_epoch": _ignored("use --config.checkpoint=<step>"),
 }
 # Names that are also fields of some of our configs: on the command line they are ours.
-SHARED_NAMES = frozenset({"checkpoint", "init_ckpt", "specialist_top_steps"})
+SHARED_NAMES = frozenset({"checkpoint", "init_ckpt", "specialist_top_steps", "descr_save_path"})
 
 
 def _has(c: ml_collections.ConfigDict, path: str) -> bool:
