@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import importlib
 import os
+import subprocess
+import sys
 
 import ml_collections
 import pytest
@@ -15,6 +17,8 @@ from universal_embedding import app
 from universal_embedding.configs import _legacy as legacy
 from universal_embedding.configs import _locate as locate
 from universal_embedding.train import plan
+
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 _TRAIN = {  # the original configs/config_train_vit.py (iccv_configs/*: the same names)
     "experiment_name": "universal-embedding-vit", "dataset_name": "cars,sop",
@@ -240,3 +244,25 @@ def test_command_line_overrides_with_original_names(caplog):
 
 def test_intervals_n_times_per_epoch():
     assert [plan.every_steps(v, 100, zero=7) for v in (30, 0, -1, -4, -300)] == [30, 7, 100, 25, 1]
+
+
+def test_a_program_logs_each_mapped_field_and_refuses_in_one_line(tmp_path):
+    env = {**os.environ, "PYTHONPATH": REPO, "JAX_PLATFORMS": "cpu", "TF_CPP_MIN_LOG_LEVEL": "2"}
+    base_args = [sys.executable, "-m", "universal_embedding.descr_eval",
+                 "--config=universal_embedding/configs/config_descr_eval.py",
+                 f"--workdir={tmp_path}/w"]  # fmt: skip
+    out = subprocess.run(
+        [*base_args, "--config.knn_eval_batch_size=4096", "--config.count_flops=True"],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert out.returncode == 1
+    assert out.stderr.strip().splitlines()[-1] == (
+        "error (ValueError): config.count_flops=True (a field of the original UnED code): "
+        "not supported; remove the field. [--verbose for the traceback]"
+    )
+    out = subprocess.run(
+        [*base_args, "--config.num_training_epochs", "3", "--config.descr_path=missing.json"],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert out.returncode == 1 and "missing.json" in out.stderr
+    assert out.stderr.count("num_training_epochs -> num_epochs") == 1
