@@ -266,3 +266,55 @@ def test_a_program_logs_each_mapped_field_and_refuses_in_one_line(tmp_path):
     )  # fmt: skip
     assert out.returncode == 1 and "missing.json" in out.stderr
     assert out.stderr.count("num_training_epochs -> num_epochs") == 1
+
+
+def _nested(fields: dict) -> dict:
+    out: dict = {}
+    for path, value in fields.items():
+        *parents, leaf = path.split(".")
+        node = out
+        for p in parents:
+            node = node.setdefault(p, {})
+        node[leaf] = value
+    return out
+
+
+def _flat_keys(c: ml_collections.ConfigDict, prefix: str = "") -> set[str]:
+    keys = set()
+    for k, v in c.items():
+        if isinstance(v, ml_collections.ConfigDict) and v:
+            keys |= _flat_keys(v, f"{prefix}{k}.")
+        else:
+            keys.add(prefix + k)
+    return keys
+
+
+@pytest.mark.parametrize(
+    "fields, defaults", [(_TRAIN, "config_train_vit"), (_KNN, "config_knn_vit")]
+)
+def test_a_config_file_of_the_original_code_runs_with_our_defaults(tmp_path, fields, defaults):
+    """A user's own config file with the original's field set (as its config_*.py files)."""
+    path = tmp_path / "my_original_config.py"
+    path.write_text(
+        "import ml_collections\n\n\ndef get_config():\n"
+        f"    return ml_collections.ConfigDict({_nested(fields)!r})\n"
+    )
+    argv = ["prog", f"--config={path}", "--workdir=w", "--config.num_training_epochs=2"]
+    argv, original = legacy.split_argv(argv)
+    fv = flags.FlagValues()
+    app.define_flags(fv, argv)
+    fv(argv)
+    c, _ = app.config_and_workdir(fv, original_overrides=original, defaults=defaults)
+    ours = _ours(f"configs.{defaults}")
+    assert _flat_keys(c) >= _flat_keys(ours)
+    left = _flat_keys(c) - _flat_keys(ours) - {"descr_save_path", "init_ckpt"}
+    assert left == set(), left  # every original field was moved or dropped
+    assert c.num_epochs == 2.0 and c.top_k == 5 and c.knn_search == "auto"
+    if defaults == "config_train_vit":
+        assert (c.model_type, c.dataset_name, c.log_summary_steps) == ("S/16", "cars,sop", -1)
+        assert c.pretrained_ckpt.endswith("steps_20k-lr_0.03-res_224.npz")
+        assert (c.adam_b1, c.lr, c.backbone_lr_multiplier, c.loss.type) == (
+            0.9, 1e-3, 1e-2, "normface"
+        )  # fmt: skip
+    else:
+        assert (c.checkpoint, c.eval_batch_size, c.train_dir) == ("best", 1024, "")

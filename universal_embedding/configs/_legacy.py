@@ -282,19 +282,37 @@ def _assign(c: ml_collections.ConfigDict, path: str, rule: Rule, value: Any) -> 
     return f"config: {path} -> {rule.target} (original field name; {rule.target}={new!r})"
 
 
+def complete(config: ml_collections.ConfigDict, defaults: ml_collections.ConfigDict) -> None:
+    """Add to `config` (in place, nested too) every field of `defaults` it lacks."""
+    with config.unlocked():
+        for key, value in defaults.items():
+            if key not in config:
+                config[key] = value
+            elif isinstance(value, ml_collections.ConfigDict) and isinstance(
+                config[key], ml_collections.ConfigDict
+            ):
+                complete(config[key], value)
+
+
 def translate(
-    config: ml_collections.ConfigDict, overrides: dict[str, Any] | None = None
+    config: ml_collections.ConfigDict,
+    overrides: dict[str, Any] | None = None,
+    defaults: ml_collections.ConfigDict | None = None,
 ) -> list[str]:
     """Move every original field of `config` (then of `overrides`) onto ours, in place.
 
-    Returns one line per original field (mapped or without effect); raises ValueError naming
-    a field whose value is not supported and what to use instead.
+    A config with original fields of its own (a config file of the original code) first gets
+    every field of `defaults` (the program's default config) it lacks. Returns one line per
+    original field (mapped or without effect); raises ValueError naming a field whose value is
+    not supported and what to use instead.
     """
     found: dict[str, Any] = {}
     for path, rule in RULES.items():
         present, value = _take(config, path, rule)
         if present:
             found[path] = value
+    if found and defaults is not None:
+        complete(config, defaults)
     found.update(overrides or {})
     lines = [_assign(config, path, RULES[path], found[path]) for path in RULES if path in found]
     return [line for line in lines if line]
