@@ -15,6 +15,7 @@ ROOT = pathlib.Path(__file__).resolve().parents[1] / "universal_embedding"
 ALLOWED = {
     "errors": set(),
     "configs": set(),
+    "iccv_configs": {"configs"},
     "data": set(),
     "models": set(),
     "pretrained": {"models"},
@@ -45,6 +46,7 @@ ENTRY_POINTS = {
     "api",
     "export",
     "index",
+    "download_models",
 }
 
 

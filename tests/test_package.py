@@ -17,7 +17,7 @@ from universal_embedding.configs import _locate as locate
 REPO = pathlib.Path(__file__).resolve().parents[1]
 PYPROJECT = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
 SCRIPTS = ("ue-train", "ue-knn", "ue-descr-eval", "ue-extract-dir", "ue-convert", "ue-prepare",
-           "ue-export", "ue-index", "ue-synthetic", "ue-demo")  # fmt: skip
+           "ue-export", "ue-index", "ue-synthetic", "ue-demo", "ue-download-models")  # fmt: skip
 
 
 def _pins() -> dict[str, str]:

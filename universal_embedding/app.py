@@ -1,5 +1,5 @@
 """Command-line runner of the config-driven entry points (main, knn_main, descr_eval,
-extract_dir_descriptors): each ends with `if __name__ == "__main__": app.run(fn)`.
+extract_dir_descriptors): each ends with `if __name__ == "__main__": app.run(fn, defaults=...)`.
 
 `run` defines `--config`, `--workdir` and the W&B flags when called (importing this module
 defines no flag), parses the command line, joins a multi-process run (see
@@ -8,6 +8,7 @@ defines no flag), parses the command line, joins a multi-process run (see
 
 from __future__ import annotations
 
+import importlib
 import sys
 from collections.abc import Callable
 from typing import Any
@@ -18,6 +19,7 @@ from absl import flags, logging
 from ml_collections import config_flags
 
 from universal_embedding import distributed, errors
+from universal_embedding.configs import _legacy as legacy
 from universal_embedding.configs import _locate as locate
 
 # --flag -> config.wandb field it sets (only when the flag is given).
@@ -72,28 +74,50 @@ def wandb_overrides(flag_values: flags.FlagValues = flags.FLAGS) -> dict[str, An
 
 def config_and_workdir(
     flag_values: flags.FlagValues = flags.FLAGS,
+    original_overrides: dict[str, Any] | None = None,
+    defaults: str = "",
 ) -> tuple[ml_collections.ConfigDict, str]:
-    """The parsed config (W&B flags applied) and workdir; UsageError when one is missing."""
+    """The parsed config (W&B flags applied) and workdir; UsageError when one is missing.
+
+    Fields of the original UnED code, in the config file or in `original_overrides` (the
+    `--config.<field>` arguments `legacy.split_argv` took out), are translated onto ours,
+    one logged line each; an unsupported one raises ValueError naming it. A config file of the
+    original code gets the fields it lacks from `defaults` (a config module name, e.g.
+    'config_knn_vit': the program's default config).
+    """
     config = flag_values["config"].value
     if config is None:
         raise absl_app.UsageError("--config is required (a get_config() file).")
     if not flag_values["workdir"].value:
         raise absl_app.UsageError("--workdir is required.")
+    default_config = _default_config(defaults) if defaults else None
+    for line in legacy.translate(config, original_overrides, default_config):
+        logging.warning(line)
     for field, value in wandb_overrides(flag_values).items():
         config.wandb[field] = value
     return config, flag_values["workdir"].value
 
 
-def run(fn: Callable[[ml_collections.ConfigDict, str], object]) -> None:
-    """Define the flags, parse the command line and call fn(config, workdir)."""
+def _default_config(name: str) -> ml_collections.ConfigDict:
+    return importlib.import_module(f"universal_embedding.configs.{name}").get_config()
+
+
+def run(fn: Callable[[ml_collections.ConfigDict, str], object], defaults: str = "") -> None:
+    """Define the flags, parse the command line and call fn(config, workdir).
+
+    `defaults`: the program's default config module (fills in a config file of the original
+    code, which lacks our fields).
+    """
     # --config=config_train_vit.py also finds the packaged config outside the repository.
     argv = locate.resolve_argv(sys.argv)
+    # --config.num_training_epochs=7 and other original field names: applied after parsing.
+    argv, original = legacy.split_argv(argv)
     define_flags(argv=argv)
 
     def _main(argv: list[str]) -> None:
         if len(argv) > 1:
             raise absl_app.UsageError(f"Unexpected arguments: {' '.join(argv[1:])}")
-        config, workdir = config_and_workdir()
+        config, workdir = config_and_workdir(original_overrides=original, defaults=defaults)
         if not flags.FLAGS["verbosity"].present:  # --verbosity=0 shows INFO (orbax is chatty)
             logging.set_verbosity(logging.WARNING)
         distributed.maybe_initialize_distributed()

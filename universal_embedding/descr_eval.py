@@ -26,8 +26,8 @@ def descr_eval(config, workdir: str) -> dict[str, float]:
 
 def cli() -> None:
     """The `ue-descr-eval` command."""
-    app.run(descr_eval)
+    app.run(descr_eval, defaults="config_knn_descr_eval")
 
 
 if __name__ == "__main__":
-    app.run(descr_eval)
+    app.run(descr_eval, defaults="config_knn_descr_eval")

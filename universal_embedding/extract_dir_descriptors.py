@@ -78,8 +78,8 @@ def main(config: ml_collections.ConfigDict, workdir: str) -> None:
 
 def cli() -> None:
     """The `ue-extract-dir` command."""
-    app.run(main)
+    app.run(main, defaults="config_extract_dir_descriptors")
 
 
 if __name__ == "__main__":
-    app.run(main)
+    app.run(main, defaults="config_extract_dir_descriptors")

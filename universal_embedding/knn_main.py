@@ -114,8 +114,8 @@ def main(config: ml_collections.ConfigDict, workdir: str) -> None:
 
 def cli() -> None:
     """The `ue-knn` command."""
-    app.run(main)
+    app.run(main, defaults="config_knn_vit")
 
 
 if __name__ == "__main__":
-    app.run(main)
+    app.run(main, defaults="config_knn_vit")

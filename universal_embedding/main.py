@@ -8,8 +8,8 @@ from universal_embedding.train import trainer
 
 def cli() -> None:
     """The `ue-train` command."""
-    app.run(trainer.train_and_evaluate)
+    app.run(trainer.train_and_evaluate, defaults="config_train_vit")
 
 
 if __name__ == "__main__":
-    app.run(trainer.train_and_evaluate)
+    app.run(trainer.train_and_evaluate, defaults="config_train_vit")

@@ -20,6 +20,7 @@ CONFIG_KEYS = {
     "config_knn_clip_vit": ("variant",),
     "config_extract_dir_descriptors": ("model_class", "variant"),
     "config_knn_descr_eval": (),
+    "config_descr_eval": (),  # the original's path of config_knn_descr_eval
     "config_train_udon": ("backbone",),
     "demo": ("data_dir", "dtype", "method"),
     "tiny": ("data_dir",),

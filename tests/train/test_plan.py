@@ -51,6 +51,17 @@ def test_steps_per_epoch_and_classes_come_from_info_files(info_dir):
     assert [p.head_of(d) for d in p.domains] == ["cars", "sop", "met"]
 
 
+def test_negative_intervals_are_times_per_epoch(info_dir):
+    """-N: N times per epoch (the original's *_steps_frequency fields); 12 steps per epoch."""
+    c = _config(info_dir, log_eval_steps=-4, checkpoint_steps=-5, log_summary_steps=-3)
+    p = plan.make_plan(c)
+    assert (p.log_eval_steps, p.checkpoint_steps, p.log_summary_steps) == (3, 2, 4)
+    p = plan.make_plan(_config(info_dir, checkpoint_steps=0, log_summary_steps=0))
+    assert (p.checkpoint_steps, p.log_summary_steps) == (12, 1)
+    p = plan.make_plan(_config(info_dir, checkpoint_steps=7, log_summary_steps=100))
+    assert (p.checkpoint_steps, p.log_summary_steps) == (7, 100)
+
+
 def test_joint_head_offsets_and_overrides(info_dir):
     c = _config(info_dir, classifier="joint", num_training_steps=7, frozen_epochs=-1.0)
     c.log_eval_steps = 5

@@ -7,17 +7,25 @@ import os
 from collections.abc import Sequence
 
 CONFIG_DIR = os.path.dirname(os.path.abspath(__file__))
-_PREFIX = "universal_embedding/configs/"
+# The original's ICCV 2023 configs, by their original paths (universal_embedding/iccv_configs/).
+ICCV_DIR = os.path.join(os.path.dirname(CONFIG_DIR), "iccv_configs")
+_PREFIXES = {
+    "universal_embedding/configs/": CONFIG_DIR,
+    "universal_embedding/iccv_configs/": ICCV_DIR,
+}
 
 
 def packaged(name: str) -> str | None:
-    """The packaged config file `name` refers to ('tiny', 'tiny.py', '.../configs/tiny.py')."""
-    rel = name.replace(os.sep, "/")
-    rel = rel[rel.index(_PREFIX) + len(_PREFIX) :] if _PREFIX in rel else rel
+    """The packaged config file `name` refers to ('tiny', 'tiny.py', '.../configs/tiny.py',
+    '.../iccv_configs/CLIP_vitb_uscrr_train.py')."""
+    rel, folder = name.replace(os.sep, "/"), CONFIG_DIR
+    for prefix, directory in _PREFIXES.items():
+        if prefix in rel:
+            rel, folder = rel[rel.index(prefix) + len(prefix) :], directory
     if "/" in rel:
         return None
     rel = rel if rel.endswith(".py") else rel + ".py"
-    path = os.path.join(CONFIG_DIR, rel)
+    path = os.path.join(folder, rel)
     return path if os.path.isfile(path) and not rel.startswith("_") else None
 
 

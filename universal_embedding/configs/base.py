@@ -133,8 +133,9 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     # ---- schedule ----
     c.num_epochs = 7.0  # over the summed training sets
     c.num_training_steps = -1  # > 0 overrides num_epochs
+    # Intervals in steps; -N: N times per epoch (so -1 = every epoch).
     c.log_summary_steps = 100
-    c.log_eval_steps = -1  # -1 = every epoch
+    c.log_eval_steps = -1
     c.checkpoint_steps = 1000
     c.max_checkpoints_to_keep = 2
 

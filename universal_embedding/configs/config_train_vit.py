@@ -16,7 +16,7 @@ AUGREG_CHECKPOINTS = {
     "B/16": "B_16-i21k-300ep-lr_0.001-aug_medium1-wd_0.1-do_0.0-sd_0.0"
     "--imagenet2012-steps_20k-lr_0.01-res_224.npz",
     "S/16": "S_16-i21k-300ep-lr_0.001-aug_light1-wd_0.03-do_0.0-sd_0.0"
-    "--imagenet2012-steps_20k-lr_0.01-res_224.npz",
+    "--imagenet2012-steps_20k-lr_0.03-res_224.npz",
 }
 CLASSIFIERS = ("separate", "joint")
 SAMPLINGS = ("round_robin", "dataset_size", "balanced", "specialist_top_steps")

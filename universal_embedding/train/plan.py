@@ -30,6 +30,7 @@ class TrainPlan:
     log_eval_steps: int
     checkpoint_steps: int
     joint: bool
+    log_summary_steps: int = 1
 
     @property
     def label_offsets(self) -> tuple[int, ...]:
@@ -52,6 +53,16 @@ class TrainPlan:
 
 def _epochs_to_steps(epochs: float, steps_per_epoch: int) -> int:
     return int(round(float(epochs) * steps_per_epoch))
+
+
+def every_steps(value: int, steps_per_epoch: int, zero: int) -> int:
+    """Period in steps of a config interval: N > 0 steps; -N: N times per epoch
+    (steps_per_epoch // N, at least 1, as the original's `*_frequency` fields); 0: `zero`."""
+    if value > 0:
+        return int(value)
+    if value < 0:
+        return max(1, steps_per_epoch // -int(value))
+    return zero
 
 
 def make_plan(
@@ -93,8 +104,8 @@ def make_plan(
             "No training steps: set config.num_epochs or config.num_training_steps > 0."
         )
     frozen = optimizers.frozen_steps(config, steps_per_epoch, total)
-    log_eval = steps_per_epoch if config.log_eval_steps <= 0 else config.log_eval_steps
-    ckpt = config.checkpoint_steps if config.checkpoint_steps > 0 else steps_per_epoch
+    log_eval = every_steps(config.log_eval_steps, steps_per_epoch, zero=steps_per_epoch)
+    ckpt = every_steps(config.checkpoint_steps, steps_per_epoch, zero=steps_per_epoch)
     return TrainPlan(
         domains=domains,
         train_sizes=tuple(sizes),
@@ -106,6 +117,7 @@ def make_plan(
         log_eval_steps=log_eval,
         checkpoint_steps=ckpt,
         joint=config.classifier == "joint",
+        log_summary_steps=every_steps(config.log_summary_steps, steps_per_epoch, zero=1),
     )
 
 

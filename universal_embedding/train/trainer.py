@@ -187,7 +187,7 @@ def _train(config: ml_collections.ConfigDict, workdir: str, watch) -> dict[str, 
 
     # ------------------------------------------------------------------ loop
     stop_after = config.stop_after_steps
-    log_every = max(1, config.log_summary_steps)
+    log_every = tplan.log_summary_steps
     pending: list = []
     bar = tqdm(
         total=tplan.total_steps,

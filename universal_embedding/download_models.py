@@ -1,0 +1,181 @@
+"""Fetch the starting weights of the paper's runs (the files the original `download_models.sh`
+fetches), into the same paths under --data_dir:
+
+    python -m universal_embedding.download_models [--data_dir data] [--base_url URL]
+
+    <data_dir>/models/clip/vit_b16.npy                     OpenAI CLIP ViT-B/16
+    <data_dir>/models/imagenet/B_16-i21k-...-res_224.npz   AugReg ViT-B/16 (ImageNet-21k + 1k)
+    <data_dir>/models/imagenet/S_16-i21k-...-res_224.npz   AugReg ViT-S/16
+
+A file already in place is skipped. Each download goes to `<file>.part`, resumes from what is
+there (HTTP Range) after a dropped connection or an interrupted run, is checked against the
+size the server announced (and a SHA-256 when one is known) and only then renamed into place.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import http.client
+import os
+import re
+import sys
+import urllib.error
+import urllib.request
+from collections.abc import Sequence
+
+from absl import app as absl_app
+from absl import flags
+from tqdm import tqdm
+
+from universal_embedding import errors
+from universal_embedding.configs import config_train_vit
+
+BASE_URL = "https://cmp.felk.cvut.cz/univ_emb/checkpoints"
+# Paths relative to <data_dir>/models/ and to BASE_URL (the same in both).
+FILES = (
+    "clip/vit_b16.npy",
+    f"imagenet/{config_train_vit.AUGREG_CHECKPOINTS['B/16']}",
+    f"imagenet/{config_train_vit.AUGREG_CHECKPOINTS['S/16']}",
+)
+# SHA-256 of the files, where known: checked after download ('' = size check only).
+SHA256: dict[str, str] = {}
+CHUNK = 1 << 20
+_RANGE = re.compile(r"bytes (\d+)-(\d+)/(\d+|\*)")
+
+
+def _open(url: str, offset: int, timeout: float):
+    request = urllib.request.Request(url, headers={"User-Agent": "universal_embedding"})
+    if offset:
+        request.add_header("Range", f"bytes={offset}-")
+    return urllib.request.urlopen(request, timeout=timeout)
+
+
+def _total(response, offset: int, url: str) -> tuple[int, int | None]:
+    """(start offset the server sends from, total size or None) of a response."""
+    if response.status == 206:
+        m = _RANGE.fullmatch(response.headers.get("Content-Range", "").strip())
+        if not m or int(m.group(1)) != offset:
+            raise OSError(
+                f"{url}: unexpected Content-Range {response.headers.get('Content-Range')!r}"
+            )
+        return offset, None if m.group(3) == "*" else int(m.group(3))
+    length = response.headers.get("Content-Length")
+    return 0, int(length) if length is not None else None
+
+
+def _fetch_once(url: str, part: str, timeout: float, name: str) -> int | None:
+    """Append to `part` what the server sends (from its current size); the announced total."""
+    offset = os.path.getsize(part) if os.path.exists(part) else 0
+    try:
+        response = _open(url, offset, timeout)
+    except urllib.error.HTTPError as e:
+        if e.code == 416 and offset:  # nothing left to send: the part is complete (or bigger)
+            m = re.fullmatch(r"bytes \*/(\d+)", (e.headers.get("Content-Range") or "").strip())
+            return int(m.group(1)) if m else None
+        raise OSError(f"{url}: HTTP {e.code} {e.reason}") from None
+    with response:
+        start, total = _total(response, offset, url)
+        with (
+            open(part, "ab" if start else "wb") as out,
+            tqdm(total=total, initial=start, unit="B", unit_scale=True, desc=name) as bar,
+        ):
+            while chunk := response.read(CHUNK):
+                out.write(chunk)
+                bar.update(len(chunk))
+    got = os.path.getsize(part)
+    if total is not None and got < total:  # closed early: the next try resumes from here
+        raise ConnectionError(f"connection closed after {got} of {total} bytes")
+    return total
+
+
+def _sha256(path: str) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(CHUNK):
+            h.update(block)
+    return h.hexdigest()
+
+
+def download_file(
+    url: str,
+    dest: str,
+    *,
+    expected_size: int | None = None,
+    sha256: str = "",
+    retries: int = 5,
+    timeout: float = 60.0,
+) -> bool:
+    """Fetch `url` into `dest` (resuming `dest.part`); False when `dest` was already there.
+
+    Raises OSError when the server cannot be reached after `retries` tries, ValueError when
+    the file's size or SHA-256 is not the expected one (the partial file is then removed).
+    """
+    if os.path.exists(dest):
+        return False
+    os.makedirs(os.path.dirname(os.path.abspath(dest)), exist_ok=True)
+    part, name = dest + ".part", os.path.basename(dest)
+    total, last_error = None, None
+    for _ in range(retries):
+        try:
+            total = _fetch_once(url, part, timeout, name) or total
+            last_error = None
+            break
+        except (
+            http.client.HTTPException,
+            urllib.error.URLError,
+            ConnectionError,
+            TimeoutError,
+        ) as e:
+            last_error = e  # dropped mid-way: the next try resumes from the part's size
+    if last_error is not None:
+        raise OSError(f"{url}: download failed after {retries} tries ({last_error}).")
+    _verify(url, part, total, expected_size, sha256)
+    os.replace(part, dest)
+    return True
+
+
+def _verify(url: str, part: str, total: int | None, expected: int | None, sha: str) -> None:
+    size = os.path.getsize(part)
+    for what, want in (("announced by the server", total), ("expected", expected)):
+        if want is not None and size != want:
+            os.remove(part)
+            raise ValueError(
+                f"{url}: got {size} bytes, {want} {what}; the partial file was removed, "
+                "rerun to download it again."
+            )
+    if sha and _sha256(part) != sha:
+        os.remove(part)
+        raise ValueError(f"{url}: SHA-256 differs from {sha}; rerun to download it again.")
+
+
+def download_all(data_dir: str, base_url: str = BASE_URL, files: Sequence[str] = FILES) -> None:
+    """Every starting-weight file into <data_dir>/models/<file>, from <base_url>/<file>."""
+    for rel in files:
+        dest = os.path.join(data_dir, "models", *rel.split("/"))
+        url = f"{base_url.rstrip('/')}/{rel}"
+        if download_file(url, dest, sha256=SHA256.get(rel, "")):
+            print(f"downloaded {dest}", flush=True)
+        else:
+            print(f"already there: {dest}", flush=True)
+
+
+def define_flags() -> None:
+    flags.DEFINE_string("data_dir", "data", "Weights go to <data_dir>/models/{clip,imagenet}/.")
+    flags.DEFINE_string("base_url", BASE_URL, "Where the files are (a mirror of the original).")
+    errors.define_verbose_flag()
+
+
+def main(argv: Sequence[str]) -> None:
+    if len(argv) > 1:
+        raise absl_app.UsageError(f"Unexpected arguments: {' '.join(argv[1:])}")
+    download_all(flags.FLAGS.data_dir, flags.FLAGS.base_url)
+
+
+def cli() -> None:
+    """Entry point of `ue-download-models` and `python -m universal_embedding.download_models`."""
+    define_flags()
+    absl_app.run(errors.one_line_errors(main), argv=sys.argv)
+
+
+if __name__ == "__main__":
+    cli()

@@ -1,0 +1,10 @@
+"""ICCV 2023 run UJCRR: CLIP ViT-B/16, joint classifier, round_robin sampling.
+
+The original's `universal_embedding/iccv_configs/CLIP_vitb_ujcrr_train.py` (see _common.py).
+"""
+
+from universal_embedding.iccv_configs._common import iccv_config
+
+
+def get_config(arg=None):
+    return iccv_config("CLIP", "joint", "round_robin", arg)

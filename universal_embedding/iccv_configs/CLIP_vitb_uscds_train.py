@@ -1,0 +1,10 @@
+"""ICCV 2023 run USCDS: CLIP ViT-B/16, separate classifier, dataset_size sampling.
+
+The original's `universal_embedding/iccv_configs/CLIP_vitb_uscds_train.py` (see _common.py).
+"""
+
+from universal_embedding.iccv_configs._common import iccv_config
+
+
+def get_config(arg=None):
+    return iccv_config("CLIP", "separate", "dataset_size", arg)

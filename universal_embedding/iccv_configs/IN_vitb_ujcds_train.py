@@ -1,0 +1,10 @@
+"""ICCV 2023 run UJCDS: AugReg ImageNet-21k ViT-B/16, joint classifier, dataset_size sampling.
+
+The original's `universal_embedding/iccv_configs/IN_vitb_ujcds_train.py` (see _common.py).
+"""
+
+from universal_embedding.iccv_configs._common import iccv_config
+
+
+def get_config(arg=None):
+    return iccv_config("IN", "joint", "dataset_size", arg)
