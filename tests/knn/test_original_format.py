@@ -32,6 +32,9 @@ def test_results_original_rounds_and_averages_as_the_original():
         "average:separate:test_knn:skipped_queries": 3.0,
         "cars:common:test_knn:top_1": 0.9996,
         "average:common:test_knn:top_1": 0.9996,
+        "teacher_embedd/cars:common:test_knn:top_1": 0.25,  # a further embedding (UDON)
+        "teacher_embedd/sop:common:test_knn:top_1": 0.5,
+        "teacher_embedd/average:common:test_knn:top_1": 0.375,
     }
     top_1, mp_5, map_5 = original_format.results_original(results)
     assert top_1 == {
@@ -39,8 +42,11 @@ def test_results_original_rounds_and_averages_as_the_original():
         "sop:separate:test_knn:top_1": 0.002,
         "met:separate:test_knn:top_1": 0.124,
         "cars:common:test_knn:top_1": 1.0,
+        "teacher_embedd/cars:common:test_knn:top_1": 0.25,
+        "teacher_embedd/sop:common:test_knn:top_1": 0.5,
         "average:separate:test_knn:top_1": 0.042,  # mean(0, 0.002, 0.124) = 0.042
         "average:common:test_knn:top_1": 1.0,
+        "teacher_embedd/average:common:test_knn:top_1": 0.375,
     }
     assert mp_5 == {
         "cars:separate:test_knn:mp_5": 0.1,

@@ -57,22 +57,23 @@ def results_original(results: Mapping[str, float]) -> list[dict[str, float | Non
     Domain values are rounded; each 'average:<protocol>:<knn>:<metric>' is the rounded mean of
     the rounded domain values of that protocol, kNN setup and metric. Domains without a value
     (every query skipped: NaN, written as null) are left out of the mean, as in results.json.
+    Keys of further embeddings ('<embedding>/<domain>:...') are averaged among themselves.
     """
     groups: list[dict[str, float | None]] = [{}, {}, {}]
-    domains_of: dict[str, list[float | None]] = {}
+    domains_of: dict[tuple[str, str], list[float | None]] = {}
     for key, value in results.items():
-        domain, rest = key.split(":", 1)
+        embedding, _, body = key.rpartition("/")  # 'teacher_embedd/cars:...': another embedding
+        domain, rest = body.split(":", 1)
         group = _metric_group(key.rsplit(":", 1)[-1])
         if group is None or domain == "average":
             continue
         groups[group][key] = round_like_original(value)
-        domains_of.setdefault(rest, []).append(groups[group][key])
-    for rest, values in domains_of.items():
+        domains_of.setdefault((embedding, rest), []).append(groups[group][key])
+    for (embedding, rest), values in domains_of.items():
         present = [v for v in values if v is not None]
         mean = float(np.mean(present)) if present else None
-        groups[_metric_group(rest.rsplit(":", 1)[-1])][f"average:{rest}"] = round_like_original(
-            mean
-        )
+        average = f"{embedding}/average:{rest}" if embedding else f"average:{rest}"
+        groups[_metric_group(rest.rsplit(":", 1)[-1])][average] = round_like_original(mean)
     return groups
 
 
