@@ -278,8 +278,26 @@ def test_a_real_pickle_is_never_loaded(tmp_path, protocol, message):
 def test_json_too_large_for_memory_fails_before_reading(tmp_path, monkeypatch):
     path = tmp_path / "d.json"
     path.write_text(json.dumps({"cars": {"test": [[[1.0, 0.0]] * 50]}}))
-    monkeypatch.setattr(original_format, "available_memory", lambda: 3 * path.stat().st_size - 1)
+    # text + 40 bytes per number (49 commas between rows + 50 within them, + 1) + 64 per list
+    needed = path.stat().st_size + 40 * 100 + 64 * 52
+    assert original_format.json_memory_needed(str(path)) == needed
+    monkeypatch.setattr(original_format, "available_memory", lambda: needed - 1)
     with pytest.raises(ValueError, match=f"'{path}' is .* GB of JSON; reading it needs about"):
         descriptors.load_descriptors(str(path))
-    monkeypatch.setattr(original_format, "available_memory", lambda: 3 * path.stat().st_size)
+    monkeypatch.setattr(original_format, "available_memory", lambda: needed)
     assert descriptors.load_descriptors(str(path))["cars/test"].shape == (50, 2)
+
+
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ('{"cars": {"test": [[[' + "1" * 5000 + "]]]}}", "not valid JSON"),
+        ("[" * 100_000 + "]" * 100_000, "nested too deeply"),
+    ],
+)
+def test_hostile_json_fails_in_one_line(tmp_path, text, message):
+    path = tmp_path / "d.pkl"
+    path.write_text(text)
+    with pytest.raises(ValueError, match=f"'{path}'.*{message}") as e:
+        descriptors.load_descriptors(str(path))
+    assert "\n" not in str(e.value)

@@ -6,7 +6,8 @@ Descriptors (UNED_SPEC section 7): JSON text, even under the original's `.pkl` n
 in a ONE-element list, `{"domain": {"split": [ [[...], ...] ]}}`; UDON names the embedding,
 `{"domain": {"split": {"embedding": [[...], ...]}}}`. Reading parses JSON only (a pickle is
 refused, never loaded) and turns each split into an array as soon as its object is parsed,
-so memory holds the file text, one domain's number lists and the arrays.
+so memory holds the file text, one domain's number lists and the arrays; a file whose estimate
+(json_memory_needed) exceeds the memory available stops before parsing.
 
 Results: the original writes a JSON list of three objects `[top_1, mp_k, map_k]`, each value
 `np.round(fraction, 3)` (numpy rounds half to even on the scaled value: 0.0025 -> 0.002,
@@ -27,9 +28,10 @@ import numpy as np
 DECIMALS = 3  # the original's np.round(value, 3)
 RESULTS_FILE = "results_original.json"
 JSON_EXTENSIONS = (".json", ".pkl")
-# Peak memory of reading a JSON descriptor file, in multiples of its size: the text itself,
-# one domain's Python number lists (~1.5x its share of the text) and the arrays.
-JSON_MEMORY_FACTOR = 3
+# Bytes per parsed item while its Python lists exist: a number is a float object and a list slot
+# (32) plus its float64 array entry (8); a list ('[') is a list object with spare slots (~64).
+BYTES_PER_NUMBER = 40
+BYTES_PER_LIST = 64
 _PICKLE_START = b"\x80"  # every pickle protocol >= 2 starts with the PROTO opcode
 
 
@@ -169,9 +171,21 @@ def available_memory() -> int:
     return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
 
 
+def json_memory_needed(path: str) -> int:
+    """Upper estimate of the peak memory of parsing a JSON descriptor file: its text plus, per
+    number (counted by its commas) and per list, its Python objects, as if all lived at once.
+    About 3x the size for real descriptors (~20 characters a number); more for terse files."""
+    commas = lists = 0
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 20):
+            commas += chunk.count(b",")
+            lists += chunk.count(b"[")
+    return os.path.getsize(path) + BYTES_PER_NUMBER * (commas + 1) + BYTES_PER_LIST * lists
+
+
 def _check_readable(path: str) -> None:
     size = os.path.getsize(path)
-    needed, available = JSON_MEMORY_FACTOR * size, available_memory()
+    needed, available = json_memory_needed(path), available_memory()
     if needed > available:
         raise ValueError(
             f"Descriptor file '{path}' is {size / 1e9:.2f} GB of JSON; reading it needs about "
@@ -194,10 +208,15 @@ def load_json_arrays(path: str) -> dict[str, np.ndarray]:
     try:
         with open(path, encoding="utf-8") as f:
             tree = json.load(f, object_pairs_hook=_convert_lists)
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+    except (ValueError, UnicodeDecodeError) as e:  # JSONDecodeError, a 5000-digit number, ...
         raise ValueError(
             f"Descriptor file '{path}' is not valid JSON ({e}); it may be truncated: write it "
             "again."
+        ) from None
+    except RecursionError:
+        raise ValueError(
+            f"Descriptor file '{path}': lists nested too deeply; expected "
+            '{"domain": {"split": [ [[...], ...] ]}}.'
         ) from None
     if not isinstance(tree, dict) or not all(isinstance(v, dict) for v in tree.values()):
         raise ValueError(
