@@ -65,9 +65,9 @@ def results_original(results: Mapping[str, float]) -> list[dict[str, float | Non
     domains_of: dict[tuple[str, str], list[float | None]] = {}
     for key, value in results.items():
         embedding, _, body = key.rpartition("/")  # 'teacher_embedd/cars:...': another embedding
-        domain, rest = body.split(":", 1)
+        domain, _, rest = body.partition(":")
         group = _metric_group(key.rsplit(":", 1)[-1])
-        if group is None or domain == "average":
+        if group is None or domain == "average" or not rest:
             continue
         groups[group][key] = round_like_original(value)
         domains_of.setdefault((embedding, rest), []).append(groups[group][key])
