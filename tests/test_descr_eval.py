@@ -90,6 +90,12 @@ def test_npz_and_json_end_to_end(inputs):
         assert _table_row(proc.stdout, "average") == average  # printed table
         assert (workdir / "results.html").exists()
     assert runs["npz"] == runs["json"]
+    with open(inputs / "work_npz" / "results_original.json") as f:
+        top_1, mp_2, map_2 = json.load(f)  # the original's layout, np.round(value, 3)
+    assert map_2["cars:separate:test_knn:map_2"] == 0.375
+    assert map_2["average:separate:test_knn:map_2"] == 0.562  # mean(0.375, 0.75) = 0.5625
+    assert top_1["average:separate:test_knn:top_1"] == 0.25
+    assert "cars:common:test_knn:skipped_queries" not in mp_2
     for key, value in EXPECTED.items():
         assert runs["npz"][key] == pytest.approx(value), key
     assert not any("val_knn" in key for key in runs["npz"])

@@ -117,6 +117,11 @@ def test_outputs_and_results_match_saved_descriptors(data_dir, run):
                 assert f"{d}:{key}:{metric}" in saved
     assert not any(":separate:val_knn:" in key for key in saved)
     assert saved["inshop:separate:test_knn:skipped_queries"] == 1  # label 9 is in no index image
+    with open(os.path.join(workdir, "results_original.json")) as f:
+        original = json.load(f)  # [top_1, mp_k, map_k], rounded to 3 decimals
+    key = f"cars:common:test_knn:mp_{K}"
+    assert original[1][key] == float(np.round(results[key], 3))
+    assert sorted(original[0]) == sorted(k for k in saved if k.endswith(":top_1"))
 
     npz = knn_descriptors.load_descriptors(os.path.join(workdir, "descriptors.npz"))
     js = knn_descriptors.load_descriptors(os.path.join(workdir, "descriptors.json"))
@@ -175,6 +180,8 @@ def train_run(data_dir, tmp_path_factory):
         disabled_separate_knns="",
         save_neighbors=False,
         save_json_descriptors=False,
+        descriptor_format="original",  # the original's file, read back by descr_eval below
+        descr_save_path=os.path.join(workdir, "saved"),
     )
     return config, workdir, knn_main.run_knn(config, workdir)
 
@@ -191,8 +198,14 @@ def test_train_knn_results_match_descr_eval_on_saved_descriptors(train_run, tmp_
         for protocol in ("separate", "common"):
             for metric in ("top_1", f"mp_{K}", f"map_{K}"):
                 assert f"{d}:{protocol}:train_knn:{metric}" in saved
+    assert not os.path.exists(os.path.join(workdir, "descriptors.npz"))
     c = config.copy_and_resolve_references()
-    c.descr_path = os.path.join(workdir, "descriptors.npz")
+    # random weights, no train_dir: the original's step 0
+    c.descr_path = os.path.join(workdir, "saved", "descriptors", "descriptors_step_0.pkl")
+    with open(c.descr_path) as f:
+        nested = json.load(f)
+    assert sorted(nested) == ["cars", "inshop"]
+    assert all(len(v) == 1 for splits in nested.values() for v in splits.values())  # wrapped
     again = descr_eval.descr_eval(c, str(tmp_path / "again"))
     assert again.keys() == results.keys()
     for key, value in results.items():
@@ -205,12 +218,13 @@ def test_train_descriptor_rows_follow_info_order(data_dir, train_run):
     from universal_embedding.data.normalization import normalization_name
 
     config, workdir, _ = train_run
-    npz = knn_descriptors.load_descriptors(os.path.join(workdir, "descriptors.npz"))
-    assert set(npz) == {"cars/train", "inshop/train"}
+    saved = os.path.join(workdir, "saved", "descriptors", "descriptors_step_0.pkl")
+    rows = knn_descriptors.load_descriptors(saved)  # the original's file (descriptor_format)
+    assert set(rows) == {"cars/train", "inshop/train"}
     loaded = loading.load_model(config)
     model, params, mconfig = loaded.model, loaded.params, loaded.config
     embed_fn = loading.make_embedder(model, params, "projected")
-    infos = info_files.load_splits(config.info_files_dir, sorted(npz))
+    infos = info_files.load_splits(config.info_files_dir, sorted(rows))
     kw = dict(batch_size=config.eval_batch_size, image_size=32,
               normalization=normalization_name(mconfig.model_class))  # fmt: skip
     for key, info in infos.items():
@@ -222,8 +236,8 @@ def test_train_descriptor_rows_follow_info_order(data_dir, train_run):
         assert sorted(record_order) == sorted(info.paths) and record_order != list(info.paths)
         batches = input_pipeline.folder_batches(os.path.join(data_dir, "images"), info.paths, **kw)
         by_file = knn_descriptors.extract(embed_fn, batches, len(info))
-        assert npz[key].shape == (len(TRAIN[domain]), 8)
-        np.testing.assert_allclose(npz[key], by_file, atol=1e-5)
+        assert rows[key].shape == (len(TRAIN[domain]), 8)
+        np.testing.assert_allclose(rows[key], by_file, atol=1e-5)
 
 
 def _protocol_cells(doc):

@@ -5,7 +5,9 @@
         --num_shards=1 --train [--workers=8] [--skip_bad_images] [--seed=0] \
         [--max_image_bytes=100000000] [--allow_outside_files_dir]
 
-The top-level `convert_to_tfrecord_from_file.py` runs this with the same flags.
+The top-level `convert_to_tfrecord_from_file.py` runs this with the same flags. Besides the
+shards it writes `_meta/<name>.summary.json` (and `_meta/<name>.skipped.txt`) in their folder,
+where `<output_file>*` does not reach.
 """
 
 from __future__ import annotations
@@ -41,7 +43,7 @@ def _define_flags():
 
 def convert(args) -> None:
     """Run the conversion and print its summary (a bad input ends the process with one line)."""
-    from universal_embedding.data import tfrecords  # TensorFlow, kept off the GPUs
+    from universal_embedding.data import side_files, tfrecords  # TensorFlow: off the GPUs
 
     try:
         summary = tfrecords.convert(
@@ -60,7 +62,7 @@ def convert(args) -> None:
         sys.exit(f"Conversion failed: {e}")
     print(summary.line())
     if summary.skipped:
-        print(f"Skipped images are listed in {args.output_file}{tfrecords.SKIPPED_SUFFIX}")
+        print(f"Skipped images are listed in {side_files.skipped_path(args.output_file)}")
 
 
 def cli() -> None:

@@ -1,27 +1,65 @@
-"""Evaluate saved descriptors on UnED kNN setups -> workdir/results.{json,csv,md} + printed table.
+"""Evaluate saved descriptors on UnED kNN setups -> workdir/results.{json,csv,md,html} (+ the
+original's results_original.json) and a printed table.
 
     python -m universal_embedding.descr_eval \
         --config=universal_embedding/configs/config_knn_descr_eval.py --workdir=W \
         --config.descr_path=P --config.info_files_dir=I [--config.knn_eval_names=cars,sop]
 
-Imports neither TensorFlow nor the models: descriptors (.npz or original JSON)
-and info files are all it reads.
+P: .npz, or JSON in the original or UDON layout (the original's descriptors_step_<step>.pkl
+files are JSON and are read as such; nothing is ever unpickled). With
+--config.save_descriptors=True the descriptors are written again in descriptor_format
+('npz': W/descriptors.npz; 'original': W/descriptors/descriptors_step_<step>.pkl): a converter.
+Imports neither TensorFlow nor the models: descriptors and info files are all it reads.
 """
 
 from __future__ import annotations
 
+import os
+import re
+
+from absl import logging
+
 from universal_embedding import app
-from universal_embedding.knn.descriptors import load_descriptors
+from universal_embedding.knn.descriptors import (
+    descriptor_file,
+    load_descriptors,
+    save_descriptor_file,
+)
 from universal_embedding.knn.report import evaluate_and_report
+
+MODEL_OUTPUTS = ("projected", "backbone_out")  # embedd_to_eval values that name no file entry
+
+
+def embedding_choice(config) -> str | None:
+    """Which embedding of a several-embedding (UDON) file: descr_embedding, else the first name
+    in embedd_to_eval unless that is a model output; None: the file's default."""
+    if config.get("descr_embedding"):
+        return config.descr_embedding
+    names = [n.strip() for n in (config.get("embedd_to_eval") or "").split(",") if n.strip()]
+    if names and names[0] not in MODEL_OUTPUTS:
+        return names[0]
+    return None
+
+
+def input_step(path: str) -> int:
+    """The step of an original descriptors_step_<step> file name; -1 (best) for other names."""
+    found = re.fullmatch(r"descriptors_step_(-?\d+)\.\w+", os.path.basename(path))
+    return int(found.group(1)) if found else -1
 
 
 def descr_eval(config, workdir: str) -> dict[str, float]:
     """Load config.descr_path and evaluate it with the config's kNN plan; write results."""
     if not config.descr_path:
-        raise ValueError("--config.descr_path is required (a .npz or .json descriptor file).")
-    # several-embedding files: which one ('' or absent: the universal student)
-    descriptors = load_descriptors(config.descr_path, config.get("descr_embedding") or None)
-    return evaluate_and_report(descriptors, config, workdir)
+        raise ValueError(
+            "--config.descr_path is required (a .npz, .json or original .pkl descriptor file)."
+        )
+    out_path = descriptor_file(config, workdir, input_step(config.descr_path))
+    descriptors = load_descriptors(config.descr_path, embedding_choice(config))
+    results = evaluate_and_report(descriptors, config, workdir)
+    if config.get("save_descriptors"):
+        save_descriptor_file(out_path, descriptors)
+        logging.info("Wrote %s", out_path)
+    return results
 
 
 def cli() -> None:

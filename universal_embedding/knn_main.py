@@ -4,8 +4,10 @@ python -m universal_embedding.knn_main --config=universal_embedding/configs/conf
     --workdir=W --config.train_dir=T
 Extracts every split the chosen kNN setups need (once each; shuffled train splits are put in
 info-file order by record key, so train_knn works too), evaluates them with knn/evaluate.py
-and writes W/results.{json,csv,md,html}, W/descriptors.npz (W/descriptors.json on request) and,
-with save_neighbors=True, W/neighbours.html (+ neighbours_2.html, ... past neighbours_per_page).
+and writes W/results.{json,csv,md,html}, W/results_original.json (the original's layout),
+W/descriptors.npz (with --config.descriptor_format=original instead the original's
+<descr_save_path or train_dir>/descriptors/descriptors_step_<step>.pkl; W/descriptors.json on
+request) and, with save_neighbors=True, W/neighbours.html (+ neighbours_2.html, ...).
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import ml_collections
 from absl import logging
 
 from universal_embedding import app, loading, writers
+from universal_embedding.checkpoint.series import LATEST, checkpoint_dir
 from universal_embedding.data.normalization import normalization_name
 from universal_embedding.knn import descriptors as knn_descriptors
 from universal_embedding.knn import evaluate, evaluator, gallery_html, neighbours, report
@@ -81,10 +84,27 @@ def write_neighbours(config, workdir: str, found: Mapping, infos: Mapping) -> li
     )
 
 
+def descriptor_step(config: ml_collections.ConfigDict) -> int:
+    """The step in the original's descriptor file name: -1 for the best checkpoint, N for step
+    N, the newest saved step for 'latest', 0 for pretrained or random weights (as the original
+    named its test_pretrained_features run)."""
+    if not config.train_dir:
+        return 0
+    which = str(config.checkpoint).strip()
+    if which == "best":
+        return -1
+    if which.isdigit():
+        return int(which)
+    latest = checkpoint_dir(config.train_dir, LATEST)
+    steps = [int(n) for n in os.listdir(latest) if n.isdigit()] if os.path.isdir(latest) else []
+    return max(steps, default=0)
+
+
 def run_knn(config: ml_collections.ConfigDict, workdir: str) -> dict[str, float]:
     """Extract, evaluate and write every output; returns the flat results."""
     plan = evaluate.plan_from_config(config)
     loading.weights_source(config)  # fail on missing weights before reading any data
+    descriptor_path = knn_descriptors.descriptor_file(config, workdir, descriptor_step(config))
     mconfig = loading.resolve_model_config(config)
     norm = normalization_name(mconfig.model_class, mconfig.normalization)
     data = evaluator.EvalData.from_config(mconfig, norm)
@@ -97,7 +117,8 @@ def run_knn(config: ml_collections.ConfigDict, workdir: str) -> dict[str, float]
     if jax.process_index() != 0:
         return out.results
     writers.write_config_json(config, os.path.join(workdir, "knn_config.json"))
-    knn.write_outputs(workdir, out.results, descriptors if config.save_descriptors else None)
+    saved = descriptors if config.save_descriptors else None
+    knn.write_outputs(workdir, out.results, saved, descriptor_path)
     if config.save_json_descriptors:
         knn_descriptors.save_json(os.path.join(workdir, "descriptors.json"), descriptors)
     if config.save_neighbors:

@@ -75,10 +75,8 @@ def test_eval_round_trip_keeps_order_labels_and_bytes(formats_dir, tmp_path):
     out = str(tmp_path / "out/x.test.tfrecord")
     summary = tfrecords.convert(info, out, str(img), 1, progress=False)
     assert summary.written == 8 and summary.skipped == [] and summary.shard_records == [8]
-    assert sorted(os.listdir(tmp_path / "out")) == [
-        "x.test.tfrecord",
-        "x.test.tfrecord.summary.json",
-    ]
+    assert sorted(os.listdir(tmp_path / "out")) == ["_meta", "x.test.tfrecord"]
+    assert os.listdir(tmp_path / "out" / "_meta") == ["x.test.tfrecord.summary.json"]
     records = _read_records([out])
     assert [r[0] for r in records] == [e["path"] for e in entries]
     expected = [
@@ -95,7 +93,7 @@ def test_eval_round_trip_keeps_order_labels_and_bytes(formats_dir, tmp_path):
         np.testing.assert_array_equal(decoded, _pixels(seed))
     for _, _, raw in records:
         assert tf.io.decode_image(raw, channels=3, expand_animations=False).shape[-1] == 3
-    meta = json.loads(open(out + ".summary.json").read())
+    meta = json.loads(open(tmp_path / "out" / "_meta" / "x.test.tfrecord.summary.json").read())
     assert meta["num_records"] == 8 and meta["info_entries"] == 8
 
 
@@ -157,7 +155,8 @@ def test_skip_bad_images_writes_good_ones_and_a_report(tmp_path):
     summary = tfrecords.convert(info, out, str(img), 1, skip_bad_images=True, progress=False)
     assert summary.written == 2 and [p for p, _ in summary.skipped] == bad
     assert [r[0] for r in _read_records([out])] == ["ok1.jpg", "ok2.png"]
-    report = open(out + tfrecords.SKIPPED_SUFFIX, encoding="utf-8").read().splitlines()
+    report_path = tmp_path / "out" / "_meta" / "x.val.tfrecord.skipped.txt"
+    report = open(report_path, encoding="utf-8").read().splitlines()
     assert [line.split("\t")[0] for line in report] == bad
     assert tfrecords.read_summary(out)["num_skipped"] == 5
 

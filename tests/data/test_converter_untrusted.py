@@ -117,7 +117,7 @@ def test_stale_temp_shards_of_dead_runs_are_removed(tmp_path):
     s = tfrecords.convert(info, str(out_dir / "x.val.tfrecord"), str(img), progress=False)
     assert s.written == 1
     left = sorted(os.listdir(out_dir))
-    assert left == sorted(kept + ["x.val.tfrecord", "x.val.tfrecord.summary.json"])
+    assert left == sorted(kept + ["x.val.tfrecord", "_meta"])
 
 
 @pytest.mark.parametrize(

@@ -146,6 +146,10 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     c.disabled_merged_knns = "train_knn,test_knn"
     c.do_final_testing = True
     c.save_descriptors = False
+    # 'npz': W/descriptors.npz; 'original': the original code's JSON file
+    # <descr_save_path or train_dir or W>/descriptors/descriptors_step_<step>.pkl (step -1 = best)
+    c.descriptor_format = "npz"
+    c.descr_save_path = ""  # folder of descriptor_format='original' files ('' = see above)
     c.save_neighbors = False
     c.knn_search = "auto"  # auto | faiss | jax | numpy
 

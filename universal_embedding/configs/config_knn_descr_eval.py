@@ -6,6 +6,8 @@
 
 Setups evaluated = eval_knns minus disabled_separate_knns / disabled_merged_knns;
 e.g. `--config.disabled_separate_knns=train_knn` adds val_knn to the separate protocol.
+`--config.save_descriptors=True` writes the descriptors again in descriptor_format (npz or
+original): a format converter.
 """
 
 from __future__ import annotations
@@ -17,9 +19,10 @@ from universal_embedding.configs import base
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     c = base.get_config(arg)
-    c.descr_path = ""  # .npz ('domain/split' keys) or the original JSON layout
-    # Files of several embeddings ('domain/split/embedding'): which one; '' = the universal
-    # student (or the file's only embedding).
+    c.descr_path = ""  # .npz ('domain/split' keys), or JSON (.json / the original's .pkl)
+    # Files of several embeddings ('domain/split/embedding'): which one; '' = the first of
+    # embedd_to_eval when it names one (UDON configs), else the universal student (or the file's
+    # only embedding).
     c.descr_embedding = ""
     c.eval_knns = "train_knn,val_knn,test_knn"
     c.disabled_separate_knns = "train_knn,val_knn"

@@ -33,7 +33,7 @@ def knn_config(model_class: str, arg: str | None) -> ml_collections.ConfigDict:
     c.disabled_separate_knns = ""
     c.disabled_merged_knns = ""
 
-    c.save_descriptors = True  # W/descriptors.npz
+    c.save_descriptors = True  # W/descriptors.npz (descriptor_format: see configs/base.py)
     c.save_json_descriptors = False  # also W/descriptors.json (the original JSON layout)
     c.save_neighbors = False  # W/neighbours.html
     # Originals for neighbours.html; '' = <info_files_dir>/../images; missing files: TFRecord bytes.

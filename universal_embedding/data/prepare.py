@@ -24,6 +24,7 @@ from universal_embedding.data import (  # noqa: E402
     image_files,
     info_files,
     registry,
+    side_files,
     tfrecords,
 )
 
@@ -75,6 +76,8 @@ def prepare(
             size = len(info_files.read_info_file(info_file))
             shards = max(1, min(registry.get_domain(domain).num_shards(split), size))
             prefix = registry.tfrecord_prefix(tfds_dir, domain, split)
+            for old in side_files.move_legacy_side_files(prefix):
+                print(f"{domain}/{split}: moved {old} into {side_files.META_DIR}/")
             if split_is_complete(info_file, prefix, shards):
                 print(f"{domain}/{split}: already complete, skipped")
                 continue

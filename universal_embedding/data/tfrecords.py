@@ -20,9 +20,12 @@ import tensorflow as tf
 import tqdm
 
 from universal_embedding.data import image_files, info_files, registry
-
-SUMMARY_SUFFIX = ".summary.json"
-SKIPPED_SUFFIX = ".skipped.txt"
+from universal_embedding.data.side_files import (
+    SKIPPED_SUFFIX,
+    SUMMARY_SUFFIX,
+    skipped_path,
+    summary_path,
+)
 
 
 @dataclasses.dataclass
@@ -82,8 +85,10 @@ def count_records(files: Iterable[str]) -> int:
 
 
 def read_summary(output_file: str) -> dict | None:
-    """The summary written next to finished shards, or None when there is none."""
-    path = output_file + SUMMARY_SUFFIX
+    """The summary of finished shards (_meta/, else an earlier version's), or None."""
+    path = summary_path(output_file)
+    if not os.path.isfile(path):
+        path = output_file + SUMMARY_SUFFIX  # written by earlier versions
     if not os.path.isfile(path):
         return None
     with open(path, encoding="utf-8") as f:
@@ -255,7 +260,11 @@ def convert(
             w.close()
         _remove(temps)
         raise
-    _remove([output_file + SUMMARY_SUFFIX])  # its absence marks the split unfinished until done
+    # The summary's absence marks the split unfinished until done; earlier versions' side files
+    # beside the shards go for good.
+    _remove(
+        [summary_path(output_file), *(output_file + x for x in (SUMMARY_SUFFIX, SKIPPED_SUFFIX))]
+    )
     _remove(set(shard_files(output_file)) - set(finals))  # stale shards of another shard count
     for t, f in zip(temps, finals, strict=True):
         os.replace(t, f)
@@ -272,10 +281,11 @@ def convert(
 
 
 def _write_side_files(summary: ConvertSummary, info_file: str, num_entries: int) -> None:
-    skipped_path = summary.output_file + SKIPPED_SUFFIX
-    _remove([skipped_path])
+    os.makedirs(os.path.dirname(summary_path(summary.output_file)), exist_ok=True)
+    skipped = skipped_path(summary.output_file)
+    _remove([skipped])
     if summary.skipped:
-        with open(skipped_path, "w", encoding="utf-8") as f:
+        with open(skipped, "w", encoding="utf-8") as f:
             f.writelines(f"{p}\t{why}\n" for p, why in summary.skipped)
     meta = {
         "info_file": os.path.abspath(info_file),
@@ -285,5 +295,5 @@ def _write_side_files(summary: ConvertSummary, info_file: str, num_entries: int)
         "num_skipped": len(summary.skipped),
         "shard_records": summary.shard_records,
     }
-    with open(summary.output_file + SUMMARY_SUFFIX, "w", encoding="utf-8") as f:
+    with open(summary_path(summary.output_file), "w", encoding="utf-8") as f:
         json.dump(meta, f, indent=1)

@@ -1,15 +1,15 @@
-"""Descriptor files (npz native, original JSON layout), input checks, and batched extraction.
+"""Descriptor files (npz native; original and UDON JSON), input checks, and batched extraction.
 
 Descriptor dicts are keyed 'domain/split', rows in info-file order (UNED_SPEC
 sections 1 and 7); files of several embeddings per image (UDON) are keyed
-'domain/split/embedding' (JSON: {"domain": {"split": {"embedding": [[...], ...]}}}).
+'domain/split/embedding'. JSON layouts (also under the original's `.pkl` name):
+knn/original_format.py.
 Nothing here imports JAX or TensorFlow: `extract` takes any function that maps an image
 batch to an array.
 """
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Callable, Iterable, Mapping, Sequence, Sized
 from typing import Any
@@ -19,6 +19,7 @@ from absl import logging
 from tqdm import tqdm
 
 from universal_embedding.data import registry
+from universal_embedding.knn import original_format
 
 UNIVERSAL = "universal_student_embedd"  # chosen by default from a several-embedding file
 
@@ -32,19 +33,37 @@ def save_npz(path: str, descriptors: Mapping[str, np.ndarray]) -> None:
 
 
 def save_json(path: str, descriptors: Mapping[str, np.ndarray]) -> None:
-    """Write the original JSON layout {"domain": {"split": [[...], ...]}} (or, for
-    'domain/split/embedding' keys, {"domain": {"split": {"embedding": [[...], ...]}}})."""
-    nested: dict[str, dict[str, Any]] = {}
-    for key, value in descriptors.items():
-        rows = np.asarray(value, dtype=np.float32).tolist()
-        parts = _split_key(key, path, allow_embedding=True)
-        if len(parts) == 3:
-            nested.setdefault(parts[0], {}).setdefault(parts[1], {})[parts[2]] = rows
-        else:
-            nested.setdefault(parts[0], {})[parts[1]] = rows
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    with open(path, "w") as f:
-        json.dump(nested, f)
+    """Write the original JSON layout {"domain": {"split": [ [[...], ...] ]}} (each split a
+    one-element list) or, for 'domain/split/embedding' keys, UDON's
+    {"domain": {"split": {"embedding": [[...], ...]}}}."""
+    original_format.save_original(path, descriptors)
+
+
+DESCRIPTOR_FORMATS = ("npz", "original")
+
+
+def descriptor_file(config: Any, workdir: str, step: int | str) -> str:
+    """Where save_descriptors writes: W/descriptors.npz (descriptor_format='npz') or, for
+    'original', <descr_save_path or train_dir or W>/descriptors[_no_project]/
+    descriptors_step_<step>.pkl (JSON text, the original's name; _no_project for backbone_out)."""
+    fmt = config.get("descriptor_format") or "npz"
+    if fmt not in DESCRIPTOR_FORMATS:
+        raise ValueError(
+            f"config.descriptor_format='{fmt}' is not one of {', '.join(DESCRIPTOR_FORMATS)}."
+        )
+    if fmt == "npz":
+        return os.path.join(workdir, "descriptors.npz")
+    base = config.get("descr_save_path") or config.get("train_dir") or workdir
+    backbone = config.get("embedd_to_eval") == "backbone_out"
+    return original_format.descriptor_path(base, step, backbone)
+
+
+def save_descriptor_file(path: str, descriptors: Mapping[str, np.ndarray]) -> None:
+    """.npz (native) or, for any other name, the original JSON layout."""
+    if path.endswith(".npz"):
+        save_npz(path, descriptors)
+    else:
+        save_json(path, descriptors)
 
 
 MIN_NORM = 1e-12  # a row shorter than this has no direction to rank by
@@ -55,7 +74,8 @@ MAX_ABS = 1e6
 
 
 def load_descriptors(path: str, embedding: str | None = None) -> dict[str, np.ndarray]:
-    """{'domain/split': float32 [n, d]} from a native .npz or an original-layout .json file.
+    """{'domain/split': float32 [n, d]} from a native .npz or a JSON file (.json, or the
+    original's .pkl name) in the original or UDON layout.
 
     Every array is checked before it is cast to float32: real numbers only, all finite and
     within +-MAX_ABS; errors name the file and key. A file of several embeddings
@@ -90,20 +110,19 @@ def load_all_descriptors(path: str) -> dict[str, np.ndarray]:
     """Every array of a descriptor file, keyed 'domain/split' or 'domain/split/embedding'."""
     if not os.path.isfile(path):
         raise FileNotFoundError(
-            f"Descriptor file '{path}' does not exist. Pass --config.descr_path=<.npz or .json>."
+            f"Descriptor file '{path}' does not exist. "
+            "Pass --config.descr_path=<.npz, .json or .pkl>."
         )
-    if path.endswith(".json"):
-        with open(path) as f:
-            try:
-                nested = json.load(f)
-            except json.JSONDecodeError as e:
-                raise ValueError(
-                    f"Descriptor file '{path}' is not valid JSON ({e}); it may be truncated: "
-                    "write it again."
-                ) from None
-        return _from_nested(nested, path)
+    if path.endswith(original_format.JSON_EXTENSIONS):  # JSON text, also under '.pkl'
+        arrays = original_format.load_json_arrays(path)
+        return {  # popped one by one: the float64 parse and its float32 copy never all coexist
+            key: _as_float32(arrays.pop(key), f"Descriptor file '{path}', key '{key}'")
+            for key in list(arrays)
+        }
     if not path.endswith(".npz"):
-        raise ValueError(f"Descriptor file '{path}': expected a .npz or .json file.")
+        raise ValueError(
+            f"Descriptor file '{path}': expected a .npz, .json or (original JSON) .pkl file."
+        )
     with np.load(path, allow_pickle=False) as data:
         out = {}
         for key in data.files:
@@ -154,30 +173,6 @@ def _split_key(key: str, path: str, allow_embedding: bool = False) -> tuple[str,
             "(a folder's descriptors from extract_dir_descriptors cannot be evaluated)."
         )
     return tuple(parts)
-
-
-def _from_nested(nested: Any, path: str) -> dict[str, np.ndarray]:
-    if not isinstance(nested, dict) or not all(isinstance(v, dict) for v in nested.values()):
-        raise ValueError(
-            f'Descriptor file \'{path}\': expected {{"domain": {{"split": [[...], ...]}}}}.'
-        )
-    out = {}
-    for domain, splits in nested.items():
-        for split, rows in splits.items():
-            named = rows.items() if isinstance(rows, dict) else [(None, rows)]
-            for name, values in named:
-                key = f"{domain}/{split}" if name is None else f"{domain}/{split}/{name}"
-                which = f", embedding '{name}'" if name is not None else ""
-                where = f"Descriptor file '{path}', key '{key}'"
-                try:
-                    arr = np.asarray(values)
-                except ValueError as e:
-                    raise ValueError(
-                        f"{where}: domain '{domain}', split '{split}'{which} is not a list of "
-                        f"equal-length number lists ({e})."
-                    ) from None
-                out[key] = _as_float32(arr, where)
-    return out
 
 
 def validate_inputs(

@@ -161,15 +161,18 @@ class KnnEvaluator:
         workdir: str,
         results: Mapping[str, float],
         descriptors: Mapping[str, np.ndarray] | None = None,
+        descriptor_path: str = "",
     ) -> None:
-        """W/results.{json,csv,md,html} (+ W/descriptors.npz when given); process 0 only."""
+        """W/results.* (+ the descriptors, when given, at descriptor_path: '' = W/descriptors.npz;
+        a .pkl/.json path gets the original JSON layout: descriptors.descriptor_file); process 0
+        only."""
         if jax.process_index() != 0:
             return
         p = self.plan
         report.write_results(workdir, dict(results), p.domains, p.knn_names, p.k)
         if descriptors is not None:
-            path = os.path.join(workdir, "descriptors.npz")
-            knn_descriptors.save_npz(path, dict(descriptors))
+            path = descriptor_path or os.path.join(workdir, "descriptors.npz")
+            knn_descriptors.save_descriptor_file(path, descriptors)
             logging.info("Wrote %s", path)
 
 

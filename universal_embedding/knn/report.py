@@ -5,7 +5,8 @@ object (package versions, git commit, devices: writers/provenance.py); results.c
 row per domain (+ average) and one column per knn:protocol:metric; results.md is the
 paper-style table: R@1, mMP@k and mAP@k in percent with one decimal and the skipped queries,
 four columns per kNN setup and protocol; results.html (knn/results_html.py) has the same table
-and a per-domain bar chart.
+and a per-domain bar chart; results_original.json is the original code's layout
+(knn/original_format.py) for scripts written for it.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from absl import logging
 
 from universal_embedding.data.info_files import load_splits
 from universal_embedding.knn import evaluate as knn_evaluate
+from universal_embedding.knn import original_format
 from universal_embedding.writers.provenance import provenance
 
 _PROTOCOL_ORDER = ("separate", "common")
@@ -123,7 +125,8 @@ def write_results(
     knn_names: Sequence[str],
     k: int,
 ) -> dict[str, str]:
-    """Write workdir/results.{json,csv,md,html}; returns {'json': path, 'csv': path, ...}."""
+    """Write workdir/results.{json,csv,md,html} and results_original.json (the original's
+    [top_1, mp_k, map_k] layout, rounded as it rounded); returns {'json': path, ...}."""
     os.makedirs(workdir, exist_ok=True)
     exts = ("json", "csv", "md", "html")
     paths = {ext: os.path.join(workdir, f"results.{ext}") for ext in exts}
@@ -144,6 +147,7 @@ def write_results(
 
     with open(paths["html"], "w", encoding="utf-8") as f:
         f.write(results_html.render(results, domains, _columns(results, knn_names), k))
+    paths["original"] = original_format.write_results_original(workdir, results)
     return paths
 
 

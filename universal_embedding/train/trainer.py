@@ -25,6 +25,7 @@ from tqdm import tqdm
 from universal_embedding import checkpoint, loading, writers
 from universal_embedding.data import normalization, registry
 from universal_embedding.distributed import mesh as mesh_lib
+from universal_embedding.knn import descriptors as knn_descriptors
 from universal_embedding.knn import evaluator, report
 from universal_embedding.models import embedding_model
 from universal_embedding.train import guards, optimizers, plan, preemption, replay, steps, udon
@@ -119,6 +120,7 @@ def _train(config: ml_collections.ConfigDict, workdir: str, watch) -> dict[str, 
     sampler = udon.make_sampler(config, tplan, plan.domain_schedule(config, tplan))
     norm = normalization.normalization_name(config.model_class, config.normalization)
     _check_batching(config)
+    descriptor_path = knn_descriptors.descriptor_file(config, workdir, -1)  # -1: best checkpoint
     _log(
         "Training %s on %s: %d images, %d steps/epoch, %d steps (%d frozen), heads %s",
         config.model_class,
@@ -259,7 +261,12 @@ def _train(config: ml_collections.ConfigDict, workdir: str, watch) -> dict[str, 
         results, descr = test_eval.run(loading.without_heads(best_params))
         writer.write_scalars(final_step, report.summary_scalars(results))
         writer.write_texts(final_step, report.summary_texts(results, test_plan))
-        test_eval.write_outputs(workdir, results, descr if config.save_descriptors else None)
+        test_eval.write_outputs(
+            workdir,
+            results,
+            descr if config.save_descriptors else None,
+            descriptor_path,
+        )
     writer.flush()
     ckpts.close()
     return results
