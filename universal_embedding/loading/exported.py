@@ -13,6 +13,7 @@ from collections.abc import Mapping
 
 import ml_collections
 import numpy as np
+from flax import traverse_util
 
 FORMAT = "universal_embedding"
 PARAMS_FILE = "params.safetensors"
@@ -35,16 +36,9 @@ def flatten(tree: Mapping, prefix: str = "") -> dict[str, np.ndarray]:
     return flat
 
 
-def unflatten(flat: Mapping[str, np.ndarray]) -> dict:
+def unflatten(flat: Mapping[str, object]) -> dict:
     """Inverse of flatten."""
-    tree: dict = {}
-    for name, value in flat.items():
-        node = tree
-        *parents, leaf = name.split("/")
-        for p in parents:
-            node = node.setdefault(p, {})
-        node[leaf] = value
-    return tree
+    return traverse_util.unflatten_dict(dict(flat), sep="/")
 
 
 def with_legacy_fields(model_fields: Mapping) -> tuple[dict, list[str]]:

@@ -7,6 +7,7 @@ import re
 from collections.abc import Callable, Iterable, Mapping
 
 import numpy as np
+from flax import traverse_util
 
 MAX_LISTED = 50  # names listed per category in a strict-loading error
 
@@ -129,14 +130,7 @@ def flatten(tree: Mapping, prefix: str = "") -> dict[str, object]:
 
 def unflatten(flat: Mapping[str, object]) -> dict:
     """{'a/b': x} -> {'a': {'b': x}}."""
-    tree: dict = {}
-    for path, v in flat.items():
-        node = tree
-        *parents, leaf = path.split("/")
-        for p in parents:
-            node = node.setdefault(p, {})
-        node[leaf] = v
-    return tree
+    return traverse_util.unflatten_dict(dict(flat), sep="/")
 
 
 def resize_bilinear(grid: np.ndarray, out_h: int, out_w: int) -> np.ndarray:
