@@ -23,7 +23,7 @@ import time
 
 import jpeg_sets
 
-from universal_embedding import app
+from universal_embedding import writers
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BATCH = 32
@@ -56,7 +56,7 @@ def train_rate(base: str, workdir: str, steps: int, reduced: bool) -> tuple[floa
     res = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=REPO)
     if res.returncode:
         raise SystemExit(f"training failed:\n{res.stderr[-3000:]}")
-    windows = [r["train/images_per_second"] for r in app.read_metrics(workdir)
+    windows = [r["train/images_per_second"] for r in writers.read_metrics(workdir)
                if "train/images_per_second" in r]  # fmt: skip
     return statistics.median(windows[1:]), windows
 

@@ -173,6 +173,24 @@ def _ideal_train(image, seed):
     return tf.cond(u[2] < 0.5, lambda: image[:, ::-1], lambda: image)
 
 
+def eval_geometry(*, image_size: int):
+    """The eval crop's geometry for crops.crop_of_geometry (resize the shorter side to
+    image_size, aspect kept, rounded; center crop): reduced and full decode of eval crops are
+    compared at the same sample positions."""
+    import tensorflow as tf
+
+    def geometry(height, width):
+        shape = tf.cast(tf.stack([height, width]), tf.float32)
+        new = tf.maximum(
+            tf.cast(tf.round(shape * (image_size / tf.reduce_min(shape))), tf.int32), image_size
+        )
+        scale = shape / tf.cast(new, tf.float32)
+        top, left = (new[0] - image_size) // 2, (new[1] - image_size) // 2
+        return top, left, scale[0], scale[1], tf.constant(False)
+
+    return geometry
+
+
 def fidelity(images: list[bytes], size: int, resize: int, ideal: bool) -> dict[str, float]:
     """Mean |difference| in grey levels of final crops: reduced vs full decode (train, eval)."""
     import tensorflow as tf
@@ -188,8 +206,9 @@ def fidelity(images: list[bytes], size: int, resize: int, ideal: bool) -> dict[s
         d["uint8 rounding"].append(
             float(tf.reduce_mean(tf.abs(tf.cast(crops.to_uint8(red), tf.float32) - red)))
         )
-        e_ref = crops.eval_crop(b, image_size=size, reduce=False)
-        e_red = crops.eval_crop(b, image_size=size, reduce=True)
+        geometry = eval_geometry(image_size=size)
+        e_ref = crops.crop_of_geometry(b, geometry, size=size, min_side=size, reduce=False)
+        e_red = crops.crop_of_geometry(b, geometry, size=size, min_side=size, reduce=True)
         d["eval"].append(float(tf.reduce_mean(tf.abs(e_red - e_ref))))
         hw = tf.shape(full)[:2]
         d["ratio>1"].append(float(crops.reduction_ratio(hw[0], hw[1], resize) > 1))
@@ -234,6 +253,7 @@ def main() -> None:
     parser.add_argument("--data_dir", default="", help="keep the generated sets here")
     parser.add_argument("--max_side", type=int, default=0)
     parser.add_argument("--no_fidelity", action="store_true")
+    parser.add_argument("--fidelity_only", action="store_true", help="no throughput runs")
     parser.add_argument("--domains_lever", action="store_true", help="only the 8-domain check")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
@@ -252,7 +272,8 @@ def main() -> None:
             kb = jpeg_sets.mean_kb(root, name) / 1e3
             print(f"{name}: {args.images} JPEGs q90, mean {kb:.0f} kB, load "
                   f"{os.getloadavg()[0]:.1f}")  # fmt: skip
-            throughput(tfds, args, small)
+            if not args.fidelity_only:
+                throughput(tfds, args, small)
             if not args.no_fidelity:
                 fid = fidelity(_record_images(tfds, 24), 224, 256, ideal=True)
                 print(

@@ -1,15 +1,17 @@
-"""Final train/eval crops decoded from only the JPEG pixels they need (UNED_SPEC section 4).
+"""Final training crops decoded from only the JPEG pixels they need (UNED_SPEC section 4).
 
-The geometry is the spec's (train: resize to a square, random crop, flip; eval: resize the
-shorter side, center crop), computed as bilinear sample positions in the original image, the
-same positions `tf.image.resize` + slicing use (half-pixel centres, edge clamping). Then:
+The geometry is the spec's (resize to a square, random crop, flip), computed as bilinear sample
+positions in the original image, the same positions `tf.image.resize` + slicing use
+(half-pixel centres, edge clamping). Then:
 - crop-aware decode: `decode_and_crop_jpeg` decodes only the window around those positions;
 - reduced-size decode (optional): libjpeg's DCT-domain downscaling by r in {2, 4, 8}, the
   largest r with short side // r >= the resize target, so bilinear never upsamples; the
   sample positions are mapped into the r-times smaller image ((x + 0.5) / r - 0.5);
 - `tf.image.crop_and_resize` samples the crop straight from the window (flip = swapped box).
 Without reduction the pixels equal full decode + resize + crop up to float rounding (~1e-4).
-Non-JPEG images (PNG) are decoded whole and sampled the same way.
+Non-JPEG images (PNG) are decoded whole and sampled the same way. Evaluation decodes whole
+images (`preprocess.eval_transform`); benchmarks/input_pipeline.py measures what reduced decode
+would change in eval crops with `crop_of_geometry`.
 """
 
 from __future__ import annotations
@@ -134,21 +136,6 @@ def train_geometry(seed: tf.Tensor, *, image_size: int, resize_size: int):
     return geometry
 
 
-def eval_geometry(*, image_size: int):
-    """Resize the shorter side to image_size (aspect kept, rounded), center crop, no flip."""
-
-    def geometry(height: tf.Tensor, width: tf.Tensor):
-        shape = tf.cast(tf.stack([height, width]), tf.float32)
-        new = tf.maximum(
-            tf.cast(tf.round(shape * (image_size / tf.reduce_min(shape))), tf.int32), image_size
-        )
-        scale = shape / tf.cast(new, tf.float32)
-        top, left = (new[0] - image_size) // 2, (new[1] - image_size) // 2
-        return top, left, scale[0], scale[1], tf.constant(False)
-
-    return geometry
-
-
 def train_crop(
     image_bytes: tf.Tensor,
     seed: tf.Tensor,
@@ -162,14 +149,6 @@ def train_crop(
     return crop_of_geometry(
         image_bytes, geometry, size=image_size, min_side=resize_size, reduce=reduce
     )
-
-
-def eval_crop(image_bytes: tf.Tensor, *, image_size: int, reduce: bool = False) -> tf.Tensor:
-    """Evaluation crop [image_size, image_size, 3] float32 in 0..255 (see the module docstring)."""
-    return crop_of_geometry(
-        image_bytes, eval_geometry(image_size=image_size), size=image_size,
-        min_side=image_size, reduce=reduce,
-    )  # fmt: skip
 
 
 def to_uint8(pixels: tf.Tensor) -> tf.Tensor:
