@@ -174,17 +174,13 @@ def _ideal_train(image, seed):
 
 
 def eval_geometry(*, image_size: int):
-    """The eval crop's geometry for crops.crop_of_geometry (resize the shorter side to
-    image_size, aspect kept, rounded; center crop): reduced and full decode of eval crops are
-    compared at the same sample positions."""
+    """The eval crop's geometry (preprocess.eval_size, center crop) for crops.crop_of_geometry:
+    reduced and full decode of eval crops are compared at the same sample positions."""
     import tensorflow as tf
 
     def geometry(height, width):
-        shape = tf.cast(tf.stack([height, width]), tf.float32)
-        new = tf.maximum(
-            tf.cast(tf.round(shape * (image_size / tf.reduce_min(shape))), tf.int32), image_size
-        )
-        scale = shape / tf.cast(new, tf.float32)
+        new = preprocess.eval_size(tf.stack([height, width]), image_size)
+        scale = tf.cast(tf.stack([height, width]), tf.float32) / tf.cast(new, tf.float32)
         top, left = (new[0] - image_size) // 2, (new[1] - image_size) // 2
         return top, left, scale[0], scale[1], tf.constant(False)
 
