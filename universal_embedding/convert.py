@@ -2,7 +2,7 @@
 
     python -m universal_embedding.convert --info_file=data/info_files/cars/train.json \
         --output_file=data/tfds/cars/train/cars.train.tfrecord --files_dir=data/images \
-        --num_shards=1 --train [--workers=8] [--skip_bad_images] [--seed=0] \
+        --num_shards=1 --train [--workers=8] [--skip_bad_images] [--seed=0] [--max_side=0] \
         [--max_image_bytes=100000000] [--allow_outside_files_dir]
 
 The top-level `convert_to_tfrecord_from_file.py` runs this with the same flags. Besides the
@@ -32,6 +32,9 @@ def _define_flags():
     )
     flags.DEFINE_integer("seed", 0, "Shuffle seed for --train.")
     flags.DEFINE_integer(
+        "max_side", 0, "Store images with long side <= N, downscaled (0 = off; training splits).", 0
+    )
+    flags.DEFINE_integer(
         "max_image_bytes", 100_000_000, "Larger files are bad images (checked before reading).", 1
     )
     flags.DEFINE_bool(
@@ -57,6 +60,7 @@ def convert(args) -> None:
             seed=args.seed,
             allow_outside_files_dir=args.allow_outside_files_dir,
             max_image_bytes=args.max_image_bytes,
+            max_side=args.max_side,
         )
     except (ValueError, FileNotFoundError, RuntimeError) as e:
         sys.exit(f"Conversion failed: {e}")

@@ -208,3 +208,62 @@ def test_cli_converts_and_reports(tmp_path, formats_dir):
     res = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
     assert res.returncode == 1 and "2 bad image(s)" in res.stderr
     assert "../nowhere.png: missing" in res.stderr and "over --max_image_bytes=100" in res.stderr
+
+
+def test_max_side_downscales_large_images_only(tmp_path):
+    img = tmp_path / "images"
+    _save(str(img / "wide.jpg"), _pixels(0, 60, 150), "JPEG", quality=90)  # long side 150
+    _save(str(img / "tall.png"), _pixels(1, 130, 40), "PNG")
+    _save(str(img / "small.jpg"), _pixels(2, 30, 50), "JPEG", quality=90)  # kept as is
+    _save(str(img / "exact.png"), _pixels(3, 64, 20), "PNG")  # long side == max_side: kept
+    names = ["wide.jpg", "tall.png", "small.jpg", "exact.png"]
+    info = _write_info(
+        tmp_path / "i.json", [{"path": n, "class_id": i} for i, n in enumerate(names)]
+    )
+    out = str(tmp_path / "tfds" / "x.train.tfrecord")
+    summary = tfrecords.convert(info, out, str(img), 2, train=True, progress=False, max_side=64)
+    assert summary.written == 4 and sum(summary.shard_records) == 4
+    assert tfrecords.read_summary(out)["max_side"] == 64
+    records = {k: (labels, data) for k, labels, data in _read_records(tfrecords.shard_files(out))}
+    assert sorted(records) == sorted(names)
+    shapes = {
+        k: tuple(tf.io.decode_image(d, channels=3).shape[:2]) for k, (_, d) in records.items()
+    }
+    # 60 x 150 -> 25.6 x 64, rounded to 26; 130 x 40 -> 64 x 19.7, rounded to 20
+    assert shapes == {"wide.jpg": (26, 64), "tall.png": (64, 20), "small.jpg": (30, 50),
+                      "exact.png": (64, 20)}  # fmt: skip
+    assert records["wide.jpg"][1][:3] == b"\xff\xd8\xff"  # a JPEG stays a JPEG
+    assert records["tall.png"][1][:4] == b"\x89PNG"
+    for name in ("small.jpg", "exact.png"):
+        with open(img / name, "rb") as f:
+            assert records[name][1] == f.read()  # byte for byte
+    assert [records[n][0] for n in names] == [[0], [1], [2], [3]]
+
+
+def test_prepare_max_side_only_for_train_splits_and_redoes_on_change(tmp_path):
+    from universal_embedding.data import prepare, registry
+
+    root = tmp_path
+    for split in ("train", "test"):
+        entries = []
+        for i in range(3):
+            rel = f"cars/{split}/{i}.jpg"
+            _save(str(root / "images" / rel), _pixels(i, 80, 120), "JPEG", quality=90)
+            entries.append({"path": rel, "class_id": i})
+        os.makedirs(root / "info_files" / "cars", exist_ok=True)
+        _write_info(root / "info_files" / "cars" / f"{split}.json", entries)
+    prepare.prepare(str(root), ["cars"], max_side=60)
+    tfds = str(root / "tfds")
+
+    def long_sides(split):
+        files = tfrecords.shard_files(registry.tfrecord_prefix(tfds, "cars", split))
+        return sorted(max(tf.io.decode_image(d).shape[:2]) for _, _, d in _read_records(files))
+
+    assert long_sides("train") == [60, 60, 60] and long_sides("test") == [120, 120, 120]
+    info = str(root / "info_files" / "cars" / "train.json")
+    prefix = registry.tfrecord_prefix(tfds, "cars", "train")
+    shards = len(tfrecords.shard_files(prefix))
+    assert prepare.split_is_complete(info, prefix, shards, max_side=60)
+    assert not prepare.split_is_complete(info, prefix, shards, max_side=0)  # reconverted
+    prepare.prepare(str(root), ["cars"])
+    assert long_sides("train") == [120, 120, 120]

@@ -8,7 +8,7 @@ import pytest
 from PIL import Image
 
 from universal_embedding.data import input_pipeline as ip
-from universal_embedding.data import normalization, registry, tfrecords
+from universal_embedding.data import normalization, registry, tfrecords, train_stream
 
 CLIP_MEAN, CLIP_STD = normalization.MEAN_STD["clip"]
 
@@ -100,7 +100,7 @@ def _train(tfds, domain="inat", **kw):
     args = dict(batch_size=4, image_size=8, resize_size=10, normalization="imagenet", seed=5,
                 shuffle_buffer_size=8)  # fmt: skip
     args.update(kw)
-    return ip.train_batches(tfds, domain, **args)
+    return train_stream.train_batches(tfds, domain, **args)
 
 
 def test_train_shapes_ranges_offset_and_epochs(train_tfds):
@@ -221,3 +221,35 @@ def test_folder_batches_leave_out_files_that_fail_when_read(tmp_path):
     assert [p for p, _ in skipped] == ["big.png", "cut.png", "gone.png"]
     assert f"over --max_image_bytes={len(png) - 1}" in reasons["big.png"]
     assert "decode" in reasons["cut.png"] and "No such file" in reasons["gone.png"]
+
+
+def test_uint8_batches_are_the_rounded_pixels_of_the_float_batches(train_tfds):
+    floats = _take(_train(train_tfds, normalization="clip"), 3)
+    ints = _take(_train(train_tfds, normalization=None), 3)
+    for f, i in zip(floats, ints, strict=True):
+        assert i["images"].dtype == np.uint8 and i["images"].shape == (4, 8, 8, 3)
+        np.testing.assert_array_equal(f["labels"], i["labels"])
+        pixels = (f["images"] * CLIP_STD + CLIP_MEAN) * 255  # undo the normalisation
+        assert np.abs(i["images"] - pixels).max() <= 0.5 + 1e-3
+    kw = dict(batch_size=4, image_size=8)
+    e = list(ip.eval_batches(train_tfds, "cars", "train", normalization=None, **kw))[-1]
+    assert e["images"].dtype == np.uint8 and np.all(e["images"][2:] == 0)  # padding rows
+
+
+def test_one_pipeline_for_a_schedule_equals_the_domain_streams(train_tfds):
+    """schedule_batches == each domain's own stream taken in schedule order, resumed too."""
+    schedule = [0, 1, 1, 0, 1, 0, 0, 1, 1, 1]
+    kw = dict(batch_size=4, image_size=8, resize_size=10, normalization=None,
+              shuffle_buffer_size=8)  # fmt: skip
+    starts = [2, 1]
+    one = _take(train_stream.schedule_batches(
+        train_tfds, ["inat", "cars"], schedule, seeds=[5, 9], label_offsets=[0, 100],
+        start_batches=starts, **kw), len(schedule))  # fmt: skip
+    own = [train_stream.train_batches(train_tfds, d, seed=s, label_offset=o, start_batch=b, **kw)
+           for d, s, o, b in (("inat", 5, 0, 2), ("cars", 9, 100, 1))]  # fmt: skip
+    for d, got in zip(schedule, one, strict=True):
+        want = next(own[d])
+        np.testing.assert_array_equal(got["images"], want["images"])
+        np.testing.assert_array_equal(got["labels"], want["labels"])
+    with pytest.raises(ValueError, match="schedule"):
+        train_stream.schedule_batches(train_tfds, ["inat", "cars"], None, seeds=[5, 9], **kw)

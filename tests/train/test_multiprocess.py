@@ -20,7 +20,7 @@ import pytest
 
 from universal_embedding import checkpoint, writers
 from universal_embedding.configs import tiny
-from universal_embedding.data import input_pipeline
+from universal_embedding.data import train_stream
 from universal_embedding.knn import descriptors as knn_descriptors
 from universal_embedding.train import trainer
 
@@ -116,7 +116,7 @@ def test_two_processes_match_one_process_with_the_same_global_batch(
 
     # One process, 2 devices, fed the concatenation of both processes' shares: the same
     # global batch (process 0's rows then process 1's) at every step.
-    original = input_pipeline.train_batches
+    original = train_stream.schedule_batches
 
     def both_shares(*args, process_index=0, process_count=1, **kwargs):
         assert (process_index, process_count) == (0, 1)
@@ -124,7 +124,7 @@ def test_two_processes_match_one_process_with_the_same_global_batch(
         for a, b in zip(*parts, strict=True):
             yield {k: np.concatenate([a[k], b[k]]) for k in a}
 
-    monkeypatch.setattr(input_pipeline, "train_batches", both_shares)
+    monkeypatch.setattr(train_stream, "schedule_batches", both_shares)
     single = str(tmp_path / "one_process")
     assert jax.process_count() == 1 and jax.device_count() == 2
     results = trainer.train_and_evaluate(config, single)

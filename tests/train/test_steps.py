@@ -136,3 +136,30 @@ def test_training_core_imports_without_tensorflow():
     )
     code = f"import sys, {mods}; assert 'tensorflow' not in sys.modules, 'tensorflow imported'"
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_uint8_batches_are_normalised_inside_the_step(setup):
+    """uint8 pixels + pixel_stats == the host's normalised float batch, step for step."""
+    from universal_embedding.data import normalization
+
+    config, model, params, mesh, tx, float_step = setup
+    stats = normalization.mean_std("clip")
+    uint8_step = steps.make_train_step(model, tx, mesh, loss_config=config.loss, pixel_stats=stats)
+    pixels = np.random.default_rng(3).integers(0, 256, (8, IMAGE, IMAGE, 3), dtype=np.uint8)
+    mean, std = (np.array(v, np.float32) for v in stats)
+    floats = ((pixels.astype(np.float32) / 255 - mean) / std).astype(np.float32)
+    labels = (np.arange(8) % 5).astype(np.int32)
+    sop = steps.head_index(model, "sop", mesh)
+    state_f = steps.create_train_state(params, tx, mesh)
+    state_u = steps.create_train_state(params, tx, mesh)
+    for _ in range(3):
+        state_f, m_f = float_step(state_f, mesh_lib.shard_batch(
+            {"images": floats, "labels": labels}, mesh), sop)  # fmt: skip
+        state_u, m_u = uint8_step(state_u, mesh_lib.shard_batch(
+            {"images": pixels, "labels": labels}, mesh), sop)  # fmt: skip
+        for key in ("loss", "grad_norm"):  # (Adam turns float-rounding gradient noise near
+            # zero into full-size updates, so parameters are not compared)
+            np.testing.assert_allclose(float(m_u[key]), float(m_f[key]), rtol=1e-4)
+    with pytest.raises(ValueError, match="pixel_stats"):
+        state = steps.create_train_state(params, tx, mesh)
+        float_step(state, mesh_lib.shard_batch({"images": pixels, "labels": labels}, mesh), sop)

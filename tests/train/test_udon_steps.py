@@ -78,3 +78,31 @@ def test_other_domains_get_zero_gradients_and_the_loss_is_the_weighted_mean(setu
     np.testing.assert_allclose(
         float(loss), float(sum(terms[k] for k in udon_losses.TERMS) / 4), rtol=1e-5
     )
+
+
+def test_uint8_batches_are_normalised_inside_the_udon_step(setup):
+    """The UDON step on uint8 pixels + pixel_stats == on the host's normalised floats."""
+    from universal_embedding.data import normalization
+    from universal_embedding.distributed import mesh as mesh_lib
+    from universal_embedding.train import optimizers, steps
+
+    c, model, params, _, labels = setup
+    mesh = mesh_lib.make_mesh()
+    tx = optimizers.make_optimizer(c, steps_per_epoch=2, total_steps=10)
+    cfg = udon_losses.UdonLossConfig.from_config(c.loss)
+    stats = normalization.mean_std("imagenet")
+    pixels = np.random.default_rng(4).integers(0, 256, (B, 16, 16, 3), dtype=np.uint8)
+    mean, std = (np.array(v, np.float32) for v in stats)
+    floats = ((pixels.astype(np.float32) / 255 - mean) / std).astype(np.float32)
+    float_steps = udon_steps.make_udon_train_steps(model, tx, mesh, cfg)
+    uint8_steps = udon_steps.make_udon_train_steps(model, tx, mesh, cfg, pixel_stats=stats)
+    state_f = steps.create_train_state(params, tx, mesh)
+    state_u = steps.create_train_state(params, tx, mesh)
+    for _ in range(2):
+        batch_f = mesh_lib.shard_batch({"images": floats, "labels": labels}, mesh)
+        batch_u = mesh_lib.shard_batch({"images": pixels, "labels": labels}, mesh)
+        state_f, m_f = float_steps["sop"](state_f, batch_f)
+        state_u, m_u = uint8_steps["sop"](state_u, batch_u)
+        for key in ("loss", "grad_norm"):  # (Adam turns float-rounding gradient noise near
+            # zero into full-size updates, so parameters are not compared)
+            np.testing.assert_allclose(float(m_u[key]), float(m_f[key]), rtol=1e-4)

@@ -86,6 +86,10 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     c.resize_size = 256  # train: resize to this square, then random crop image_size
     c.normalization = ""  # '' = from model_class; or 'clip' / 'imagenet'
     c.shuffle_buffer_size = 10_000
+    c.input_threads = 0  # threads of each tf.data pipeline's private pool; 0 = all usable cores
+    # train: decode large JPEGs at reduced size (DCT scaling, short side kept >= resize_size);
+    # off by default: it moved the demo's test mMP@5 by +0.013 (benchmarks/NOTES.md)
+    c.reduced_jpeg_decode = False
 
     # ---- model ----
     c.model_class = "vit_with_embedding"  # or 'clip_vit_with_embedding'

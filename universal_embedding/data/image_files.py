@@ -103,6 +103,28 @@ def fast_compatible_bytes(raw: bytes) -> bytes:
     return raw if raw.startswith(_KEEP_MAGIC) else _reencode_png(raw)
 
 
+def downscaled_bytes(raw: bytes, max_side: int, jpeg_quality: int = 90) -> bytes:
+    """`raw` itself when its long side is <= max_side, else the image resized (aspect kept,
+    antialiased) to long side max_side and re-encoded (JPEG stays JPEG at `jpeg_quality`,
+    anything else becomes PNG)."""
+    try:
+        with Image.open(io.BytesIO(raw)) as im:
+            w, h = im.size
+            if max(w, h) <= max_side:
+                return raw
+            scale = max_side / max(w, h)
+            size = (max(1, round(w * scale)), max(1, round(h * scale)))
+            fmt = "JPEG" if im.format == "JPEG" else "PNG"
+            if fmt == "JPEG":
+                im.draft("RGB", size)  # libjpeg DCT scaling to >= size: faster, then resample
+            small = im.convert("RGB").resize(size, Image.Resampling.BICUBIC)
+    except Exception as e:  # Pillow raises many types for bad data
+        raise BadImageError(f"undecodable image ({type(e).__name__}: {e})") from e
+    out = io.BytesIO()
+    small.save(out, format=fmt, **({"quality": jpeg_quality} if fmt == "JPEG" else {}))
+    return out.getvalue()
+
+
 def outside_dir(files_dir: str, rel_paths: Sequence[str]) -> list[tuple[int, str]]:
     """(index, path) of info-file paths that lead outside files_dir (`..`, absolute paths, also
     once `#U`-unescaped); judged on the names, so symlinked folders inside files_dir still work."""

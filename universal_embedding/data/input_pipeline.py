@@ -1,5 +1,5 @@
-"""tf.data streams over UnED TFRecords yielding numpy batches: train (augmented, exactly resumable)
-and eval (info-file order, padded + masked), plus folders of image files."""
+"""tf.data streams over UnED TFRecords yielding numpy batches: eval (info-file order, padded +
+masked), folders of image files, and the pieces the train stream (train_stream.py) shares."""
 
 from __future__ import annotations
 
@@ -9,12 +9,11 @@ from collections.abc import Callable, Iterator, Sequence
 import numpy as np
 import tensorflow as tf
 
-from universal_embedding.data import image_files, preprocess, registry, tfrecords
+from universal_embedding.data import crops, image_files, preprocess, registry, tfrecords
 
 image_files.hide_gpus_from_tensorflow()  # JAX owns the accelerators
 
 AUTOTUNE = tf.data.AUTOTUNE
-_MAX_EPOCHS = 2**62
 
 
 def split_files(tfds_dir: str, domain: str, split: str) -> list[str]:
@@ -30,7 +29,8 @@ def split_files(tfds_dir: str, domain: str, split: str) -> list[str]:
     return files
 
 
-def _file_counts(tfds_dir: str, domain: str, split: str) -> tuple[list[str], list[int]]:
+def file_counts(tfds_dir: str, domain: str, split: str) -> tuple[list[str], list[int]]:
+    """(shard files, records per shard) of one split (from its summary when it has one)."""
     files = split_files(tfds_dir, domain, split)
     summary = tfrecords.read_summary(registry.tfrecord_prefix(tfds_dir, domain, split))
     if summary and len(summary.get("shard_records", [])) == len(files):
@@ -40,10 +40,11 @@ def _file_counts(tfds_dir: str, domain: str, split: str) -> tuple[list[str], lis
 
 def num_records(tfds_dir: str, domain: str, split: str) -> int:
     """Number of records of one converted split."""
-    return sum(_file_counts(tfds_dir, domain, split)[1])
+    return sum(file_counts(tfds_dir, domain, split)[1])
 
 
-def _check_batch(batch_size: int, process_index: int, process_count: int) -> int:
+def check_batch(batch_size: int, process_index: int, process_count: int) -> int:
+    """This process's share of a global batch (errors on a bad process index or split)."""
     if process_count < 1 or not 0 <= process_index < process_count:
         raise ValueError(f"Bad process_index {process_index} for process_count {process_count}.")
     if batch_size % process_count:
@@ -53,71 +54,32 @@ def _check_batch(batch_size: int, process_index: int, process_count: int) -> int
     return batch_size // process_count
 
 
-def _numpy_batches(ds: tf.data.Dataset, prefetch: int) -> Iterator[dict[str, np.ndarray]]:
+def numpy_batches(ds: tf.data.Dataset, prefetch: int) -> Iterator[dict[str, np.ndarray]]:
+    """The dataset's elements as numpy dicts, `prefetch` batches ahead."""
     yield from ds.prefetch(prefetch).as_numpy_iterator()
 
 
-def train_batches(
-    tfds_dir: str,
-    domain: str,
-    *,
-    batch_size: int,
-    image_size: int,
-    resize_size: int,
-    normalization: str,
-    seed: int,
-    label_offset: int = 0,
-    start_batch: int = 0,
-    process_index: int = 0,
-    process_count: int = 1,
-    shuffle_buffer_size: int = 10000,
-) -> Iterator[dict[str, np.ndarray]]:
-    """Endless augmented train batches of one domain; `start_batch=n` resumes exactly at batch n."""
-    local = _check_batch(batch_size, process_index, process_count)
-    files, counts = _file_counts(tfds_dir, domain, "train")
-    by_record = len(files) < process_count
-    if by_record:  # fewer files than processes: every process reads all, keeps every pc-th record
-        mine, n = files, len(range(process_index, sum(counts), process_count))
-    else:
-        mine, n = files[process_index::process_count], sum(counts[process_index::process_count])
-    if n == 0:
-        raise ValueError(f"Process {process_index} has no train records of domain '{domain}'.")
-    first = start_batch * local
-    files_t = tf.constant(mine)
-    seed_t = tf.constant(seed, tf.int64)
+def pipeline_options(threads: int = 0) -> tf.data.Options:
+    """One private thread pool of `threads` (0: every core this process may use) per pipeline,
+    no intra-op threading inside it, deterministic order (exact resume), and a bounded RAM
+    budget for autotuning."""
+    options = tf.data.Options()
+    options.deterministic = True
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    options.threading.private_threadpool_size = threads or cores or 1
+    options.threading.max_intra_op_parallelism = 1
+    options.autotune.ram_budget = 4 << 30
+    return options
 
-    def epoch(e: tf.Tensor) -> tf.data.Dataset:
-        if by_record:
-            ds = tf.data.TFRecordDataset(files_t).shard(process_count, process_index)
-        else:
-            keys = tf.random.stateless_uniform([len(mine)], seed=tf.stack([seed_t, e]))
-            ds = tf.data.Dataset.from_tensor_slices(tf.gather(files_t, tf.argsort(keys)))
-            ds = ds.interleave(
-                tf.data.TFRecordDataset,
-                cycle_length=min(len(mine), 16),
-                num_parallel_calls=AUTOTUNE,
-                deterministic=True,
-            )
-        return ds.shuffle(shuffle_buffer_size, seed=seed_t * 1_000_003 + e)
 
-    records = tf.data.Dataset.range(first // n, _MAX_EPOCHS).flat_map(epoch).skip(first % n)
-    ds = tf.data.Dataset.zip(tf.data.Dataset.counter(first), records)
-
-    def load(counter: tf.Tensor, serialized: tf.Tensor) -> dict[str, tf.Tensor]:
-        rec = preprocess.parse_record(serialized)
-        aug_seed = tf.stack([seed_t, counter * process_count + process_index])
-        image = preprocess.train_transform(
-            preprocess.decode(rec["image_bytes"]),
-            aug_seed,
-            image_size=image_size,
-            resize_size=resize_size,
-            norm=normalization,
-        )
-        return {"images": image, "labels": tf.cast(rec["label"] + label_offset, tf.int32)}
-
-    ds = ds.map(load, num_parallel_calls=AUTOTUNE, deterministic=True)
-    # A small fixed prefetch: training keeps one stream per domain open, and batches are large.
-    return _numpy_batches(ds.batch(local, drop_remainder=True), prefetch=2)
+def pixels_out(pixels: tf.Tensor, normalization: str | None) -> tf.Tensor:
+    """0..255 float pixels -> normalised float32, or uint8 when normalization is None (the
+    model then normalises on the device: 4x less host work and host-to-device traffic)."""
+    return (
+        crops.to_uint8(pixels)
+        if normalization is None
+        else preprocess.normalize(pixels, normalization)
+    )
 
 
 def _padded_eval(
@@ -126,18 +88,21 @@ def _padded_eval(
     *,
     batch_size: int,
     image_size: int,
-    normalization: str,
+    normalization: str | None,
     process_index: int,
     process_count: int,
     with_keys: bool = False,
     skip_errors: bool = False,
+    threads: int = 0,
 ) -> Iterator[dict[str, np.ndarray]]:
     """Cut each global batch of `items` into per-process slices, pad, decode, eval-transform.
 
     `parse(item)` gives {'image_bytes'} (+ {'key'} when with_keys); padded rows get key ''.
     With skip_errors, rows whose reading or decoding fails are left out (their keys tell which).
+    Full decode, resize, center crop (crop-aware decode measured no faster here: see
+    benchmarks/NOTES.md). normalization=None: uint8 images, padding rows 0.
     """
-    local = _check_batch(batch_size, process_index, process_count)
+    local = check_batch(batch_size, process_index, process_count)
 
     def my_slice(group: tf.Tensor) -> tf.data.Dataset:
         part = group[process_index * local : (process_index + 1) * local]
@@ -149,11 +114,13 @@ def _padded_eval(
         def real() -> dict[str, tf.Tensor]:
             rec = parse(item)
             image = preprocess.decode(rec["image_bytes"])
-            image = preprocess.eval_transform(image, image_size=image_size, norm=normalization)
+            pixels = preprocess.eval_transform(image, image_size=image_size, norm="")
+            image = pixels_out(pixels, normalization)
             return {"images": image, **({"keys": rec["key"]} if with_keys else {})}
 
         def padding() -> dict[str, tf.Tensor]:
-            image = tf.zeros([image_size, image_size, 3], tf.float32)
+            dtype = tf.uint8 if normalization is None else tf.float32
+            image = tf.zeros([image_size, image_size, 3], dtype)
             return {"images": image, **({"keys": tf.constant("")} if with_keys else {})}
 
         return {**tf.cond(valid, real, padding), "mask": valid}
@@ -161,7 +128,7 @@ def _padded_eval(
     ds = items.batch(batch_size).flat_map(my_slice)
     ds = ds.map(load, num_parallel_calls=AUTOTUNE, deterministic=True)
     ds = ds.ignore_errors() if skip_errors else ds
-    batches = _numpy_batches(ds.batch(local), prefetch=AUTOTUNE)
+    batches = numpy_batches(ds.batch(local).with_options(pipeline_options(threads)), AUTOTUNE)
     return _decode_keys(batches) if with_keys else batches
 
 
@@ -180,10 +147,11 @@ def eval_batches(
     *,
     batch_size: int,
     image_size: int,
-    normalization: str,
+    normalization: str | None,
     process_index: int = 0,
     process_count: int = 1,
     with_keys: bool = False,
+    threads: int = 0,
 ) -> Iterator[dict[str, np.ndarray]]:
     """Eval batches of one split in record order: {'images', 'mask'}, last batch padded.
 
@@ -201,6 +169,7 @@ def eval_batches(
         process_index=process_index,
         process_count=process_count,
         with_keys=with_keys,
+        threads=threads,
     )
 
 
@@ -219,7 +188,7 @@ def folder_batches(
     *,
     batch_size: int,
     image_size: int,
-    normalization: str,
+    normalization: str | None,
     max_bytes: int = image_files.DEFAULT_MAX_IMAGE_BYTES,
     skipped: list[tuple[str, str]] | None = None,
 ) -> Iterator[dict]:

@@ -1,11 +1,14 @@
 """Convert every split of a UnED-style data dir into TFRecords (the original prepare script).
 
     python -m universal_embedding.data.prepare --data_dir DIR [--domains a,b] [--workers N] \
-        [--skip_bad_images] [--max_image_bytes=100000000] [--allow_outside_files_dir]
+        [--skip_bad_images] [--max_image_bytes=100000000] [--allow_outside_files_dir] \
+        [--max_side=N]
 
 Reads DIR/info_files/<domain>/<split>.json and DIR/images, writes
 DIR/tfds/<domain>/<split>/<domain>.<split>.tfrecord[-NNNNN-of-NNNNN] with the registry's shard
 counts (capped at the number of images), skipping splits whose conversion is already complete.
+--max_side N stores training-split images with their long side at most N (evaluation splits
+keep their full size); default 0 = off.
 """
 
 from __future__ import annotations
@@ -29,10 +32,13 @@ from universal_embedding.data import (  # noqa: E402
 )
 
 
-def split_is_complete(info_file: str, prefix: str, num_shards: int) -> bool:
-    """True when `prefix` holds a finished conversion of exactly this info file and shard count."""
+def split_is_complete(info_file: str, prefix: str, num_shards: int, max_side: int = 0) -> bool:
+    """True when `prefix` holds a finished conversion of exactly this info file, shard count and
+    max_side."""
     summary = tfrecords.read_summary(prefix)
     if not summary or len(summary.get("shard_records", [])) != num_shards:
+        return False
+    if summary.get("max_side", 0) != max_side:
         return False
     expected = [registry.shard_name(prefix, i, num_shards) for i in range(num_shards)]
     if tfrecords.shard_files(prefix) != sorted(expected):
@@ -60,8 +66,10 @@ def prepare(
     *,
     allow_outside_files_dir: bool = False,
     max_image_bytes: int = image_files.DEFAULT_MAX_IMAGE_BYTES,
+    max_side: int = 0,
 ) -> None:
-    """Convert all splits present under data_dir/info_files into data_dir/tfds."""
+    """Convert all splits present under data_dir/info_files into data_dir/tfds (max_side: see
+    the module docstring)."""
     info_dir = os.path.join(data_dir, "info_files")
     images_dir = os.path.join(data_dir, "images")
     tfds_dir = os.path.join(data_dir, "tfds")
@@ -78,7 +86,9 @@ def prepare(
             prefix = registry.tfrecord_prefix(tfds_dir, domain, split)
             for old in side_files.move_legacy_side_files(prefix):
                 print(f"{domain}/{split}: moved {old} into {side_files.META_DIR}/")
-            if split_is_complete(info_file, prefix, shards):
+            train = split in registry.TRAIN_SPLITS
+            side = max_side if train else 0
+            if split_is_complete(info_file, prefix, shards, side):
                 print(f"{domain}/{split}: already complete, skipped")
                 continue
             summary = tfrecords.convert(
@@ -86,11 +96,12 @@ def prepare(
                 prefix,
                 images_dir,
                 shards,
-                train=split in registry.TRAIN_SPLITS,
+                train=train,
                 workers=workers,
                 skip_bad_images=skip_bad_images,
                 allow_outside_files_dir=allow_outside_files_dir,
                 max_image_bytes=max_image_bytes,
+                max_side=side,
             )
             print(f"{domain}/{split}: {summary.line()}")
 
@@ -106,6 +117,9 @@ def define_flags() -> None:
     )
     flags.DEFINE_bool(
         "allow_outside_files_dir", False, "Read info-file paths leading outside DIR/images."
+    )
+    flags.DEFINE_integer(
+        "max_side", 0, "Store training images with long side <= N (0 = off; N >= 2 x resize).", 0
     )
     flags.DEFINE_string("domains_file", "", "JSON declaring domains of your own.")
 
@@ -126,6 +140,7 @@ def main(argv: Sequence[str]) -> None:
             f.skip_bad_images,
             allow_outside_files_dir=f.allow_outside_files_dir,
             max_image_bytes=f.max_image_bytes,
+            max_side=f.max_side,
         )
     except (ValueError, FileNotFoundError, RuntimeError) as e:
         raise SystemExit(f"prepare failed: {e}") from e

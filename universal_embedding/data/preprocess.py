@@ -45,7 +45,10 @@ def normalize(image: tf.Tensor, name: str) -> tf.Tensor:
 def train_transform(
     image: tf.Tensor, seed: tf.Tensor, *, image_size: int, resize_size: int, norm: str
 ) -> tf.Tensor:
-    """Resize to a resize_size square, random crop, random flip; randomness from `seed` [2]."""
+    """Resize to a resize_size square, random crop, random flip; randomness from `seed` [2].
+
+    The reference of data/crops.py's train_crop (full decode); norm='' keeps pixels in 0..255.
+    """
     if resize_size < image_size:
         raise ValueError(f"resize_size ({resize_size}) must be >= image_size ({image_size}).")
     image = tf.image.resize(image, [resize_size, resize_size], method="bilinear")
@@ -56,7 +59,7 @@ def train_transform(
     image = image[top : top + image_size, left : left + image_size]
     image.set_shape([image_size, image_size, 3])
     image = tf.cond(u[2] < 0.5, lambda: image[:, ::-1], lambda: image)
-    return normalize(image, norm)
+    return normalize(image, norm) if norm else tf.cast(image, tf.float32)
 
 
 def eval_size(shape: tf.Tensor, image_size: int) -> tf.Tensor:
@@ -73,11 +76,12 @@ def eval_size(shape: tf.Tensor, image_size: int) -> tf.Tensor:
 
 
 def eval_transform(image: tf.Tensor, *, image_size: int, norm: str) -> tf.Tensor:
-    """Resize (bilinear, no antialias) to eval_size, center crop image_size, normalise."""
+    """Resize (bilinear, no antialias) to eval_size, center crop image_size, normalise
+    (norm='' keeps pixels in 0..255)."""
     new = eval_size(tf.shape(image)[:2], image_size)
     image = tf.image.resize(image, new, method="bilinear")
     top = (new[0] - image_size) // 2
     left = (new[1] - image_size) // 2
     image = image[top : top + image_size, left : left + image_size]
     image.set_shape([image_size, image_size, 3])
-    return normalize(image, norm)
+    return normalize(image, norm) if norm else tf.cast(image, tf.float32)

@@ -194,6 +194,7 @@ def convert(
     progress: bool = True,
     allow_outside_files_dir: bool = False,
     max_image_bytes: int = image_files.DEFAULT_MAX_IMAGE_BYTES,
+    max_side: int = 0,
 ) -> ConvertSummary:
     """Write the images of `info_file` as TFRecord shards `output_file[-NNNNN-of-NNNNN]`.
 
@@ -201,10 +202,14 @@ def convert(
     temporary names, record counts checked, and only then renamed; on any failure nothing is left
     (temp shards of a killed run are removed by the next run). Paths leading outside files_dir
     are refused unless `allow_outside_files_dir`; images over `max_image_bytes` are bad images.
+    max_side > 0: images whose long side is larger are stored downscaled to it
+    (image_files.downscaled_bytes).
     """
     start = time.time()
     if num_shards < 1:
         raise ValueError(f"num_shards must be >= 1, got {num_shards}.")
+    if max_side < 0:
+        raise ValueError(f"max_side must be >= 0 (0 = keep every image's size), got {max_side}.")
     entries = info_files.read_info_file(info_file)
     outside = image_files.outside_dir(files_dir, [e["path"] for e in entries])
     if outside and not allow_outside_files_dir:
@@ -223,7 +228,7 @@ def convert(
     try:
 
         def load(i: int) -> tuple[bytes | None, str]:
-            return image_files.load_image_bytes(files_dir, entries[i]["path"], max_image_bytes)
+            return _load(files_dir, entries[i]["path"], max_image_bytes, max_side)
 
         results = _ordered_map(load, order, workers)
         bar = tqdm.tqdm(
@@ -276,11 +281,23 @@ def convert(
             info_file,
         )
     summary = ConvertSummary(output_file, sum(counts), bad, counts, time.time() - start)
-    _write_side_files(summary, info_file, len(entries))
+    _write_side_files(summary, info_file, len(entries), max_side)
     return summary
 
 
-def _write_side_files(summary: ConvertSummary, info_file: str, num_entries: int) -> None:
+def _load(files_dir: str, rel_path: str, max_bytes: int, max_side: int) -> tuple[bytes | None, str]:
+    data, reason = image_files.load_image_bytes(files_dir, rel_path, max_bytes)
+    if data is None or not max_side:
+        return data, reason
+    try:
+        return image_files.downscaled_bytes(data, max_side), ""
+    except image_files.BadImageError as e:
+        return None, str(e)
+
+
+def _write_side_files(
+    summary: ConvertSummary, info_file: str, num_entries: int, max_side: int = 0
+) -> None:
     os.makedirs(os.path.dirname(summary_path(summary.output_file)), exist_ok=True)
     skipped = skipped_path(summary.output_file)
     _remove([skipped])
@@ -294,6 +311,7 @@ def _write_side_files(summary: ConvertSummary, info_file: str, num_entries: int)
         "num_records": summary.written,
         "num_skipped": len(summary.skipped),
         "shard_records": summary.shard_records,
+        "max_side": max_side,
     }
     with open(summary_path(summary.output_file), "w", encoding="utf-8") as f:
         json.dump(meta, f, indent=1)

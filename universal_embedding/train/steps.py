@@ -17,7 +17,7 @@ import optax
 from jax.sharding import Mesh
 
 from universal_embedding.distributed.mesh import replicated
-from universal_embedding.models import embedding_model, heads
+from universal_embedding.models import embedding_model, heads, pixels
 from universal_embedding.train import losses
 
 _BACKBONE_KEYS = ("backbone", "projection")
@@ -78,6 +78,7 @@ def make_train_step(
     *,
     loss_config: Any,
     train_backbone: bool = True,
+    pixel_stats: pixels.PixelStats | None = None,
 ) -> Callable[
     [TrainState, dict[str, jax.Array], jax.Array], tuple[TrainState, dict[str, jax.Array]]
 ]:
@@ -88,8 +89,9 @@ def make_train_step(
     come from one matmul; the loss and precision run over the head's columns only (the same
     softmax as that head alone, exactly zero gradient for the other heads, whose parameters
     the optimiser then treats as it treats any parameter with a zero gradient).
-    `batch` = {'images': [B,H,W,3] float32, 'labels': [B] int32} sharded by `shard_batch`;
-    labels index `head`'s classes ('joint': already offset). `state` is donated: do not reuse
+    `batch` = {'images': [B,H,W,3], 'labels': [B] int32} sharded by `shard_batch`; images
+    are normalised float32, or uint8 normalised here with `pixel_stats` (mean, std); labels
+    index `head`'s classes ('joint': already offset). `state` is donated: do not reuse
     the argument. `train_backbone=False` skips the backward pass through backbone and
     projection (their gradients are zero); use it only when they are frozen for all of
     training (frozen_epochs == -1), since Adam moments then stay zero.
@@ -100,7 +102,8 @@ def make_train_step(
 
     def step_fn(state: TrainState, batch: dict[str, jax.Array], head: jax.Array):
         grad_fn = jax.value_and_grad(loss_fn, has_aux=True)
-        (loss, prec), grads = grad_fn(state.params, batch["images"], batch["labels"], head)
+        images = pixels.model_input(batch["images"], pixel_stats)
+        (loss, prec), grads = grad_fn(state.params, images, batch["labels"], head)
         updates, opt_state = tx.update(grads, state.opt_state, state.params)
         params = optax.apply_updates(state.params, updates)
         metrics = {"loss": loss, "precision_at_1": prec, "grad_norm": optax.global_norm(grads)}

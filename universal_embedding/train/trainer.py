@@ -28,7 +28,16 @@ from universal_embedding.distributed import mesh as mesh_lib
 from universal_embedding.knn import descriptors as knn_descriptors
 from universal_embedding.knn import evaluator, report
 from universal_embedding.models import embedding_model
-from universal_embedding.train import guards, optimizers, plan, preemption, replay, steps, udon
+from universal_embedding.train import (
+    guards,
+    optimizers,
+    plan,
+    preemption,
+    replay,
+    samplers,
+    steps,
+    udon,
+)
 
 
 def _log(msg: str, *args) -> None:
@@ -57,30 +66,45 @@ def _init_params(config: ml_collections.ConfigDict, model) -> dict:
     return params
 
 
-def _train_streams(config, tplan: plan.TrainPlan, norm: str, positions: np.ndarray) -> list:
-    """One lazily started batch stream per domain, each resuming at its position."""
-    streams: list = [None] * len(tplan.domains)
+def _train_streams(config, tplan: plan.TrainPlan, sampler, start: int):
+    """get(domain) -> the next train batch (uint8 images, normalised on the device) of that
+    domain, every stream resuming exactly at step `start`.
+
+    A fixed schedule: one pipeline serves every domain in schedule order (one thread pool and
+    prefetch buffer). UDON's dynamic sampler redraws the schedule from the losses, so it reads
+    one lazily started pipeline per domain instead.
+    """
+    from universal_embedding.data import train_stream  # TensorFlow stays in data/
+
+    domains = tplan.domains
+    positions = sampler.positions_at(start)
+    kw = dict(
+        batch_size=tplan.batch_size,
+        image_size=config.image_size,
+        resize_size=config.resize_size,
+        normalization=None,
+        process_index=jax.process_index(),
+        process_count=jax.process_count(),
+        shuffle_buffer_size=config.shuffle_buffer_size,
+        reduced_decode=config.reduced_jpeg_decode,
+        threads=config.input_threads,
+    )
+    seeds = [config.rng_seed * 1000 + registry.get_domain(d).id for d in domains]
+    if isinstance(sampler, samplers.StaticSampler):
+        batches = train_stream.schedule_batches(
+            config.train_dataset_dir, domains, sampler.schedule[start:], seeds=seeds,
+            label_offsets=tplan.label_offsets, start_batches=positions.tolist(), **kw,
+        )  # fmt: skip
+        return lambda d: next(batches)
+    streams: list = [None] * len(domains)
 
     def get(i: int):
         if streams[i] is None:
-            from universal_embedding.data import input_pipeline  # TensorFlow stays in data/
-
-            domain = tplan.domains[i]
-            streams[i] = input_pipeline.train_batches(
-                config.train_dataset_dir,
-                domain,
-                batch_size=tplan.batch_size,
-                image_size=config.image_size,
-                resize_size=config.resize_size,
-                normalization=norm,
-                seed=config.rng_seed * 1000 + registry.get_domain(domain).id,
-                label_offset=tplan.label_offsets[i],
-                start_batch=int(positions[i]),
-                process_index=jax.process_index(),
-                process_count=jax.process_count(),
-                shuffle_buffer_size=config.shuffle_buffer_size,
-            )
-        return streams[i]
+            streams[i] = train_stream.train_batches(
+                config.train_dataset_dir, domains[i], seed=seeds[i],
+                label_offset=tplan.label_offsets[i], start_batch=int(positions[i]), **kw,
+            )  # fmt: skip
+        return next(streams[i])
 
     return get
 
@@ -138,7 +162,8 @@ def _train(config: ml_collections.ConfigDict, workdir: str, watch) -> dict[str, 
     tx = optimizers.make_optimizer(config, tplan.steps_per_epoch, tplan.total_steps)
     lr_fns = optimizers.lr_schedules(config, tplan.steps_per_epoch, tplan.total_steps)
     state = steps.create_train_state(_init_params(config, model), tx, mesh)
-    train_step = udon.train_steps(config, tplan, model, tx, mesh)
+    pixel_stats = normalization.mean_std(norm)  # the steps normalise the uint8 batches
+    train_step = udon.train_steps(config, tplan, model, tx, mesh, pixel_stats)
 
     # ------------------------------------------------------------------ checkpoints, resume
     ckpts = checkpoint.Checkpoints(
@@ -154,7 +179,6 @@ def _train(config: ml_collections.ConfigDict, workdir: str, watch) -> dict[str, 
         start = int(jax.device_get(state.step))
         sampler.restore(extra, start, workdir)
         _log("resumed from step %d", start)
-    positions = sampler.positions_at(start)
     if lead:  # only now: a failed resume leaves the run's config.json as it was
         writers.write_config_json(config, os.path.join(workdir, "config.json"))
     writer = writers.create_writer(workdir, config.wandb, writers.flat_hparams(config))
@@ -185,7 +209,7 @@ def _train(config: ml_collections.ConfigDict, workdir: str, watch) -> dict[str, 
         )
 
     # ------------------------------------------------------------------ data streams
-    stream = _train_streams(config, tplan, norm, positions)
+    next_batch = _train_streams(config, tplan, sampler, start)
 
     # ------------------------------------------------------------------ loop
     stop_after = config.stop_after_steps
@@ -205,7 +229,7 @@ def _train(config: ml_collections.ConfigDict, workdir: str, watch) -> dict[str, 
         if weights:
             writer.write_scalars(step + 1, weights)
         d = sampler.domain_at(step)
-        batch = mesh_lib.shard_batch(next(stream(d)), mesh)
+        batch = mesh_lib.shard_batch(next_batch(d), mesh)
         state, metrics = train_step[tplan.head_of(tplan.domains[d])](state, batch)
         sampler.record(d, metrics)
         pending.append((d, metrics))

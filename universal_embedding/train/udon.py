@@ -38,14 +38,22 @@ def check_config(config: ml_collections.ConfigDict) -> None:
         )
 
 
-def train_steps(config, tplan: plan.TrainPlan, model, tx, mesh) -> dict:
-    """{head name: step(state, batch)} for the standard model, {domain: step} for UDON."""
+def train_steps(config, tplan: plan.TrainPlan, model, tx, mesh, pixel_stats=None) -> dict:
+    """{head name: step(state, batch)} for the standard model, {domain: step} for UDON;
+    `pixel_stats` (mean, std): the steps take uint8 images and normalise them on the device."""
     train_backbone = config.frozen_epochs != -1
     if is_udon(config):
         cfg = udon_losses.UdonLossConfig.from_config(config.loss)
-        return udon_steps.make_udon_train_steps(model, tx, mesh, cfg, train_backbone=train_backbone)
+        return udon_steps.make_udon_train_steps(
+            model, tx, mesh, cfg, train_backbone=train_backbone, pixel_stats=pixel_stats
+        )
     step = steps.make_train_step(  # one program for every head, the head index traced
-        model, tx, mesh, loss_config=config.loss, train_backbone=train_backbone
+        model,
+        tx,
+        mesh,
+        loss_config=config.loss,
+        train_backbone=train_backbone,
+        pixel_stats=pixel_stats,
     )
     return {
         head: functools.partial(_with_head, step, steps.head_index(model, head, mesh))

@@ -18,7 +18,7 @@ import optax
 from jax.sharding import Mesh
 
 from universal_embedding.distributed.mesh import replicated
-from universal_embedding.models import udon
+from universal_embedding.models import pixels, udon
 from universal_embedding.train import udon_losses
 from universal_embedding.train.steps import TrainState
 
@@ -71,18 +71,21 @@ def make_udon_train_steps(
     cfg: udon_losses.UdonLossConfig,
     *,
     train_backbone: bool = True,
+    pixel_stats: pixels.PixelStats | None = None,
 ) -> dict[str, Step]:
     """{domain: step(state, batch) -> (state, metrics)}: one jit program shared by all domains.
 
     Metrics: 'loss', every loss term, teacher / student precision@1 ('precision_at_1' is the
-    student's) and 'grad_norm'; they stay on device. `state` is donated.
+    student's) and 'grad_norm'; they stay on device. `state` is donated. uint8 batch images
+    are normalised inside the step with `pixel_stats` (mean, std), float ones taken as they are.
     """
     rep = replicated(mesh)
     loss_fn = make_loss_fn(model, cfg, train_backbone)
 
     def step_fn(state: TrainState, batch: dict[str, jax.Array], domain: jax.Array):
         grad_fn = jax.value_and_grad(loss_fn, has_aux=True)
-        (loss, metrics), grads = grad_fn(state.params, batch["images"], batch["labels"], domain)
+        images = pixels.model_input(batch["images"], pixel_stats)
+        (loss, metrics), grads = grad_fn(state.params, images, batch["labels"], domain)
         updates, opt_state = tx.update(grads, state.opt_state, state.params)
         params = optax.apply_updates(state.params, updates)
         metrics = {"loss": loss, **metrics, "grad_norm": optax.global_norm(grads)}
