@@ -61,6 +61,12 @@ _SIZES = {
     CLIP: ("class_embedding", "conv1/kernel", "attn/query/kernel", "c_fc/kernel",
            re.compile(_RESBLOCK)),
 }  # fmt: skip
+# Our name -> the original's (for naming missing tensors), applied in order.
+_BACK = {
+    VIT: [(r"^backbone/", ""), (r"/LayerNorm_2/", "/LayerNorm_1/"), (r"/MlpBlock_3/", "/MlpBlock_0/"),
+          (r"/MultiHeadDotProductAttention_1/", "/MultiHeadDotProductAttention_0/")],
+    CLIP: [(r"^backbone/", ""), (r"/resblocks_(\d+)/", r"/resblocks.\1/")],
+}  # fmt: skip
 MAX_LISTED = 6
 
 
@@ -157,7 +163,16 @@ def merge_strict(template: Mapping, params: Mapping, fam: str, path: str, heads=
     def named(n: str) -> str:
         return f"{sources[n]} (here {n})" if sources.get(n, n) != n else n
 
-    missing = [f"{n} {list(want[n])}" for n in sorted(set(want) - set(got))]
+    def original_name(n: str) -> str:
+        index = {name: i for i, name in (heads or {}).items()}
+        if n.startswith("heads/") and n.split("/")[1] in index:
+            return f"output_projection_{index[n.split('/')[1]]}/kernel (here {n})"
+        name = n
+        for pattern, replacement in _BACK[fam]:
+            name = re.sub(pattern, replacement, name)
+        return f"{name} (here {n})" if name != n else n
+
+    missing = [f"{original_name(n)} {list(want[n])}" for n in sorted(set(want) - set(got))]
     unexpected = [f"{named(n)} {list(np.shape(got[n]))}" for n in sorted(set(got) - set(want))]
     unexpected += [f"{n} (no such parameter in the model)" for n in sorted(unknown)]
     misshaped = [
