@@ -63,7 +63,8 @@ _SIZES = {
 }  # fmt: skip
 # Our name -> the original's (for naming missing tensors), applied in order.
 _BACK = {
-    VIT: [(r"^backbone/", ""), (r"/LayerNorm_2/", "/LayerNorm_1/"), (r"/MlpBlock_3/", "/MlpBlock_0/"),
+    VIT: [(r"^backbone/", ""), (r"/LayerNorm_2/", "/LayerNorm_1/"),
+          (r"/MlpBlock_3/", "/MlpBlock_0/"),
           (r"/MultiHeadDotProductAttention_1/", "/MultiHeadDotProductAttention_0/")],
     CLIP: [(r"^backbone/", ""), (r"/resblocks_(\d+)/", r"/resblocks.\1/")],
 }  # fmt: skip
@@ -102,6 +103,16 @@ def infer_model(flat: Mapping[str, np.ndarray], fam: str) -> dict:
         "patch_size": int(shape(patch)[0]),
         "output_dim": int(np.shape(proj)[-1]) if proj is not None else -1,
     }
+
+
+def image_size(flat: Mapping[str, np.ndarray], fam: str) -> int:
+    """The image side the model was trained at: its position embedding's grid times the patch."""
+    pos, stem = {VIT: ("Transformer/posembed_input/pos_embedding", "embedding/kernel"),
+                 CLIP: ("positional_embedding", "conv1/kernel")}[fam]  # fmt: skip
+    if pos not in flat or stem not in flat:
+        raise OriginalCheckpointError(f"The checkpoint has no {pos} or {stem} tensor.")
+    tokens, patch = np.shape(flat[pos])[-2], np.shape(flat[stem])[0]
+    return round((tokens - 1) ** 0.5) * int(patch)
 
 
 def head_names(original_config: Mapping | None, ours: Sequence[str]) -> dict[int, str]:
@@ -146,15 +157,6 @@ def _listed(title: str, items: list[str]) -> str:
     return f"{title} ({len(items)}): {', '.join(items[:MAX_LISTED])}{more}"
 
 
-def _image_size_hint(got: dict, want: dict, patch: int) -> str:
-    for name in ("backbone/Transformer/posembed_input/pos_embedding",
-                 "backbone/positional_embedding"):  # fmt: skip
-        if name in got and name in want and np.shape(got[name]) != tuple(want[name]):
-            side = round((np.shape(got[name])[-2] - 1) ** 0.5) * patch
-            return f" The checkpoint was trained at {side}px: set --config.image_size={side}."
-    return ""
-
-
 def merge_strict(template: Mapping, params: Mapping, fam: str, path: str, heads=None) -> dict:
     """Our params tree (numpy float32) from original `params`, shaped exactly like `template`."""
     got, sources, unknown = rename(params, fam, heads)
@@ -190,11 +192,9 @@ def merge_strict(template: Mapping, params: Mapping, fam: str, path: str, heads=
             )  # fmt: skip
             if xs
         ]
-        stem = got.get("backbone/embedding/kernel", got.get("backbone/conv1/kernel"))
-        patch = int(np.shape(stem)[0]) if stem is not None else 1
         raise OriginalCheckpointError(
             f"{path} does not fit the model: {'; '.join(parts)}. The model comes from the "
-            "workdir's config.json (model_class, model_type, model.*) and --config.image_size; "
-            "heads from dataset_name and classifier." + _image_size_hint(got, want, patch)
+            "workdir's config.json (model_class, model_type, model.*), the heads from its "
+            "dataset_name and classifier."
         )
     return unflatten({n: np.asarray(got[n], np.float32) for n in want})

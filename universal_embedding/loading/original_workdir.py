@@ -41,21 +41,34 @@ def _fields_from_config(trained: Mapping) -> dict:
     return out
 
 
-def _fields_from_checkpoint(workdir: str, which: str) -> dict:
-    _, path = ckpt.pick(workdir, which)
-    flat = mapping.flatten(ckpt.read_params(path)[0])
-    fam = mapping.family(flat, path)
-    logging.warning("%s has no config.json: model read off the shapes in %s", workdir, path)
-    return {"model_class": fam, "model": mapping.infer_model(flat, fam)}
+_LAST_READ: dict = {}  # {(path, mtime, size): (params, global_step)}: resolve, then load
+
+
+def _read(path: str) -> tuple[dict, int | None]:
+    """read_params(path), kept until load_params takes it (a checkpoint is read once)."""
+    stat = os.stat(path)
+    key = (os.path.abspath(path), stat.st_mtime_ns, stat.st_size)
+    if key not in _LAST_READ:
+        _LAST_READ.clear()
+        _LAST_READ[key] = ckpt.read_params(path)
+    return _LAST_READ[key]
 
 
 def resolve(c: ml_collections.ConfigDict, workdir: str) -> ml_collections.ConfigDict:
-    """`c` (a copy, unlocked by the caller) with the original run's model definition."""
+    """`c` (a copy, unlocked by the caller) with the original run's model definition.
+
+    config.json gives model_class, model_type and model.*; without one they are read off the
+    checkpoint's shapes. The image size is always the checkpoint's (its position embedding):
+    224 for every run of the original code."""
     trained = ckpt.read_config(workdir)
+    _, path = ckpt.pick(workdir, str(c.checkpoint))
+    flat = mapping.flatten(_read(path)[0])
+    fam = mapping.family(flat, path)
     if trained is not None and trained.get("model_class"):
         fields = _fields_from_config(trained)
     else:
-        fields = _fields_from_checkpoint(workdir, str(c.checkpoint))
+        logging.warning("%s has no config.json: model read off the shapes in %s", workdir, path)
+        fields = {"model_class": fam, "model": mapping.infer_model(flat, fam)}
     model_class = fields.get("model_class", c.model_class)
     if model_class not in (mapping.VIT, mapping.CLIP):
         raise ValueError(
@@ -67,6 +80,7 @@ def resolve(c: ml_collections.ConfigDict, workdir: str) -> ml_collections.Config
         c.model_type = fields["model_type"]
     for field, value in fields["model"].items():
         c.model[field] = value
+    c.image_size = mapping.image_size(flat, fam)
     return c
 
 
@@ -97,7 +111,8 @@ def load_params(
             workdir,
             step,
         )
-    params, global_step = ckpt.read_params(path)
+    params, global_step = _read(path)
+    _LAST_READ.clear()
     fam = _check_family(mapping.flatten(params), path, mconfig.model_class)
     loaded = mapping.merge_strict(_template(model, mconfig.image_size), params, fam, path)
     return loaded, {"step": step, "global_step": global_step, "path": path}
