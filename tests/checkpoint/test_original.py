@@ -14,9 +14,16 @@ import optax
 import pytest
 from flax import serialization, struct
 
-from universal_embedding import api, checkpoint, knn_main, loading, writers
+from universal_embedding import (
+    api,
+    checkpoint,
+    extract_dir_descriptors,
+    knn_main,
+    loading,
+    writers,
+)
 from universal_embedding.checkpoint import original as ckpt
-from universal_embedding.configs import config_knn_vit, tiny
+from universal_embedding.configs import config_extract_dir_descriptors, config_knn_vit, tiny
 from universal_embedding.knn import descriptors as knn_descriptors
 from universal_embedding.models import embedding_model
 from universal_embedding.pretrained.common import flatten, unflatten
@@ -139,6 +146,14 @@ def write_original_workdir(workdir, config, params, domains, steps=(-1,), classi
     return orig
 
 
+def write_native_workdir(workdir: str, config, params) -> None:
+    """The same weights as this project's training run would leave them (best checkpoint)."""
+    writers.write_config_json(config, os.path.join(workdir, "config.json"))
+    ckpts = checkpoint.Checkpoints(workdir, checkpoint_steps=1, max_to_keep=1, async_save=False)
+    ckpts.save_best_if_better(5, params, 0.5)
+    ckpts.close()
+
+
 def tiny_model_config(family: str):
     c = tiny.tiny_vit(config_knn_vit.get_config())  # 32 px, patch 8, 16 wide, 1 layer, 8-d
     c.model_class = family
@@ -179,10 +194,7 @@ def test_knn_main_on_original_workdir_equals_native_weights(family, data_dir, tm
     params = random_params(c, {"cars": 3, "sop": 4}, seed=1)
     original_dir, native_dir = str(tmp_path / "original"), str(tmp_path / "native")
     write_original_workdir(original_dir, c, params, ["cars", "sop"])
-    writers.write_config_json(c, os.path.join(native_dir, "config.json"))
-    ckpts = checkpoint.Checkpoints(native_dir, checkpoint_steps=1, max_to_keep=1, async_save=False)
-    ckpts.save_best_if_better(5, params, 0.5)
-    ckpts.close()
+    write_native_workdir(native_dir, c, params)
     out = {}
     for name, train_dir in (("original", original_dir), ("native", native_dir)):
         k = config_knn_vit.get_config()  # B/16, 224 px: the model comes from the workdir
@@ -199,6 +211,21 @@ def test_knn_main_on_original_workdir_equals_native_weights(family, data_dir, tm
     embedders = [api.Embedder.from_workdir(d) for d in (original_dir, native_dir)]
     assert_trees_equal(embedders[0].params, embedders[1].params)
     assert embedders[0].config.model_class == family and embedders[0].image_size == 32
+
+
+def test_extract_dir_descriptors_on_original_workdir(data_dir, tmp_path):
+    c = tiny_model_config(CLIP)
+    params = random_params(c, {"cars": 3}, seed=2)
+    write_original_workdir(str(tmp_path / "original"), c, params, ["cars"])
+    write_native_workdir(str(tmp_path / "native"), c, params)
+    out = []
+    for name in ("original", "native"):
+        e = config_extract_dir_descriptors.get_config()
+        e.base_dir = os.path.join(data_dir, "images", "cars", "test")
+        e.train_dir, e.eval_batch_size = str(tmp_path / name), 8
+        out.append(extract_dir_descriptors.run_extract_dir(e, str(tmp_path / f"w_{name}")))
+    assert out[0][1] == out[1][1] and len(out[0][1]) == out[0][0].shape[0] > 0
+    np.testing.assert_allclose(out[0][0], out[1][0], atol=1e-5)
 
 
 def _edit(orig: dict, family: str, edit: str) -> dict:
@@ -252,6 +279,9 @@ def test_best_is_checkpoint_minus_1_else_the_latest_step(tmp_path):
         loaded("5")
     os.remove(tmp_path / "checkpoint_-1")
     assert_trees_equal(loaded("best"), drop(by_step[200]))
+    k.train_dir = str(tmp_path / "checkpoint_10")
+    with pytest.raises(FileNotFoundError, match="give the workdir holding it"):
+        loaded("best")
 
 
 def test_untrusted_files_are_refused_in_one_line(tmp_path, monkeypatch):
@@ -266,16 +296,24 @@ def test_untrusted_files_are_refused_in_one_line(tmp_path, monkeypatch):
         ckpt.read_params(str(tmp_path / "checkpoint_-1"))
 
 
-def test_config_json_as_a_json_string_is_read(tmp_path):
-    """Older original versions wrote config.json as a JSON string holding the JSON text."""
+def test_config_json_as_a_json_string_or_none_at_all(tmp_path):
+    """Older original versions wrote config.json as a JSON string holding the JSON text;
+    without config.json the model is read off the checkpoint's shapes."""
     c = tiny_model_config(CLIP)
-    write_original_workdir(str(tmp_path), c, random_params(c, {"cars": 3}), ["cars"])
+    params = random_params(c, {"cars": 3})
+    write_original_workdir(str(tmp_path), c, params, ["cars"])
     text = json.dumps(original_config(c, ["cars"]))
     (tmp_path / "config.json").write_text(json.dumps(text))
     k = config_knn_vit.get_config()
     k.train_dir = str(tmp_path)
     assert loading.resolve_model_config(k).model_class == CLIP
     assert loading.load_model(k).config.model.hidden_size == 16
+    os.remove(tmp_path / "config.json")
+    loaded = loading.load_model(k)
+    sizes = ("hidden_size", "num_heads", "mlp_dim", "num_layers", "patch_size", "output_dim")
+    assert {f: loaded.config.model[f] for f in sizes} == {f: c.model[f] for f in sizes}
+    assert (loaded.config.model_class, loaded.config.image_size) == (CLIP, 32)
+    assert_trees_equal(loaded.params, loading.without_heads(params))
 
 
 def train_config(data_dir: str, **overrides):

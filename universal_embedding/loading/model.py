@@ -107,6 +107,12 @@ def check_same_numerics(config: ml_collections.ConfigDict, workdir: str) -> None
 def weights_source(config: ml_collections.ConfigDict) -> str:
     """'train_dir', 'pretrained' or 'random'; raises when no weights were named on purpose."""
     if config.train_dir:
+        if original_ckpt.is_checkpoint_file(config.train_dir):
+            raise FileNotFoundError(
+                f"train_dir {config.train_dir} is a checkpoint file: give the workdir holding it "
+                f"(--config.train_dir={os.path.dirname(os.path.abspath(config.train_dir))}) and "
+                "pick the step with --config.checkpoint=best|latest|<step>."
+            )
         if not os.path.isdir(config.train_dir):
             raise FileNotFoundError(
                 f"train_dir {config.train_dir} does not exist: give a training workdir "

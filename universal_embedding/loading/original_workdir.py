@@ -61,7 +61,7 @@ def resolve(c: ml_collections.ConfigDict, workdir: str) -> ml_collections.Config
     checkpoint's shapes. The image size is always the checkpoint's (its position embedding):
     224 for every run of the original code."""
     trained = ckpt.read_config(workdir)
-    _, path = ckpt.pick(workdir, str(c.checkpoint))
+    _, path = ckpt.pick(workdir, str(c.get("checkpoint", "best")))
     flat = mapping.flatten(_read(path)[0])
     fam = mapping.family(flat, path)
     if trained is not None and trained.get("model_class"):
