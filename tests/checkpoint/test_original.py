@@ -337,13 +337,18 @@ def test_init_ckpt_gives_every_tensor_heads_included(data_dir, tmp_path, classif
     # the original run listed the domains the other way round: heads are matched by name
     domains = ["sop", "cars"] if classifier == "separate" else ["joint"]
     write_original_workdir(str(tmp_path), c, params, domains, steps=(-1, 40), classifier=classifier)
+    write_native_workdir(str(tmp_path / "native"), c, params)
     model = embedding_model.build_model(c, heads)
-    for init in (str(tmp_path), str(tmp_path / "checkpoint_40")):
+    for init in (str(tmp_path), str(tmp_path / "checkpoint_40"), str(tmp_path / "native")):
         c.init_ckpt = init
         assert_trees_equal(loading.initial_params(c, model), params)
     c.classifier = "joint" if classifier == "separate" else "separate"
     other = embedding_model.build_model(c, plan.make_plan(c).classes_per_head)
+    c.init_ckpt = str(tmp_path)
     with pytest.raises(ckpt.OriginalCheckpointError, match="output_projection_"):
+        loading.initial_params(c, other)
+    c.init_ckpt = str(tmp_path / "native")
+    with pytest.raises(ckpt.OriginalCheckpointError, match=r"heads/.* vs model"):
         loading.initial_params(c, other)
 
 
