@@ -23,8 +23,7 @@ from absl import logging
 from universal_embedding.checkpoint import original as original_ckpt
 from universal_embedding.checkpoint import restore_params
 from universal_embedding.data.normalization import normalization_name
-from universal_embedding.loading import exported
-from universal_embedding.loading import original_workdir
+from universal_embedding.loading import exported, original_workdir
 from universal_embedding.models import embedding_model, udon
 
 # Fields of a training config that define the model (and so how its images are prepared).
