@@ -11,7 +11,6 @@ descriptors of the same images.
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Iterable
 
@@ -19,6 +18,7 @@ import ml_collections
 import numpy as np
 
 from universal_embedding import loading
+from universal_embedding.checkpoint import original as original_checkpoint
 from universal_embedding.configs import base, config_knn_vit
 from universal_embedding.data.normalization import normalization_name
 from universal_embedding.distributed.mesh import global_batch_size
@@ -65,12 +65,8 @@ class Embedder:
         cls, workdir: str, checkpoint: str | int = "best", embedd_to_eval: str | None = None
     ) -> Embedder:
         """The best / latest / step-N checkpoint of a training workdir (its config.json)."""
-        if embedd_to_eval is None:
-            path = os.path.join(workdir, "config.json")
-            trained = {}
-            if os.path.isfile(path):
-                with open(path) as f:
-                    trained = json.load(f)
+        if embedd_to_eval is None:  # config.json: this project's, or the original code's
+            trained = original_checkpoint.read_config(workdir) or {}
             embedd_to_eval = trained.get("embedd_to_eval", "projected")
         config = _config(train_dir=workdir, checkpoint=str(checkpoint))
         return cls(loading.load_model(config), embedd_to_eval)

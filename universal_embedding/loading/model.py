@@ -1,8 +1,10 @@
 """One place that turns a config into a model plus its weights.
 
 Weights come from a training workdir (`train_dir`: its config.json defines the model, its best /
-latest / step-N checkpoint the params), a pretrained file (`pretrained_ckpt`: backbone only) or a
-seeded random init (`allow_random_init=True` for evaluation; the default start of training).
+latest / step-N checkpoint the params; a workdir of the original UnED code, with flax
+`checkpoint_<step>` files, is read too: see original_workdir.py), a pretrained file
+(`pretrained_ckpt`: backbone only) or a seeded random init (`allow_random_init=True` for
+evaluation; the default start of training).
 Training, `knn_main`, `extract_dir_descriptors`, the demo and the trainer's evaluators all call
 this module; missing weights fail loudly.
 """
@@ -18,9 +20,10 @@ import jax
 import ml_collections
 from absl import logging
 
+from universal_embedding.checkpoint import original as original_ckpt
 from universal_embedding.checkpoint import restore_params
 from universal_embedding.data.normalization import normalization_name
-from universal_embedding.loading import exported
+from universal_embedding.loading import exported, original_workdir
 from universal_embedding.models import embedding_model, udon
 
 # Fields of a training config that define the model (and so how its images are prepared).
@@ -45,6 +48,9 @@ def resolve_model_config(config: ml_collections.ConfigDict) -> ml_collections.Co
     c = config.copy_and_resolve_references()
     if not config.train_dir:
         return c
+    if original_ckpt.is_original_workdir(config.train_dir):
+        with c.unlocked():
+            return original_workdir.resolve(c, config.train_dir)
     path = os.path.join(config.train_dir, "config.json")
     if not os.path.isfile(path):
         raise FileNotFoundError(
@@ -100,6 +106,12 @@ def check_same_numerics(config: ml_collections.ConfigDict, workdir: str) -> None
 def weights_source(config: ml_collections.ConfigDict) -> str:
     """'train_dir', 'pretrained' or 'random'; raises when no weights were named on purpose."""
     if config.train_dir:
+        if original_ckpt.is_checkpoint_file(config.train_dir):
+            raise FileNotFoundError(
+                f"train_dir {config.train_dir} is a checkpoint file: give the workdir holding it "
+                f"(--config.train_dir={os.path.dirname(os.path.abspath(config.train_dir))}) and "
+                "pick the step with --config.checkpoint=best|latest|<step>."
+            )
         if not os.path.isdir(config.train_dir):
             raise FileNotFoundError(
                 f"train_dir {config.train_dir} does not exist: give a training workdir "
@@ -123,10 +135,19 @@ def weights_source(config: ml_collections.ConfigDict) -> str:
 
 
 def initial_params(config: ml_collections.ConfigDict, model) -> dict:
-    """Seeded random init of every part of `model`; backbone from config.pretrained_ckpt if set."""
+    """Seeded random init of every part of `model`; then every tensor from config.init_ckpt
+    (a trained model: backbone, projection, heads) or else the backbone from
+    config.pretrained_ckpt, if set."""
     params = embedding_model.init_params(
         model, jax.random.PRNGKey(config.rng_seed), config.image_size
     )
+    if config.get("init_ckpt"):
+        if not os.path.exists(config.init_ckpt):
+            raise FileNotFoundError(
+                f"init_ckpt {config.init_ckpt} does not exist: give a checkpoint_<step> file or "
+                "a training workdir (of this project or of the original code)."
+            )
+        return original_workdir.init_params(params, config.init_ckpt, config.model_class)
     if config.pretrained_ckpt:
         from universal_embedding.pretrained import load_pretrained
 
@@ -144,7 +165,12 @@ def load_model(config: ml_collections.ConfigDict) -> LoadedModel:
     source = weights_source(config)
     mconfig = resolve_model_config(config)
     model = embedding_model.build_model(mconfig, None)
-    if source == "train_dir":
+    if source == "train_dir" and original_ckpt.is_original_workdir(config.train_dir):
+        params, info = original_workdir.load_params(
+            config.train_dir, config.checkpoint, model, mconfig
+        )
+        logging.info("Weights: %s (original UnED checkpoint)", info["path"])
+    elif source == "train_dir":
         params, info = restore_params(config.train_dir, config.checkpoint)
         logging.info(
             "Weights: %s checkpoint of %s (step %s)",

@@ -57,9 +57,12 @@ def _check_batching(config: ml_collections.ConfigDict) -> None:
 
 
 def _init_params(config: ml_collections.ConfigDict, model) -> dict:
-    """Random init (seeded), backbone replaced by config.pretrained_ckpt when given."""
+    """Random init (seeded); all of it from config.init_ckpt, or the backbone from
+    config.pretrained_ckpt, when given."""
     params = loading.initial_params(config, model)
-    if config.pretrained_ckpt:
+    if config.get("init_ckpt"):
+        _log("All weights (backbone, projection, heads): %s", config.init_ckpt)
+    elif config.pretrained_ckpt:
         _log("Backbone weights: %s", config.pretrained_ckpt)
     else:
         _log("Backbone weights: random initialisation (config.pretrained_ckpt is empty).")
