@@ -235,13 +235,16 @@ def _edit(orig: dict, family: str, edit: str) -> dict:
         del flat[victim]
     elif edit == "unexpected":
         flat["Transformer/extra_block/kernel"] = np.zeros((2, 2), np.float32)
+    elif edit == "nonfinite":
+        flat[victim] = np.array(flat[victim], np.float32)
+        flat[victim].flat[[0, -1]] = [np.nan, np.inf]
     else:
         flat[victim] = np.zeros((3,) + flat[victim].shape, np.float32)
     return unflatten(flat)
 
 
 @pytest.mark.parametrize("family", [VIT, CLIP])
-@pytest.mark.parametrize("edit", ["missing", "unexpected", "misshaped"])
+@pytest.mark.parametrize("edit", ["missing", "unexpected", "misshaped", "nonfinite"])
 def test_bad_tensor_is_named_in_one_line(family, edit, tmp_path):
     c = tiny_model_config(family)
     orig = write_original_workdir(str(tmp_path), c, random_params(c, {"cars": 3, "sop": 4}),
@@ -254,7 +257,8 @@ def test_bad_tensor_is_named_in_one_line(family, edit, tmp_path):
     message = str(e.value)
     assert "\n" not in message and str(tmp_path / "checkpoint_-1") in message
     named = "Transformer/extra_block/kernel" if edit == "unexpected" else ORIGINAL_NAMES[family][-1]
-    assert named in message and {"misshaped": "mis-shaped"}.get(edit, edit) in message
+    what = {"misshaped": "mis-shaped", "nonfinite": "2 non-finite value(s)"}.get(edit, edit)
+    assert named in message and what in message
 
 
 def test_best_is_checkpoint_minus_1_else_the_latest_step(tmp_path):

@@ -197,4 +197,12 @@ def merge_strict(template: Mapping, params: Mapping, fam: str, path: str, heads=
             "workdir's config.json (model_class, model_type, model.*), the heads from its "
             "dataset_name and classifier."
         )
-    return unflatten({n: np.asarray(got[n], np.float32) for n in want})
+    out = {n: np.asarray(got[n], np.float32) for n in want}
+    nonfinite = [(n, int(v.size - np.isfinite(v).sum())) for n, v in out.items()]
+    nonfinite = [f"{named(n)} {bad} non-finite value(s)" for n, bad in nonfinite if bad]
+    if nonfinite:
+        raise OriginalCheckpointError(
+            f"{path} holds NaN or inf: {_listed('tensors', nonfinite)}; nothing was loaded. "
+            "Use another checkpoint_<step> of the run."
+        )
+    return unflatten(out)
