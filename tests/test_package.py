@@ -121,6 +121,10 @@ def test_pip_install_into_a_fresh_venv(tmp_path):
     assert pip.returncode == 0, pip.stdout[-3000:] + pip.stderr[-3000:]
     for name in ("jax", "flax", "faiss-cpu", "safetensors", "universal_embedding"):
         assert subprocess.run([str(venv / "bin" / "pip"), "show", name]).returncode == 0, name
-    out = subprocess.run([str(venv / "bin" / "ue-descr-eval"), "--helpfull"], capture_output=True,
-                         text=True, cwd=tmp_path, timeout=600)  # fmt: skip
-    assert out.returncode == 0 and "--config" in out.stdout + out.stderr
+    for script in SCRIPTS:  # absl prints the help and exits with status 1, as for any --help
+        out = subprocess.run([str(venv / "bin" / script), "--helpfull"], capture_output=True,
+                             text=True, cwd=tmp_path, timeout=600)  # fmt: skip
+        text = out.stdout + out.stderr
+        assert out.returncode == 1 and "USAGE:" in text and "Traceback" not in text, (script, text)
+        if script in ("ue-train", "ue-knn", "ue-descr-eval", "ue-extract-dir"):
+            assert "--config" in text and "--workdir" in text, script
