@@ -71,6 +71,13 @@ def make_loss_fn(
     return loss_fn
 
 
+def apply_gradients(state: TrainState, tx: optax.GradientTransformation, grads: dict) -> TrainState:
+    """One optimiser update of `state` with `grads`, the step counter advanced."""
+    updates, opt_state = tx.update(grads, state.opt_state, state.params)
+    params = optax.apply_updates(state.params, updates)
+    return TrainState(step=state.step + 1, params=params, opt_state=opt_state)
+
+
 def make_train_step(
     model: flax.linen.Module,
     tx: optax.GradientTransformation,
@@ -104,11 +111,8 @@ def make_train_step(
         grad_fn = jax.value_and_grad(loss_fn, has_aux=True)
         images = pixels.model_input(batch["images"], pixel_stats)
         (loss, prec), grads = grad_fn(state.params, images, batch["labels"], head)
-        updates, opt_state = tx.update(grads, state.opt_state, state.params)
-        params = optax.apply_updates(state.params, updates)
         metrics = {"loss": loss, "precision_at_1": prec, "grad_norm": optax.global_norm(grads)}
-        new_state = TrainState(step=state.step + 1, params=params, opt_state=opt_state)
-        return new_state, metrics
+        return apply_gradients(state, tx, grads), metrics
 
     return jax.jit(step_fn, out_shardings=(rep, rep), donate_argnums=(0,))
 

@@ -20,7 +20,7 @@ from jax.sharding import Mesh
 from universal_embedding.distributed.mesh import replicated
 from universal_embedding.models import pixels, udon
 from universal_embedding.train import udon_losses
-from universal_embedding.train.steps import TrainState
+from universal_embedding.train.steps import TrainState, apply_gradients
 
 Step = Callable[[TrainState, dict[str, jax.Array]], tuple[TrainState, dict[str, jax.Array]]]
 
@@ -86,10 +86,8 @@ def make_udon_train_steps(
         grad_fn = jax.value_and_grad(loss_fn, has_aux=True)
         images = pixels.model_input(batch["images"], pixel_stats)
         (loss, metrics), grads = grad_fn(state.params, images, batch["labels"], domain)
-        updates, opt_state = tx.update(grads, state.opt_state, state.params)
-        params = optax.apply_updates(state.params, updates)
         metrics = {"loss": loss, **metrics, "grad_norm": optax.global_norm(grads)}
-        return TrainState(step=state.step + 1, params=params, opt_state=opt_state), metrics
+        return apply_gradients(state, tx, grads), metrics
 
     jitted = jax.jit(step_fn, out_shardings=(rep, rep), donate_argnums=(0,))
     return {name: _bind(jitted, d) for d, name in enumerate(model.domains)}
