@@ -45,6 +45,21 @@ def compilation_cache(tmp_path_factory):
         jax.config.update(k, v)
 
 
+MINI_UNED_DOMAINS = ["cars", "sop"]
+
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory):
+    """The synthetic mini-UnED of cars and sop (seed 0, scale 0.1) with its TFRecords, one per
+    test module; a module defining its own `data_dir` uses that instead."""
+    from universal_embedding.data import prepare, synthetic
+
+    root = str(tmp_path_factory.mktemp("mini_uned"))
+    synthetic.write_synthetic_uned(root, seed=0, scale=0.1, domains=MINI_UNED_DOMAINS)
+    prepare.prepare(root, domains=MINI_UNED_DOMAINS)
+    return root
+
+
 @pytest.fixture(scope="module")
 def reuse_random_init():
     """Initialise each tiny model once per module: init_params compiles (seconds on 2 cores)."""

@@ -167,16 +167,6 @@ def assert_trees_equal(a, b) -> None:
         np.testing.assert_array_equal(np.asarray(fa[name]), np.asarray(fb[name]), err_msg=name)
 
 
-@pytest.fixture(scope="module")
-def data_dir(tmp_path_factory):
-    from universal_embedding.data import prepare, synthetic
-
-    root = str(tmp_path_factory.mktemp("mini_uned"))
-    synthetic.write_synthetic_uned(root, seed=0, scale=0.1, domains=["cars", "sop"])
-    prepare.prepare(root, domains=["cars", "sop"])
-    return root
-
-
 @pytest.mark.parametrize("family", [VIT, CLIP])
 def test_written_names_are_the_originals(family, tmp_path):
     c = tiny_model_config(family)

@@ -30,16 +30,6 @@ REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 TINY = "universal_embedding/configs/tiny.py"
 
 
-@pytest.fixture(scope="module")
-def data_dir(tmp_path_factory):
-    from universal_embedding.data import prepare, synthetic
-
-    root = str(tmp_path_factory.mktemp("mini_uned_mp"))
-    synthetic.write_synthetic_uned(root, seed=0, scale=0.1)
-    prepare.prepare(root, domains=["cars", "sop"])
-    return root
-
-
 def run_config(data_dir: str, **overrides):
     """The tiny config with overrides, and the same as command-line flags."""
     c = tiny.get_config(f"data_dir={data_dir}")

@@ -19,16 +19,6 @@ from universal_embedding.train import guards, trainer
 pytestmark = pytest.mark.usefixtures("compilation_cache")
 
 
-@pytest.fixture(scope="module")
-def data_dir(tmp_path_factory):
-    from universal_embedding.data import prepare, synthetic
-
-    root = str(tmp_path_factory.mktemp("mini_uned_rel"))
-    synthetic.write_synthetic_uned(root, seed=0, scale=0.1)
-    prepare.prepare(root, domains=["cars", "sop"])
-    return root
-
-
 def tiny_config(data_dir: str, **overrides):
     c = tiny.get_config(f"data_dir={data_dir}")
     for key, value in overrides.items():

@@ -28,16 +28,6 @@ DOMAINS = "cars,sop"
 FROZEN = 3  # tiny config: 0.3 epochs of 10 steps
 
 
-@pytest.fixture(scope="module")
-def data_dir(tmp_path_factory):
-    from universal_embedding.data import prepare, synthetic
-
-    root = str(tmp_path_factory.mktemp("mini_uned"))
-    synthetic.write_synthetic_uned(root, seed=0, scale=0.1)
-    prepare.prepare(root, domains=DOMAINS.split(","))
-    return root
-
-
 def tiny_config(data_dir: str, **overrides):
     """configs/tiny.py: 1-layer ViT, joint head, 6 steps (3 frozen), checkpoint every 2."""
     c = tiny.get_config(f"data_dir={data_dir}")

@@ -41,16 +41,6 @@ def assert_trees_equal(a, b) -> None:
         np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
 
 
-@pytest.fixture(scope="module")
-def data_dir(tmp_path_factory):
-    from universal_embedding.data import prepare, synthetic
-
-    root = str(tmp_path_factory.mktemp("mini_uned_udon"))
-    synthetic.write_synthetic_uned(root, seed=0, scale=0.1)
-    prepare.prepare(root, domains=DOMAINS.split(","))
-    return root
-
-
 def udon_config(data_dir: str, **overrides):
     """tiny.py as UDON: 6 steps, sampler updates before steps 3 and 6, checkpoints every 2."""
     c = config_train_udon.add_udon_fields(tiny.get_config(f"data_dir={data_dir}"))
