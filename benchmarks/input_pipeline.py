@@ -15,6 +15,8 @@ each figure the median of --repeats runs taken in turn. Streams:
   train reduced      + reduced-size (DCT) decode (config.reduced_jpeg_decode=True)
   train reduced f32  the same with normalised float32 out (what uint8 saves)
   eval previous      the eval stream before (float out); eval uint8: the eval stream now
+  decode only        parse + decode, nothing else (full, at the train stream's reduced-decode
+                     ratio, at ratio 8): the ceiling of any stream decoding these files on the CPU
 --max_side N adds "train on max_side copy": the default train stream on a copy of each set
 converted with --max_side N. Fidelity: mean absolute difference (grey levels, 0..255) of final
 crops, reduced vs full decode, on each set and on the demo's synthetic images.
@@ -102,6 +104,10 @@ def streams(tfds: str, threads: int, small_tfds: str | None) -> dict:
         "eval previous": lambda: previous_eval(tfds, threads),
         "eval uint8": eval_uint8,
     }
+    for label, ratio in (("full", 1), ("train ratio", 0), ("ratio 8", 8)):
+        out[f"decode only ({label})"] = lambda r=ratio: jpeg_sets.decode_only_batches(
+            tfds, BATCH, threads, r
+        )
     if small_tfds:
         out["train on max_side copy"] = train(None, False, small_tfds)
     return out

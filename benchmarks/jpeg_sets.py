@@ -96,3 +96,33 @@ def reference_batches(tfds: str, batch_size: int, threads: int, domain: str = "s
     ds = ds.map(load, num_parallel_calls=tf.data.AUTOTUNE).batch(batch_size)
     ds = ds.prefetch(tf.data.AUTOTUNE).with_options(input_pipeline.pipeline_options(threads))
     return ds.as_numpy_iterator()
+
+
+def decode_only_batches(tfds: str, batch_size: int, threads: int, ratio: int = 0,
+                        min_side: int = 256, domain: str = "sop"):  # fmt: skip
+    """Parse and JPEG-decode only, endless: the ceiling of any stream that decodes these records
+    with the CPU's libjpeg. ratio: the DCT scaling (1, 2, 4 or 8); 0 = per image the train
+    stream's reduced-decode ratio (short side // r >= min_side). Yields one pixel per image, so
+    nothing but the decode is timed."""
+    import tensorflow as tf
+
+    from universal_embedding.data import crops
+
+    def decode_at(image_bytes, r):
+        return lambda: tf.io.decode_jpeg(image_bytes, channels=3, ratio=r)[0, 0]
+
+    def load(serialized):
+        image_bytes = preprocess.parse_record(serialized)["image_bytes"]
+        if ratio:
+            return decode_at(image_bytes, ratio)()
+        hw = tf.image.extract_jpeg_shape(image_bytes)[:2]
+        index = tf.reduce_sum(
+            tf.cast(crops.reduction_ratio(hw[0], hw[1], min_side) >= crops.RATIOS[1:], tf.int32)
+        )
+        return tf.switch_case(index, [decode_at(image_bytes, r) for r in crops.RATIOS])
+
+    files = input_pipeline.split_files(tfds, domain, "train")
+    ds = tf.data.TFRecordDataset(files).repeat()
+    ds = ds.map(load, num_parallel_calls=tf.data.AUTOTUNE).batch(batch_size)
+    ds = ds.prefetch(tf.data.AUTOTUNE).with_options(input_pipeline.pipeline_options(threads))
+    return ds.as_numpy_iterator()
