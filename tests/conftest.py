@@ -79,6 +79,26 @@ def reuse_random_init():
     patch.undo()
 
 
+def _assert_trees_equal(a, b) -> None:
+    """The same leaves (by pytree path) in both trees, each array equal; a failure names it."""
+    leaves = [
+        {
+            jax.tree_util.keystr(path): np.asarray(x)
+            for path, x in jax.tree_util.tree_leaves_with_path(t)
+        }
+        for t in (a, b)
+    ]
+    assert sorted(leaves[0]) == sorted(leaves[1])
+    for name, x in leaves[0].items():
+        np.testing.assert_array_equal(x, leaves[1][name], err_msg=name)
+
+
+@pytest.fixture(scope="session")
+def assert_trees_equal():
+    """Two parameter trees equal leaf by leaf (names and values; container types aside)."""
+    return _assert_trees_equal
+
+
 class HtmlNode:
     """An element of a page parsed with html.parser: tag, attributes, children, own text."""
 

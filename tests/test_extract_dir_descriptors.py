@@ -2,6 +2,7 @@
 
 import json
 import os
+import shutil
 
 import numpy as np
 import pytest
@@ -73,7 +74,42 @@ def test_broken_image_listed_and_rows_match_single_images(image_dir, tmp_path, e
     assert not np.allclose(descriptors[0], descriptors[1], atol=1e-3)
 
 
+def test_original_format_writes_the_originals_json_with_the_npz_numbers(image_dir, tmp_path):
+    """--config.descriptor_format=original: W/descriptors.json as the original wrote it
+    (json.dumps of {"descriptors": n x d lists, "paths": [base_dir/...]}), nothing else; its
+    numbers are the npz run's, bit for bit."""
+    base = tmp_path / "images"
+    os.makedirs(base / "sub")
+    shutil.copy(image_dir / GOOD[0], base / "a.jpg")
+    shutil.copy(image_dir / GOOD[1], base / "sub" / "b.png")
+    shutil.copy(image_dir / GOOD[2], base / "caf\u00e9.png")  # non-ASCII: escaped, as json.dumps
+    npz_dir, original_dir = tmp_path / "npz", tmp_path / "original"
+    _, paths = extract_dir_descriptors.run_extract_dir(_config(base), str(npz_dir))
+    returned, original_paths = extract_dir_descriptors.run_extract_dir(
+        _config(base, descriptor_format="original"), str(original_dir)
+    )
+    assert paths == original_paths == ["a.jpg", "caf\u00e9.png", "sub/b.png"]
+    assert sorted(os.listdir(original_dir)) == ["descriptors.json", "extract_config.json"]
+    text = (original_dir / "descriptors.json").read_text(encoding="ascii")
+    with np.load(npz_dir / "descriptors.npz") as npz:
+        want = npz["descriptors"]
+    full = [os.path.join(str(base), p) for p in paths]
+    assert text == json.dumps({"descriptors": want.tolist(), "paths": full})
+    saved = json.loads(text)
+    assert list(saved) == ["descriptors", "paths"] and saved["paths"] == full
+    got = np.asarray(saved["descriptors"], dtype=np.float32)
+    assert got.shape == (3, 8)
+    np.testing.assert_array_equal(got, want)
+    np.testing.assert_array_equal(got, returned)
+    with pytest.raises(ValueError, match="descriptors.json.*expected"):  # a folder's, not a split's
+        knn_descriptors.load_descriptors(str(original_dir / "descriptors.json"))
+
+
 def test_bad_arguments_fail_loudly(image_dir, tmp_path):
+    with pytest.raises(ValueError, match="^config.descriptor_format='npy' is not one of npz, orig"):
+        extract_dir_descriptors.run_extract_dir(
+            _config(image_dir, descriptor_format="npy"), str(tmp_path / "w")
+        )
     with pytest.raises(FileNotFoundError, match="base_dir"):
         extract_dir_descriptors.run_extract_dir(_config(tmp_path / "none"), str(tmp_path / "w"))
     missing = _config(image_dir, allow_random_init=False, pretrained_ckpt=str(tmp_path / "x.npz"))

@@ -4,7 +4,9 @@ python -m universal_embedding.extract_dir_descriptors \
     --config=universal_embedding/configs/config_extract_dir_descriptors.py \
     --workdir=W --config.base_dir=DIR --config.train_dir=T
 Every readable image under DIR (recursive) -> W/descriptors.npz with 'descriptors' (n x d float32)
-and 'paths' (relative to DIR, same row order). Unreadable files are listed (log and
+and 'paths' (relative to DIR, same row order); with --config.descriptor_format=original instead
+the original code's W/descriptors.json, {"descriptors": [[...], ...], "paths": [DIR/..., ...]}
+(JSON text; paths under DIR, as the original listed them). Unreadable files are listed (log and
 W/unreadable.txt, JSON lines {"path", "reason"}) and skipped. Images get the evaluation
 transform (UNED_SPEC section 4).
 """
@@ -21,11 +23,19 @@ from absl import logging
 from universal_embedding import app, loading, writers
 from universal_embedding.distributed.mesh import global_batch_size
 from universal_embedding.knn import descriptors as knn_descriptors
+from universal_embedding.knn import original_format
 
 
-def save_dir_descriptors(path: str, descriptors: np.ndarray, paths: list[str]) -> str:
-    """W/descriptors.npz: 'descriptors' float32 [n, d] and 'paths' (unicode) [n]."""
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+def save_dir_descriptors(
+    workdir: str, descriptors: np.ndarray, paths: list[str], fmt: str, base_dir: str
+) -> str:
+    """W/descriptors.npz ('descriptors' float32 [n, d], 'paths' relative to base_dir) or, for
+    fmt='original', the original's W/descriptors.json (paths joined to base_dir); its path."""
+    if fmt == "original":
+        full = [os.path.join(base_dir, p) for p in paths]
+        return original_format.save_dir_original(workdir, descriptors, full)
+    path = os.path.join(workdir, "descriptors.npz")
+    os.makedirs(workdir, exist_ok=True)
     np.savez(path, descriptors=np.asarray(descriptors, np.float32), paths=np.asarray(paths, str))
     return path
 
@@ -41,6 +51,7 @@ def run_extract_dir(
         raise FileNotFoundError(
             f"base_dir '{base_dir}' is not a folder: give --config.base_dir=<folder of images>."
         )
+    fmt = knn_descriptors.descriptor_format(config)
     loading.weights_source(config)  # before scanning the folder
     if jax.process_count() > 1:
         raise ValueError("extract_dir_descriptors runs as a single process (all local devices).")
@@ -66,7 +77,7 @@ def run_extract_dir(
     if jax.process_index() == 0:
         os.makedirs(workdir, exist_ok=True)
         writers.write_config_json(config, os.path.join(workdir, "extract_config.json"))
-        save_dir_descriptors(os.path.join(workdir, "descriptors.npz"), descriptors, paths)
+        save_dir_descriptors(workdir, descriptors, paths, fmt, base_dir)
         if unreadable:
             image_files.write_unreadable(os.path.join(workdir, "unreadable.txt"), unreadable)
     return descriptors, paths

@@ -160,13 +160,6 @@ def tiny_model_config(family: str):
     return c
 
 
-def assert_trees_equal(a, b) -> None:
-    fa, fb = flatten(jax.device_get(a)), flatten(jax.device_get(b))
-    assert sorted(fa) == sorted(fb)
-    for name in fa:
-        np.testing.assert_array_equal(np.asarray(fa[name]), np.asarray(fb[name]), err_msg=name)
-
-
 @pytest.mark.parametrize("family", [VIT, CLIP])
 def test_written_names_are_the_originals(family, tmp_path):
     c = tiny_model_config(family)
@@ -179,7 +172,9 @@ def test_written_names_are_the_originals(family, tmp_path):
 
 
 @pytest.mark.parametrize("family", [VIT, CLIP])
-def test_knn_main_on_original_workdir_equals_native_weights(family, data_dir, tmp_path):
+def test_knn_main_on_original_workdir_equals_native_weights(
+    family, data_dir, tmp_path, assert_trees_equal
+):
     c = tiny_model_config(family)
     params = random_params(c, {"cars": 3, "sop": 4}, seed=1)
     original_dir, native_dir = str(tmp_path / "original"), str(tmp_path / "native")
@@ -251,7 +246,7 @@ def test_bad_tensor_is_named_in_one_line(family, edit, tmp_path):
     assert named in message and what in message
 
 
-def test_best_is_checkpoint_minus_1_else_the_latest_step(tmp_path):
+def test_best_is_checkpoint_minus_1_else_the_latest_step(tmp_path, assert_trees_equal):
     c = tiny_model_config(VIT)
     domains = ["cars"]
     by_step = {s: random_params(c, {"cars": 3}, seed=10 + s) for s in (-1, 10, 200)}
@@ -290,7 +285,7 @@ def test_untrusted_files_are_refused_in_one_line(tmp_path, monkeypatch):
         ckpt.read_params(str(tmp_path / "checkpoint_-1"))
 
 
-def test_config_json_as_a_json_string_or_none_at_all(tmp_path):
+def test_config_json_as_a_json_string_or_none_at_all(tmp_path, assert_trees_equal):
     """Older original versions wrote config.json as a JSON string holding the JSON text;
     without config.json the model is read off the checkpoint's shapes."""
     c = tiny_model_config(CLIP)
@@ -318,7 +313,9 @@ def train_config(data_dir: str, **overrides):
 
 
 @pytest.mark.parametrize("classifier", ["separate", "joint"])
-def test_init_ckpt_gives_every_tensor_heads_included(data_dir, tmp_path, classifier, monkeypatch):
+def test_init_ckpt_gives_every_tensor_heads_included(
+    data_dir, tmp_path, classifier, monkeypatch, assert_trees_equal
+):
     def shaped_init(model, rng, image_size):  # the random start is replaced: skip compiling it
         images = jax.ShapeDtypeStruct((1, image_size, image_size, 3), np.float32)
         shapes = jax.eval_shape(lambda x: model.init(rng, x, head="*"), images)["params"]
@@ -346,7 +343,7 @@ def test_init_ckpt_gives_every_tensor_heads_included(data_dir, tmp_path, classif
         loading.initial_params(c, other)
 
 
-def test_training_starts_from_init_ckpt(data_dir, tmp_path):
+def test_training_starts_from_init_ckpt(data_dir, tmp_path, assert_trees_equal):
     c = train_config(data_dir, num_training_steps=1)
     params = random_params(c, plan.make_plan(c).classes_per_head, seed=4)
     write_original_workdir(str(tmp_path / "orig"), c, params, ["joint"], classifier="joint")

@@ -7,7 +7,6 @@ import os
 
 import jax
 import numpy as np
-import orbax.checkpoint as ocp
 import pytest
 
 from universal_embedding import checkpoint, writers
@@ -38,31 +37,12 @@ def tiny_config(data_dir: str, **overrides):
 
 def latest_params(workdir: str, step: int) -> dict:
     """Params of checkpoints/latest/<step> as numpy (no template needed)."""
-    path = checkpoint.checkpoint_dir(workdir, checkpoint.LATEST)
-    handlers = {"state": ocp.PyTreeCheckpointHandler(), "extra": ocp.JsonCheckpointHandler()}
-    options = ocp.CheckpointManagerOptions(read_only=True)
-    with ocp.CheckpointManager(path, options=options, item_handlers=handlers) as manager:
-        meta = manager.item_metadata(step)["state"]
-        tree = getattr(meta, "tree", meta)
-        args = jax.tree.map(lambda _: ocp.RestoreArgs(restore_type=np.ndarray), tree)
-        out = manager.restore(
-            step, args=ocp.args.Composite(state=ocp.args.PyTreeRestore(restore_args=args))
-        )
-    state = out["state"]
-    return state["params"] if isinstance(state, dict) else state.params
+    return checkpoint.restore_params(workdir, step)[0]
 
 
 def losses_by_step(workdir: str) -> dict[int, float]:
     """train/loss of each step in metrics.jsonl (a resumed run's rows replace earlier ones)."""
     return {r["step"]: r["train/loss"] for r in writers.read_metrics(workdir) if "train/loss" in r}
-
-
-def assert_trees_equal(a, b) -> None:
-    flat_a, tree_a = jax.tree.flatten(a)
-    flat_b, tree_b = jax.tree.flatten(b)
-    assert tree_a == tree_b
-    for x, y in zip(flat_a, flat_b, strict=True):
-        np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
 
 
 def init_params(config) -> dict:
@@ -73,7 +53,7 @@ def init_params(config) -> dict:
     )
 
 
-def test_one_step_smoke(data_dir, tmp_path):
+def test_one_step_smoke(data_dir, tmp_path, assert_trees_equal):
     workdir = str(tmp_path)
     c = tiny_config(data_dir, num_training_steps=1)
     assert trainer.train_and_evaluate(c, workdir) == {}
@@ -107,7 +87,7 @@ def test_separate_and_joint_head_shapes(data_dir, tmp_path):
     }
 
 
-def test_frozen_steps_leave_backbone_bit_identical(data_dir, tmp_path):
+def test_frozen_steps_leave_backbone_bit_identical(data_dir, tmp_path, assert_trees_equal):
     c = tiny_config(data_dir, num_training_steps=FROZEN + 1, checkpoint_steps=1)
     tplan = plan.make_plan(c)
     assert tplan.steps_per_epoch == 10 and tplan.frozen_steps == FROZEN
@@ -121,7 +101,9 @@ def test_frozen_steps_leave_backbone_bit_identical(data_dir, tmp_path):
     assert not np.array_equal(frozen["heads"]["joint"]["kernel"], start["heads"]["joint"]["kernel"])
 
 
-def test_resume_after_interruption_equals_uninterrupted_run(data_dir, tmp_path, capsys):
+def test_resume_after_interruption_equals_uninterrupted_run(
+    data_dir, tmp_path, capsys, assert_trees_equal
+):
     full, cut = str(tmp_path / "full"), str(tmp_path / "cut")
     trainer.train_and_evaluate(tiny_config(data_dir), full)
     # "killed" after step 3: the last checkpoint is step 2, step 3 is lost and redone

@@ -33,14 +33,6 @@ def losses_by_step(workdir: str) -> dict[int, float]:
     return {r["step"]: r["train/loss"] for r in writers.read_metrics(workdir) if "train/loss" in r}
 
 
-def assert_trees_equal(a, b) -> None:
-    flat_a, tree_a = jax.tree.flatten(a)
-    flat_b, tree_b = jax.tree.flatten(b)
-    assert tree_a == tree_b
-    for x, y in zip(flat_a, flat_b, strict=True):
-        np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
-
-
 def udon_config(data_dir: str, **overrides):
     """tiny.py as UDON: 6 steps, sampler updates before steps 3 and 6, checkpoints every 2."""
     c = config_train_udon.add_udon_fields(tiny.get_config(f"data_dir={data_dir}"))
@@ -69,7 +61,9 @@ def full_run(data_dir, tmp_path_factory):
     return workdir, results
 
 
-def test_resume_across_a_sampler_update_is_bit_identical(data_dir, full_run, tmp_path, capsys):
+def test_resume_across_a_sampler_update_is_bit_identical(
+    data_dir, full_run, tmp_path, capsys, assert_trees_equal
+):
     full, _ = full_run
     cut = str(tmp_path / "cut")
     # killed after step 3: checkpoint 2 survives; the update before step 3 is redone on resume

@@ -2,7 +2,8 @@
 
 `--config.base_dir=DIR` plus either `--config.train_dir=T` or `--config.train_dir=''
 --config.pretrained_ckpt=PATH --config.model_class=... --config.model_type=...`.
-Writes W/descriptors.npz with 'descriptors' (n x d float32) and 'paths' (relative to DIR).
+Writes W/descriptors.npz with 'descriptors' (n x d float32) and 'paths' (relative to DIR);
+`--config.descriptor_format=original`: the original's W/descriptors.json instead.
 Argument string keys: `model_class` (default vit_with_embedding), `variant` (default B/16).
 """
 

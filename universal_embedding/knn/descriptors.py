@@ -42,16 +42,21 @@ def save_json(path: str, descriptors: Mapping[str, np.ndarray]) -> None:
 DESCRIPTOR_FORMATS = ("npz", "original")
 
 
-def descriptor_file(config: Any, workdir: str, step: int | str) -> str:
-    """Where save_descriptors writes: W/descriptors.npz (descriptor_format='npz') or, for
-    'original', <descr_save_path or train_dir or W>/descriptors[_no_project]/
-    descriptors_step_<step>.pkl (JSON text, the original's name; _no_project for backbone_out)."""
+def descriptor_format(config: Any) -> str:
+    """config.descriptor_format ('' or unset: 'npz'); one line naming the allowed values else."""
     fmt = config.get("descriptor_format") or "npz"
     if fmt not in DESCRIPTOR_FORMATS:
         raise ValueError(
             f"config.descriptor_format='{fmt}' is not one of {', '.join(DESCRIPTOR_FORMATS)}."
         )
-    if fmt == "npz":
+    return fmt
+
+
+def descriptor_file(config: Any, workdir: str, step: int | str) -> str:
+    """Where save_descriptors writes: W/descriptors.npz (descriptor_format='npz') or, for
+    'original', <descr_save_path or train_dir or W>/descriptors[_no_project]/
+    descriptors_step_<step>.pkl (JSON text, the original's name; _no_project for backbone_out)."""
+    if descriptor_format(config) == "npz":
         return os.path.join(workdir, "descriptors.npz")
     base = config.get("descr_save_path") or config.get("train_dir") or workdir
     backbone = config.get("embedd_to_eval") == "backbone_out"

@@ -4,7 +4,9 @@ Descriptors (UNED_SPEC section 7): JSON text, even under the original's `.pkl` n
 (`<base>/descriptors/descriptors_step_<step>.pkl`, step -1 = best checkpoint;
 `descriptors_no_project/` for backbone features). The original wraps each split's n x d array
 in a ONE-element list, `{"domain": {"split": [ [[...], ...] ]}}`; UDON names the embedding,
-`{"domain": {"split": {"embedding": [[...], ...]}}}`. Reading parses JSON only (a pickle is
+`{"domain": {"split": {"embedding": [[...], ...]}}}`. The original extract_dir_descriptors wrote
+a folder's descriptors to `<workdir>/descriptors.json`, `{"descriptors": [[...], ...], "paths":
+[...]}` (n x d, not wrapped; paths as listed, under base_dir). Reading parses JSON only (a pickle is
 refused, never loaded) and turns each split into an array as soon as its object is parsed,
 so memory holds the file text, one domain's number lists and the arrays; a file whose estimate
 (json_memory_needed) exceeds the memory available stops before parsing.
@@ -27,6 +29,7 @@ import numpy as np
 
 DECIMALS = 3  # the original's np.round(value, 3)
 RESULTS_FILE = "results_original.json"
+DIR_DESCRIPTORS_FILE = "descriptors.json"  # the original extract_dir_descriptors' output
 JSON_EXTENSIONS = (".json", ".pkl")
 # Bytes per parsed item while its Python lists exist: a number is a float object and a list slot
 # (32) plus its float64 array entry (8); a list ('[') is a list object with spare slots (~64).
@@ -101,8 +104,7 @@ def _tolist(value: Any) -> Any:
 
 def save_original(path: str, descriptors: Mapping[str, np.ndarray]) -> None:
     """Write 'domain/split' arrays in the original layout (each split a one-element list) and
-    'domain/split/embedding' arrays in UDON's; JSON text whatever the extension, written to a
-    temporary name and renamed into place."""
+    'domain/split/embedding' arrays in UDON's; JSON text whatever the extension."""
     nested: dict[str, dict[str, Any]] = {}
     for key, value in descriptors.items():
         parts = key.split("/")
@@ -113,12 +115,26 @@ def save_original(path: str, descriptors: Mapping[str, np.ndarray]) -> None:
             nested.setdefault(parts[0], {}).setdefault(parts[1], {})[parts[2]] = arr
         else:
             nested.setdefault(parts[0], {})[parts[1]] = [arr]
+    write_json(path, nested)
+
+
+def save_dir_original(workdir: str, descriptors: np.ndarray, paths: list[str]) -> str:
+    """workdir/descriptors.json as the original extract_dir_descriptors wrote it:
+    {"descriptors": [[...], ...] (n x d, no one-element list), "paths": [...]}; returns its path."""
+    path = os.path.join(workdir, DIR_DESCRIPTORS_FILE)
+    write_json(path, {"descriptors": np.asarray(descriptors, np.float32), "paths": list(paths)})
+    return path
+
+
+def write_json(path: str, tree: Any) -> None:
+    """json.dump of tree (arrays as nested lists, the original's encoding: default separators,
+    non-ASCII escaped), written to a temporary name and renamed into place."""
     folder = os.path.dirname(os.path.abspath(path))
     os.makedirs(folder, exist_ok=True)
     tmp = os.path.join(folder, f".{os.path.basename(path)}.tmp-{os.getpid()}")
     try:
         with open(tmp, "w") as f:
-            json.dump(nested, f, default=_tolist)  # one split's number lists at a time
+            json.dump(tree, f, default=_tolist)  # one array's number lists at a time
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):
