@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 DEMO_DIR ?= demo_work
 LINT_PATHS := universal_embedding tests benchmarks convert_to_tfrecord_from_file.py
 
-.PHONY: install install-test demo test lint clean
+.PHONY: install install-test demo test lint clean gpu-wheels
 
 $(VENV)/.installed: requirements.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -34,3 +34,18 @@ lint: install-test
 
 clean:
 	rm -rf $(VENV) $(DEMO_DIR)
+
+# Wheels the lent GPU machine lacks (it has jax, flax, optax, orbax, torch, timm; no
+# TensorFlow, ml_collections or clu), for benchmarks/gpu_run.sh: versions from requirements.txt.
+GPU_WHEELS := ml-collections
+GPU_PLATFORMS := $(foreach n,manylinux_2_28 manylinux_2_27 manylinux_2_17 manylinux2014 \
+	manylinux1,--platform $(n)_x86_64)
+
+gpu-wheels:
+	rm -rf .whl && mkdir -p .whl
+	for p in $(GPU_WHEELS); do \
+	  pin=$$(grep -i "^$$p==" requirements.txt) || { echo "$$p: no pin in requirements.txt"; exit 1; }; \
+	  $(PYTHON) -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 \
+	    --implementation cp $(GPU_PLATFORMS) -d .whl "$$pin" || exit 1; \
+	done
+	du -ch .whl/*.whl
