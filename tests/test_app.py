@@ -85,6 +85,50 @@ def test_unknown_config_key_stops_main_naming_it_and_the_valid_keys(tmp_path):
     assert not workdir.exists()  # stopped while parsing flags, before any work
 
 
+def override_error(argv: list[str]) -> Exception:
+    """The exception parsing `argv` (app's flags on a fresh FlagValues) raises."""
+    fv = flags.FlagValues()
+    app.define_flags(fv, ["prog", *argv])
+    with pytest.raises((KeyError, AttributeError)) as info:
+        fv(["prog", *argv])
+    return info.value
+
+
+def test_an_override_of_a_missing_field_is_named_in_one_line():
+    argv = [f"--config={TINY}", "--workdir=W", "--config.model.nosuch.depth=3"]
+    assert app.unknown_override(argv, override_error(argv)) == (
+        "--config.model.nosuch.depth=3: the config has no field 'nosuch'."
+    )
+    train = "universal_embedding/configs/config_train_vit.py"
+    argv = [f"--config={train}", "--workdir=W", "--config.checkpoint=True"]
+    assert app.unknown_override(argv, override_error(argv)) == (
+        "--config.checkpoint=True: the config has no field 'checkpoint' (did you mean "
+        "'checkpoint_steps'?); the original code's 'checkpoint' needs no flag here: "
+        "checkpoints are always written."
+    )
+    # An error that names no override is not ours to rewrite.
+    assert app.unknown_override(argv, KeyError("'other'")) is None
+    assert app.unknown_override(argv, AttributeError("no quoted name")) is None
+
+
+def test_main_stops_on_a_missing_field_override_without_a_traceback(tmp_path):
+    workdir = tmp_path / "W"
+    out = run_python(
+        [
+            "-m",
+            "universal_embedding.main",
+            "--config=universal_embedding/configs/config_train_vit.py",
+            f"--workdir={workdir}",
+            "--config.checkpoint=True",
+        ]
+    )
+    assert out.returncode == 1
+    assert "Traceback" not in out.stderr
+    last = out.stderr.strip().splitlines()[-1]
+    assert last.startswith("FATAL Flags parsing error: --config.checkpoint=True: the config has")
+    assert not workdir.exists()
+
+
 ENTRY_POINTS = {
     "main": (["-m", "universal_embedding.main"], APP_FLAGS),
     "knn_main": (["-m", "universal_embedding.knn_main"], APP_FLAGS),

@@ -9,6 +9,7 @@ defines no flag), parses the command line, joins a multi-process run (see
 from __future__ import annotations
 
 import importlib
+import re
 import sys
 from collections.abc import Callable
 from typing import Any
@@ -98,6 +99,44 @@ def config_and_workdir(
     return config, flag_values["workdir"].value
 
 
+def unknown_override(argv: list[str], error: Exception) -> str | None:
+    """The one-line message for a `--config.<path>` override naming a field the config lacks
+    (ml_collections raises KeyError / AttributeError while parsing it), or None when `error`
+    is not about an override in argv."""
+    text = str(error.args[0] if error.args else error).replace("\\n", " ").replace("\\", "")
+    text = " ".join(text.split())
+    key = re.search(r"'([^'\s]+)'", text)
+    if not key:
+        return None
+    name = key.group(1)
+    given = [a for a in argv if a.startswith("--config.")]
+    culprit = next((a for a in given if name in re.split(r"[.=]", a[len("--config.") :])[:-1]
+                    or a[len("--config.") :] == name), None)  # fmt: skip
+    if culprit is None:
+        return None
+    message = f"{culprit}: the config has no field '{name}'"
+    suggestion = re.search(r'Did you mean "([^"]+)"', text)
+    if suggestion:
+        message += f" (did you mean '{suggestion.group(1)}'?)"
+    rule = legacy.RULES.get(name)
+    if rule is not None and rule.advice:
+        message += f"; the original code's '{name}' needs no flag here: {rule.advice}"
+    return message + "."
+
+
+def parse_flags(argv: list[str]) -> list[str]:
+    """absl's flag parser, except that an override of a field the config lacks ends in one line
+    (absl's 'FATAL Flags parsing error' form) instead of ml_collections' traceback."""
+    try:
+        return absl_app.parse_flags_with_usage(argv)
+    except (KeyError, AttributeError) as e:
+        message = unknown_override(argv, e)
+        if message is None:
+            raise
+        sys.stderr.write(f"FATAL Flags parsing error: {message}\n")
+        sys.exit(1)
+
+
 def _default_config(name: str) -> ml_collections.ConfigDict:
     return importlib.import_module(f"universal_embedding.configs.{name}").get_config()
 
@@ -123,4 +162,4 @@ def run(fn: Callable[[ml_collections.ConfigDict, str], object], defaults: str = 
         distributed.maybe_initialize_distributed()
         fn(config, workdir)
 
-    absl_app.run(errors.one_line_errors(_main), argv=argv)
+    absl_app.run(errors.one_line_errors(_main), argv=argv, flags_parser=parse_flags)
