@@ -106,6 +106,10 @@ def test_an_override_of_a_missing_field_is_named_in_one_line():
         "'checkpoint_steps'?); the original code's 'checkpoint' needs no flag here: "
         "checkpoints are always written."
     )
+    argv = [f"--config={TINY}", "--workdir=W", "--config.model.nosuch"]  # boolean form
+    assert app.unknown_override(argv, override_error(argv)) == (
+        "--config.model.nosuch: the config has no field 'nosuch'."
+    )
     # An error that names no override is not ours to rewrite.
     assert app.unknown_override(argv, KeyError("'other'")) is None
     assert app.unknown_override(argv, AttributeError("no quoted name")) is None

@@ -110,8 +110,9 @@ def unknown_override(argv: list[str], error: Exception) -> str | None:
         return None
     name = key.group(1)
     given = [a for a in argv if a.startswith("--config.")]
-    culprit = next((a for a in given if name in re.split(r"[.=]", a[len("--config.") :])[:-1]
-                    or a[len("--config.") :] == name), None)  # fmt: skip
+    culprit = next(
+        (a for a in given if name in a[len("--config.") :].partition("=")[0].split(".")), None
+    )
     if culprit is None:
         return None
     message = f"{culprit}: the config has no field '{name}'"
