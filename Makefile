@@ -3,6 +3,8 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 DEMO_DIR ?= demo_work
+# pytest-xdist workers for make test (0: one process)
+TEST_WORKERS ?= 2
 LINT_PATHS := universal_embedding tests benchmarks convert_to_tfrecord_from_file.py
 
 .PHONY: install install-test demo test lint clean gpu-wheels
@@ -26,7 +28,7 @@ demo: install
 
 test: install-test
 	$(VENV)/bin/ruff check $(LINT_PATHS)
-	$(PY) -m pytest -q tests
+	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadfile tests
 
 lint: install-test
 	$(VENV)/bin/ruff check $(LINT_PATHS)
