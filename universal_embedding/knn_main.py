@@ -20,7 +20,8 @@ import ml_collections
 from absl import logging
 
 from universal_embedding import app, loading, writers
-from universal_embedding.checkpoint.series import LATEST, checkpoint_dir
+from universal_embedding.checkpoint.restore import parse_which
+from universal_embedding.checkpoint.series import BEST, LATEST, checkpoint_dir
 from universal_embedding.data.normalization import normalization_name
 from universal_embedding.knn import descriptors as knn_descriptors
 from universal_embedding.knn import evaluate, evaluator, gallery_html, neighbours, report
@@ -90,11 +91,11 @@ def descriptor_step(config: ml_collections.ConfigDict) -> int:
     named its test_pretrained_features run)."""
     if not config.train_dir:
         return 0
-    which = str(config.checkpoint).strip()
-    if which == "best":
+    series, step = parse_which(config.checkpoint)
+    if series == BEST:
         return -1
-    if which.isdigit():
-        return int(which)
+    if step is not None:
+        return step
     latest = checkpoint_dir(config.train_dir, LATEST)
     steps = [int(n) for n in os.listdir(latest) if n.isdigit()] if os.path.isdir(latest) else []
     return max(steps, default=0)
