@@ -1,6 +1,7 @@
 """Test setup: two CPU devices so sharded code paths run, TensorFlow kept off GPUs;
 `@pytest.mark.slow` tests run only with UE_SLOW_TESTS=1."""
 
+import json
 import os
 
 os.environ.setdefault("XLA_FLAGS", "--xla_force_host_platform_device_count=2")
@@ -97,6 +98,39 @@ def _assert_trees_equal(a, b) -> None:
 def assert_trees_equal():
     """Two parameter trees equal leaf by leaf (names and values; container types aside)."""
     return _assert_trees_equal
+
+
+def _write_info_files(root, labels) -> None:
+    """root/<domain>/<split>.json for each 'domain/split' of `labels`, one entry per class id
+    (or class-id list) in order, image paths '<domain>/<i>.jpg'."""
+    for key, classes in labels.items():
+        domain, split = key.split("/")
+        os.makedirs(os.path.join(root, domain), exist_ok=True)
+        entries = [{"path": f"{domain}/{i}.jpg", "class_id": c} for i, c in enumerate(classes)]
+        with open(os.path.join(root, domain, f"{split}.json"), "w") as f:
+            json.dump(entries, f)
+
+
+@pytest.fixture(scope="session")
+def write_info_files():
+    """Writes info files from {'domain/split': class ids}: write_info_files(root, labels)."""
+    return _write_info_files
+
+
+def _assert_load_fails_in_one_line(path, text: str, message: str) -> None:
+    from universal_embedding.knn import descriptors
+
+    path.write_text(text)
+    with pytest.raises(ValueError, match=f"'{path}'.*{message}") as e:
+        descriptors.load_descriptors(str(path))
+    assert "\n" not in str(e.value)
+
+
+@pytest.fixture(scope="session")
+def assert_load_fails_in_one_line():
+    """Writes `text` to `path`; loading it as descriptors must fail in one line naming the file
+    and matching `message`: assert_load_fails_in_one_line(path, text, message)."""
+    return _assert_load_fails_in_one_line
 
 
 class HtmlNode:

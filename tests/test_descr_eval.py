@@ -47,13 +47,9 @@ EXPECTED = {
 
 
 @pytest.fixture(scope="module")
-def inputs(tmp_path_factory):
+def inputs(tmp_path_factory, write_info_files):
     base = tmp_path_factory.mktemp("descr_eval")
-    for key, labels in LABELS.items():
-        domain, split = key.split("/")
-        os.makedirs(base / "info" / domain, exist_ok=True)
-        entries = [{"path": f"{domain}/{i}.jpg", "class_id": c} for i, c in enumerate(labels)]
-        (base / "info" / domain / f"{split}.json").write_text(json.dumps(entries))
+    write_info_files(base / "info", LABELS)
     descriptors.save_npz(str(base / "d.npz"), DESCR)
     descriptors.save_json(str(base / "d.json"), DESCR)
     return base

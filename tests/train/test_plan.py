@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import json
-import os
-
 import numpy as np
 import pytest
 
@@ -12,19 +9,17 @@ from universal_embedding.configs import base, config_train_clip_vit, config_trai
 from universal_embedding.train import plan, samplers
 
 
-def _write_info(root: str, domain: str, labels: list) -> None:
-    os.makedirs(os.path.join(root, domain), exist_ok=True)
-    entries = [{"path": f"{domain}/{i}.jpg", "class_id": c} for i, c in enumerate(labels)]
-    with open(os.path.join(root, domain, "train.json"), "w") as f:
-        json.dump(entries, f)
-
-
 @pytest.fixture
-def info_dir(tmp_path):
+def info_dir(tmp_path, write_info_files):
     root = str(tmp_path)
-    _write_info(root, "cars", [0, 1, 2, 2, 1] * 20)  # 100 images, 3 classes
-    _write_info(root, "sop", [4, 0] * 35)  # 70 images, 5 classes (max label 4)
-    _write_info(root, "met", [0, [1, 6]] * 15)  # 30 images, 7 classes (max of a label list)
+    write_info_files(
+        root,
+        {
+            "cars/train": [0, 1, 2, 2, 1] * 20,  # 100 images, 3 classes
+            "sop/train": [4, 0] * 35,  # 70 images, 5 classes (max label 4)
+            "met/train": [0, [1, 6]] * 15,  # 30 images, 7 classes (max of a label list)
+        },
+    )
     return root
 
 
