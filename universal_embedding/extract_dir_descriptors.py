@@ -8,7 +8,7 @@ and 'paths' (relative to DIR, same row order); with --config.descriptor_format=o
 the original code's W/descriptors.json, {"descriptors": [[...], ...], "paths": [DIR/..., ...]}
 (JSON text; paths under DIR, as the original listed them). Unreadable files are listed (log and
 W/unreadable.txt, JSON lines {"path", "reason"}) and skipped. Images get the evaluation
-transform (UNED_SPEC section 4).
+transform (the one knn_main and the `Embedder` apply).
 """
 
 from __future__ import annotations
