@@ -37,7 +37,7 @@ ALLOWED = {
 }
 ENTRY_POINTS = {
     "convert",
-    "app",
+    "runner",
     "main",
     "knn_main",
     "descr_eval",

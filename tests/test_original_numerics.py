@@ -17,6 +17,7 @@ import jax
 import numpy as np
 import pytest
 import tensorflow as tf
+from flax import traverse_util
 from PIL import Image
 from scipy.special import erf
 
@@ -127,7 +128,9 @@ def params():
     shapes = jax.eval_shape(lambda: model.init(jax.random.key(0), images))["params"]
     rng = np.random.default_rng(0)
     flat = {}
-    for name, s in exported.flatten(jax.tree.map(lambda s: np.zeros(s.shape), shapes)).items():
+    for name, s in traverse_util.flatten_dict(
+        jax.tree.map(lambda s: np.zeros(s.shape), shapes), sep="/"
+    ).items():
         value = rng.normal(size=s.shape) * 0.3
         value *= 1.5 if "Dense_0" in name else 10.0 if "Dense_1" in name else 1.0
         if name.endswith("/scale"):
@@ -154,7 +157,7 @@ def jpegs():
 
 def ours(config, flat, images, embedding):
     model = embedding_model.build_model(config, None)
-    out = model.apply({"params": exported.unflatten(flat)}, images)
+    out = model.apply({"params": traverse_util.unflatten_dict(flat, sep="/")}, images)
     return np.asarray(out[embedding])
 
 
@@ -244,7 +247,9 @@ def test_exported_model_embeds_as_the_independent_reader(params, jpegs, tmp_path
     """Embedder on JPEG files == numpy ViT on the original's preprocessing (<= 1e-5). A
     config.json written before model.gelu_approximate existed reloads with the erf GELU."""
     config = tiny_config(approximate is not False)
-    out = exported.save(str(tmp_path / "m"), exported.unflatten(params), config, "projected")
+    out = exported.save(
+        str(tmp_path / "m"), traverse_util.unflatten_dict(params, sep="/"), config, "projected"
+    )
     if approximate is None:
         meta = json.loads((tmp_path / "m" / "config.json").read_text())
         del meta["model"]["gelu_approximate"]

@@ -1,8 +1,15 @@
-"""Python API: embed images with a trained or pretrained model.
+"""The Python API: the `Embedder` class, which embeds images with a trained or pretrained model.
 
     from universal_embedding import Embedder
     embedder = Embedder.from_workdir("demo_work/trained")          # best checkpoint
     vectors = embedder.embed(["a.jpg", "b.png"])                    # float32 [2, d], unit rows
+
+An Embedder comes from a training workdir (`from_workdir`: this project's or the original
+code's, best / latest / step-N checkpoint) or from a weight file (`from_pretrained`: any
+backbone file the trainer accepts, or an exported params.safetensors). `embed` takes paths,
+PIL images or uint8 arrays; `preprocess` + `embed_preprocessed` split it in two; `dim` is the
+descriptor size; `save` writes params.safetensors + config.json (what `from_pretrained` reads
+back) and `jax_function` gives the pure function `universal_embedding.export` serves.
 
 Images get exactly the evaluation preprocessing (TensorFlow decode, shorter side resized to
 image_size, centre crop, normalisation), so vectors equal `knn_main` / `extract_dir_descriptors`

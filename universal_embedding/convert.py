@@ -70,19 +70,11 @@ def convert(args) -> None:
 
 
 def cli() -> None:
-    from absl import app
-
-    from universal_embedding import errors
+    """The `ue-convert` command."""
+    from universal_embedding.errors import command
 
     flags = _define_flags()
-    errors.define_verbose_flag()
-
-    def main(argv: list[str]) -> None:
-        if len(argv) > 1:
-            raise app.UsageError(f"Unexpected arguments: {' '.join(argv[1:])}")
-        convert(flags)
-
-    app.run(errors.one_line_errors(main))
+    command.run(lambda argv: convert(flags))
 
 
 if __name__ == "__main__":

@@ -19,11 +19,10 @@ import os
 import time
 from collections.abc import Mapping, Sequence
 
-from absl import app as absl_app
-from absl import flags, logging
+from absl import flags
 
-from universal_embedding import errors
 from universal_embedding.configs import demo as demo_config
+from universal_embedding.errors import command
 
 K = 5
 
@@ -158,18 +157,13 @@ def define_flags() -> None:
 
 def main(argv: Sequence[str]) -> None:
     """absl main: run every demo stage with the parsed flags."""
-    if len(argv) > 1:
-        raise absl_app.UsageError(f"Unexpected arguments: {' '.join(argv[1:])}")
-    if not flags.FLAGS["verbosity"].present:
-        logging.set_verbosity(logging.WARNING)
     run_demo(flags.FLAGS.workdir, flags.FLAGS.dtype, flags.FLAGS.data_dir, flags.FLAGS.method)
 
 
 def cli() -> None:
     """The `ue-demo` command."""
     define_flags()
-    errors.define_verbose_flag()
-    absl_app.run(errors.one_line_errors(main))
+    command.run(main, quiet=True)
 
 
 if __name__ == "__main__":

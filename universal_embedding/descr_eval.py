@@ -19,7 +19,7 @@ import re
 
 from absl import logging
 
-from universal_embedding import app
+from universal_embedding import runner
 from universal_embedding.knn.descriptors import (
     descriptor_file,
     load_descriptors,
@@ -64,8 +64,8 @@ def descr_eval(config, workdir: str) -> dict[str, float]:
 
 def cli() -> None:
     """The `ue-descr-eval` command."""
-    app.run(descr_eval, defaults="config_knn_descr_eval")
+    runner.run(descr_eval, defaults="config_knn_descr_eval")
 
 
 if __name__ == "__main__":
-    app.run(descr_eval, defaults="config_knn_descr_eval")
+    cli()

@@ -18,17 +18,15 @@ import hashlib
 import http.client
 import os
 import re
-import sys
 import urllib.error
 import urllib.request
 from collections.abc import Sequence
 
-from absl import app as absl_app
 from absl import flags
 from tqdm import tqdm
 
-from universal_embedding import errors
 from universal_embedding.configs import config_train_vit
+from universal_embedding.errors import command
 
 BASE_URL = "https://cmp.felk.cvut.cz/univ_emb/checkpoints"
 # Paths relative to <data_dir>/models/ and to BASE_URL (the same in both).
@@ -162,19 +160,17 @@ def download_all(data_dir: str, base_url: str = BASE_URL, files: Sequence[str] =
 def define_flags() -> None:
     flags.DEFINE_string("data_dir", "data", "Weights go to <data_dir>/models/{clip,imagenet}/.")
     flags.DEFINE_string("base_url", BASE_URL, "Where the files are (a mirror of the original).")
-    errors.define_verbose_flag()
 
 
 def main(argv: Sequence[str]) -> None:
-    if len(argv) > 1:
-        raise absl_app.UsageError(f"Unexpected arguments: {' '.join(argv[1:])}")
+    """absl main: download the files with the parsed flags."""
     download_all(flags.FLAGS.data_dir, flags.FLAGS.base_url)
 
 
 def cli() -> None:
     """Entry point of `ue-download-models` and `python -m universal_embedding.download_models`."""
     define_flags()
-    absl_app.run(errors.one_line_errors(main), argv=sys.argv)
+    command.run(main)
 
 
 if __name__ == "__main__":

@@ -41,23 +41,17 @@ def _define_flags():
 
 
 def cli() -> None:
-    from absl import app, logging
-
-    from universal_embedding import errors
+    """The `ue-export` command."""
+    from universal_embedding.errors import command
 
     flags = _define_flags()
-    errors.define_verbose_flag()
 
     def main(argv):
-        if len(argv) > 1:
-            raise app.UsageError(f"Unexpected arguments: {' '.join(argv[1:])}")
-        if not flags["verbosity"].present:  # --verbosity=0 shows INFO (orbax, TF are chatty)
-            logging.set_verbosity(logging.WARNING)
         embedder = Embedder.from_workdir(flags.workdir, flags.checkpoint, flags.embedd_to_eval)
         paths = export(embedder, flags.out)
         print(f"SavedModel: {paths['saved_model']}\nParams: {paths['params']}")
 
-    app.run(errors.one_line_errors(main))
+    command.run(main, quiet=True)
 
 
 if __name__ == "__main__":

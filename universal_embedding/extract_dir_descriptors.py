@@ -8,7 +8,7 @@ and 'paths' (relative to DIR, same row order); with --config.descriptor_format=o
 the original code's W/descriptors.json, {"descriptors": [[...], ...], "paths": [DIR/..., ...]}
 (JSON text; paths under DIR, as the original listed them). Unreadable files are listed (log and
 W/unreadable.txt, JSON lines {"path", "reason"}) and skipped. Images get the evaluation
-transform (UNED_SPEC section 4).
+transform (the one knn_main and the `Embedder` apply).
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ import ml_collections
 import numpy as np
 from absl import logging
 
-from universal_embedding import app, loading, writers
+from universal_embedding import loading, runner, writers
 from universal_embedding.distributed.mesh import global_batch_size
 from universal_embedding.knn import descriptors as knn_descriptors
 from universal_embedding.knn import original_format
@@ -89,8 +89,8 @@ def main(config: ml_collections.ConfigDict, workdir: str) -> None:
 
 def cli() -> None:
     """The `ue-extract-dir` command."""
-    app.run(main, defaults="config_extract_dir_descriptors")
+    runner.run(main, defaults="config_extract_dir_descriptors")
 
 
 if __name__ == "__main__":
-    app.run(main, defaults="config_extract_dir_descriptors")
+    cli()

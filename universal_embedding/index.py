@@ -185,21 +185,19 @@ def _run(command: str, f) -> None:
 
 
 def cli() -> None:
-    from absl import app, logging
+    """The `ue-index` command: `build` or `query`."""
+    from absl import app
 
-    from universal_embedding import errors
+    from universal_embedding.errors import command
 
     flags = _define_flags()
-    errors.define_verbose_flag()
 
     def main(argv):
         if len(argv) != 2 or argv[1] not in ("build", "query"):
             raise app.UsageError("Usage: python -m universal_embedding.index build|query --...")
-        if not flags["verbosity"].present:  # --verbosity=0 shows INFO
-            logging.set_verbosity(logging.WARNING)
         _run(argv[1], flags)
 
-    app.run(errors.one_line_errors(main))
+    command.run(main, positional=True, quiet=True)
 
 
 if __name__ == "__main__":

@@ -19,7 +19,7 @@ import jax
 import ml_collections
 from absl import logging
 
-from universal_embedding import app, loading, writers
+from universal_embedding import loading, runner, writers
 from universal_embedding.checkpoint.restore import parse_which
 from universal_embedding.checkpoint.series import BEST, LATEST, checkpoint_dir
 from universal_embedding.data.normalization import normalization_name
@@ -136,8 +136,8 @@ def main(config: ml_collections.ConfigDict, workdir: str) -> None:
 
 def cli() -> None:
     """The `ue-knn` command."""
-    app.run(main, defaults="config_knn_vit")
+    runner.run(main, defaults="config_knn_vit")
 
 
 if __name__ == "__main__":
-    app.run(main, defaults="config_knn_vit")
+    cli()

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from universal_embedding import app
+from universal_embedding import runner
 from universal_embedding.train import trainer
 
 
 def cli() -> None:
     """The `ue-train` command."""
-    app.run(trainer.train_and_evaluate, defaults="config_train_vit")
+    runner.run(trainer.train_and_evaluate, defaults="config_train_vit")
 
 
 if __name__ == "__main__":
-    app.run(trainer.train_and_evaluate, defaults="config_train_vit")
+    cli()

@@ -13,7 +13,7 @@ import ml_collections
 import pytest
 from absl import flags
 
-from universal_embedding import app
+from universal_embedding import runner
 from universal_embedding.configs import _legacy as legacy
 from universal_embedding.configs import _locate as locate
 from universal_embedding.train import plan
@@ -110,7 +110,7 @@ def _get(c: ml_collections.ConfigDict, path: str):
 @pytest.mark.parametrize("original", sorted(ORIGINAL_FILES))
 def test_the_original_config_paths_exist(original):
     module, _ = ORIGINAL_FILES[original]
-    assert os.path.isfile(os.path.join(os.path.dirname(app.__file__), original))
+    assert os.path.isfile(os.path.join(os.path.dirname(runner.__file__), original))
     # found by the original's path from any folder (an installed package)
     assert locate.packaged(f"universal_embedding/{original}") == importlib.import_module(
         f"universal_embedding.{module}"
@@ -232,10 +232,10 @@ def test_command_line_overrides_with_original_names(caplog):
             "--config.batch_size=4"]  # fmt: skip
     argv, original = legacy.split_argv(argv)
     fv = flags.FlagValues()
-    app.define_flags(fv, argv)
+    runner.define_flags(fv, argv)
     fv(argv)
     with caplog.at_level("WARNING"):
-        c, _ = app.config_and_workdir(fv, original_overrides=original)
+        c, _ = runner.config_and_workdir(fv, original_overrides=original)
     assert (c.num_epochs, c.lr, c.backbone_lr_multiplier, c.grad_clip_norm) == (7.0, 0.05, 0.1, 1.0)
     assert (c.log_eval_steps, c.loss.type, c.batch_size) == (-4, "cosface", 4)
     assert "num_training_epochs -> num_epochs" in caplog.text
@@ -302,9 +302,9 @@ def test_a_config_file_of_the_original_code_runs_with_our_defaults(tmp_path, fie
     argv = ["prog", f"--config={path}", "--workdir=w", "--config.num_training_epochs=2"]
     argv, original = legacy.split_argv(argv)
     fv = flags.FlagValues()
-    app.define_flags(fv, argv)
+    runner.define_flags(fv, argv)
     fv(argv)
-    c, _ = app.config_and_workdir(fv, original_overrides=original, defaults=defaults)
+    c, _ = runner.config_and_workdir(fv, original_overrides=original, defaults=defaults)
     ours = _ours(f"configs.{defaults}")
     assert _flat_keys(c) >= _flat_keys(ours)
     left = _flat_keys(c) - _flat_keys(ours) - {"descr_save_path", "init_ckpt"}

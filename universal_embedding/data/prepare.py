@@ -18,10 +18,8 @@ from collections.abc import Sequence
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from absl import app as absl_app  # noqa: E402
 from absl import flags  # noqa: E402
 
-from universal_embedding import errors  # noqa: E402
 from universal_embedding.data import (  # noqa: E402
     custom_domains,
     image_files,
@@ -30,6 +28,7 @@ from universal_embedding.data import (  # noqa: E402
     side_files,
     tfrecords,
 )
+from universal_embedding.errors import command  # noqa: E402
 
 
 def split_is_complete(info_file: str, prefix: str, num_shards: int, max_side: int = 0) -> bool:
@@ -126,8 +125,6 @@ def define_flags() -> None:
 
 def main(argv: Sequence[str]) -> None:
     """absl main: convert --data_dir with the parsed flags."""
-    if len(argv) > 1:
-        raise absl_app.UsageError(f"Unexpected arguments: {' '.join(argv[1:])}")
     image_files.hide_gpus_from_tensorflow()  # done on import too; JAX may own the GPUs
     f = flags.FLAGS
     if f.domains_file:
@@ -149,8 +146,7 @@ def main(argv: Sequence[str]) -> None:
 def cli() -> None:
     """The `ue-prepare` command."""
     define_flags()
-    errors.define_verbose_flag()
-    absl_app.run(errors.one_line_errors(main))
+    command.run(main)
 
 
 if __name__ == "__main__":

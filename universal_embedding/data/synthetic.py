@@ -18,13 +18,12 @@ import sys
 from collections.abc import Sequence
 
 import numpy as np
-from absl import app as absl_app
 from absl import flags
 from PIL import Image
 
-from universal_embedding import errors
 from universal_embedding.data import custom_domains, registry
 from universal_embedding.data.synthetic_render import PALETTE, SHAPES, ClassSpec, render
+from universal_embedding.errors import command
 
 FAMILIES = {
     "cars": ("car", "ellipse", "square", "hexagon", "diamond"),
@@ -193,8 +192,6 @@ def define_flags() -> None:
 
 def main(argv: Sequence[str]) -> None:
     """absl main: write the synthetic mini-UnED into --data_dir."""
-    if len(argv) > 1:
-        raise absl_app.UsageError(f"Unexpected arguments: {' '.join(argv[1:])}")
     f = flags.FLAGS
     if f.domains_file:
         custom_domains.load_domains_file(f.domains_file)
@@ -207,8 +204,7 @@ def main(argv: Sequence[str]) -> None:
 def cli() -> None:
     """The `ue-synthetic` command."""
     define_flags()
-    errors.define_verbose_flag()
-    absl_app.run(errors.one_line_errors(main))
+    command.run(main)
 
 
 if __name__ == "__main__":

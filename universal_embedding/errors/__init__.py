@@ -1,9 +1,10 @@
 """User errors end a program with one line on stderr and exit code 1, not a traceback.
 
-Every program wraps its absl main with `one_line_errors`. What counts as a user error: bad
-values, missing or unreadable files, mismatched data and weights (ValueError, OSError,
-KeyError, and RuntimeError, which is how some libraries report bad input). The traceback is
-printed only with `--verbose` or the environment variable `UE_VERBOSE=1`.
+Every program runs through `errors.command.run`, which wraps its absl main with
+`one_line_errors`. What counts as a user error: bad values, missing or unreadable files,
+mismatched data and weights (ValueError, OSError, KeyError, and RuntimeError, which is how
+some libraries report bad input). The traceback is printed only with `--verbose` or the
+environment variable `UE_VERBOSE=1`.
 """
 
 from __future__ import annotations

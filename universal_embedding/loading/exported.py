@@ -24,21 +24,11 @@ _MODEL_FIELDS = ("model_class", "model_type", "image_size", "normalization", "em
 LEGACY_MODEL_FIELDS = {"gelu_approximate": False}
 
 
-def flatten(tree: Mapping, prefix: str = "") -> dict[str, np.ndarray]:
-    """{'a': {'b': x}} -> {'a/b': x} (numpy float arrays)."""
-    flat: dict[str, np.ndarray] = {}
-    for key, value in tree.items():
-        name = f"{prefix}{key}"
-        if isinstance(value, Mapping):
-            flat.update(flatten(value, name + "/"))
-        else:
-            flat[name] = np.ascontiguousarray(np.asarray(value))
-    return flat
-
-
-def unflatten(flat: Mapping[str, object]) -> dict:
-    """Inverse of flatten."""
-    return traverse_util.unflatten_dict(dict(flat), sep="/")
+def _tensors(params: Mapping) -> dict[str, np.ndarray]:
+    """{'a': {'b': x}} -> {'a/b': x} as contiguous numpy arrays: the safetensors file's keys
+    and values."""
+    flat = traverse_util.flatten_dict(params, sep="/")
+    return {name: np.ascontiguousarray(np.asarray(value)) for name, value in flat.items()}
 
 
 def with_legacy_fields(model_fields: Mapping) -> tuple[dict, list[str]]:
@@ -64,7 +54,7 @@ def save(out_dir: str, params: Mapping, config: ml_collections.ConfigDict, embed
 
     os.makedirs(out_dir, exist_ok=True)
     path = os.path.join(out_dir, PARAMS_FILE)
-    save_file(flatten(params), path, metadata={"format": FORMAT})
+    save_file(_tensors(params), path, metadata={"format": FORMAT})
     with open(os.path.join(out_dir, CONFIG_FILE), "w") as f:
         json.dump(model_config_dict(config, embedding), f, indent=2, sort_keys=True)
     return path
@@ -99,4 +89,4 @@ def read(path: str) -> tuple[dict, dict]:
     if missing:
         raise ValueError(f"{config_path} lacks {', '.join(missing)}: re-export the model.")
     config["model"], _ = with_legacy_fields(config["model"])
-    return unflatten(load_file(path)), config
+    return traverse_util.unflatten_dict(load_file(path), sep="/"), config

@@ -116,20 +116,14 @@ def apply_rules(
 # ----------------------------------------------------------------------------- merging
 
 
-def flatten(tree: Mapping, prefix: str = "") -> dict[str, object]:
-    """{'a': {'b': x}} -> {'a/b': x}."""
-    out = {}
-    for k, v in tree.items():
-        path = f"{prefix}{k}"
-        if isinstance(v, Mapping):
-            out |= flatten(v, path + "/")
-        else:
-            out[path] = v
-    return out
+def flatten(tree: Mapping) -> dict[str, object]:
+    """{'a': {'b': x}} -> {'a/b': x}: tensor names as checkpoints and error messages write
+    them ('/'-joined). Empty subtrees drop out."""
+    return traverse_util.flatten_dict(tree, sep="/")
 
 
 def unflatten(flat: Mapping[str, object]) -> dict:
-    """{'a/b': x} -> {'a': {'b': x}}."""
+    """{'a/b': x} -> {'a': {'b': x}}: the inverse of flatten."""
     return traverse_util.unflatten_dict(dict(flat), sep="/")
 
 

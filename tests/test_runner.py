@@ -1,5 +1,6 @@
-"""app.py, the command-line runner: flags defined only when run, W&B shorthands, config errors,
---helpfull on every entry point, and a library that defines no flag when imported."""
+"""runner.py, the runner of config-driven commands: flags defined only when run, W&B shorthands,
+config errors; --helpfull and --verbose on every command; a library that defines no flag when
+imported."""
 
 from __future__ import annotations
 
@@ -7,24 +8,25 @@ import os
 import re
 import subprocess
 import sys
+import tomllib
 
 import pytest
 from absl import app as absl_app
 from absl import flags
 
-from universal_embedding import app
+from universal_embedding import runner
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TINY = "universal_embedding/configs/tiny.py"
-APP_FLAGS = ("--config", "--workdir", "--use_wandb", "--wandb_project", "--wandb_name")
+RUNNER_FLAGS = ("--config", "--workdir", "--use_wandb", "--wandb_project", "--wandb_name")
 
 
 def parse(argv: list[str]) -> tuple:
-    """app's flags defined on a fresh FlagValues, `argv` parsed, then config_and_workdir."""
+    """The runner's flags defined on a fresh FlagValues, `argv` parsed, then config_and_workdir."""
     fv = flags.FlagValues()
-    app.define_flags(fv, ["prog", *argv])
+    runner.define_flags(fv, ["prog", *argv])
     fv(["prog", *argv])
-    return app.config_and_workdir(fv)
+    return runner.config_and_workdir(fv)
 
 
 def run_python(args: list[str], timeout: float = 180) -> subprocess.CompletedProcess:
@@ -52,19 +54,19 @@ def test_wandb_flags_set_the_config_wandb_fields():
         [f"--config={TINY}", "--workdir=W", "--config.wandb.enabled=True", "--wandb_name=n"]
     )
     assert (config.wandb.enabled, config.wandb.name) == (True, "n")
-    assert app.wandb_overrides(_defined()) == {}
+    assert runner.wandb_overrides(_defined()) == {}
 
 
 def _defined() -> flags.FlagValues:
     fv = flags.FlagValues()
-    app.define_flags(fv, ["prog"])
+    runner.define_flags(fv, ["prog"])
     fv(["prog"])
     return fv
 
 
 def test_config_and_workdir_are_required():
     with pytest.raises(absl_app.UsageError, match="--config is required"):
-        app.config_and_workdir(_defined())
+        runner.config_and_workdir(_defined())
     with pytest.raises(absl_app.UsageError, match="--workdir is required"):
         parse([f"--config={TINY}"])
 
@@ -86,9 +88,9 @@ def test_unknown_config_key_stops_main_naming_it_and_the_valid_keys(tmp_path):
 
 
 def override_error(argv: list[str]) -> Exception:
-    """The exception parsing `argv` (app's flags on a fresh FlagValues) raises."""
+    """The exception parsing `argv` (the runner's flags on a fresh FlagValues) raises."""
     fv = flags.FlagValues()
-    app.define_flags(fv, ["prog", *argv])
+    runner.define_flags(fv, ["prog", *argv])
     with pytest.raises((KeyError, AttributeError)) as info:
         fv(["prog", *argv])
     return info.value
@@ -96,23 +98,23 @@ def override_error(argv: list[str]) -> Exception:
 
 def test_an_override_of_a_missing_field_is_named_in_one_line():
     argv = [f"--config={TINY}", "--workdir=W", "--config.model.nosuch.depth=3"]
-    assert app.unknown_override(argv, override_error(argv)) == (
+    assert runner.unknown_override(argv, override_error(argv)) == (
         "--config.model.nosuch.depth=3: the config has no field 'nosuch'."
     )
     train = "universal_embedding/configs/config_train_vit.py"
     argv = [f"--config={train}", "--workdir=W", "--config.checkpoint=True"]
-    assert app.unknown_override(argv, override_error(argv)) == (
+    assert runner.unknown_override(argv, override_error(argv)) == (
         "--config.checkpoint=True: the config has no field 'checkpoint' (did you mean "
         "'checkpoint_steps'?); the original code's 'checkpoint' needs no flag here: "
         "checkpoints are always written."
     )
     argv = [f"--config={TINY}", "--workdir=W", "--config.model.nosuch"]  # boolean form
-    assert app.unknown_override(argv, override_error(argv)) == (
+    assert runner.unknown_override(argv, override_error(argv)) == (
         "--config.model.nosuch: the config has no field 'nosuch'."
     )
     # An error that names no override is not ours to rewrite.
-    assert app.unknown_override(argv, KeyError("'other'")) is None
-    assert app.unknown_override(argv, AttributeError("no quoted name")) is None
+    assert runner.unknown_override(argv, KeyError("'other'")) is None
+    assert runner.unknown_override(argv, AttributeError("no quoted name")) is None
 
 
 def test_main_stops_on_a_missing_field_override_without_a_traceback(tmp_path):
@@ -133,11 +135,13 @@ def test_main_stops_on_a_missing_field_override_without_a_traceback(tmp_path):
     assert not workdir.exists()
 
 
-ENTRY_POINTS = {
-    "main": (["-m", "universal_embedding.main"], APP_FLAGS),
-    "knn_main": (["-m", "universal_embedding.knn_main"], APP_FLAGS),
-    "descr_eval": (["-m", "universal_embedding.descr_eval"], APP_FLAGS),
-    "extract_dir": (["-m", "universal_embedding.extract_dir_descriptors"], APP_FLAGS),
+# Every command (the pyproject scripts and the top-level converter file): how to run it and
+# flags of its own that --helpfull must list.
+COMMANDS = {
+    "main": (["-m", "universal_embedding.main"], RUNNER_FLAGS),
+    "knn_main": (["-m", "universal_embedding.knn_main"], RUNNER_FLAGS),
+    "descr_eval": (["-m", "universal_embedding.descr_eval"], RUNNER_FLAGS),
+    "extract_dir": (["-m", "universal_embedding.extract_dir_descriptors"], RUNNER_FLAGS),
     "demo": (["-m", "universal_embedding.demo"], ("--workdir", "--dtype", "--data_dir")),
     "prepare": (
         ["-m", "universal_embedding.data.prepare"],
@@ -147,18 +151,35 @@ ENTRY_POINTS = {
         ["-m", "universal_embedding.data.synthetic"],
         ("--data_dir", "--seed", "--scale"),
     ),
+    "convert": (["-m", "universal_embedding.convert"], ("--info_file", "--output_file")),
     "converter": (["convert_to_tfrecord_from_file.py"], ("--info_file", "--num_shards", "--train")),
+    "export": (["-m", "universal_embedding.export"], ("--workdir", "--checkpoint", "--out")),
+    "index": (["-m", "universal_embedding.index"], ("--descriptors", "--index", "--images")),
+    "download_models": (
+        ["-m", "universal_embedding.download_models"],
+        ("--data_dir", "--base_url"),
+    ),
 }
 
 
-@pytest.mark.parametrize("name", sorted(ENTRY_POINTS))
-def test_helpfull_lists_the_flags_of_every_entry_point(name):
-    """absl prints the help to stdout and exits (status 1, absl's convention)."""
-    args, expected = ENTRY_POINTS[name]
-    out = run_python([*args, "--helpfull"])
+@pytest.mark.parametrize("name", sorted(COMMANDS))
+def test_every_command_takes_verbose_and_lists_its_flags(name):
+    """`--verbose --helpfull`: --verbose parses and the help lists it with the command's flags;
+    absl prints the help to stdout and exits (status 1, absl's convention)."""
+    args, expected = COMMANDS[name]
+    out = run_python([*args, "--verbose", "--helpfull"])
     assert out.returncode in (0, 1) and "Traceback" not in out.stderr, out.stderr[-2000:]
-    for flag in (*expected, "--flagfile"):
+    assert "Unknown command line flag" not in out.stderr, out.stderr[-2000:]
+    for flag in (*expected, "--verbose", "--flagfile"):
         assert re.search(rf"--(\[no\])?{flag[2:]}:", out.stdout), (name, flag)  # bool: --[no]x
+
+
+def test_every_pyproject_script_is_a_tested_command():
+    """A new command in pyproject.toml gets a row in COMMANDS (so its --verbose is tested)."""
+    with open(os.path.join(REPO, "pyproject.toml"), "rb") as f:
+        scripts = tomllib.load(f)["project"]["scripts"].values()
+    tested = {args[1] for args, _ in COMMANDS.values() if args[0] == "-m"}
+    assert {s.partition(":")[0] for s in scripts} <= tested
 
 
 IMPORT_ALL = """

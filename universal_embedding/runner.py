@@ -1,9 +1,11 @@
-"""Command-line runner of the config-driven entry points (main, knn_main, descr_eval,
-extract_dir_descriptors): each ends with `if __name__ == "__main__": app.run(fn, defaults=...)`.
+"""Runs a config-driven command (main, knn_main, descr_eval, extract_dir_descriptors): each
+one's `cli()` is `runner.run(fn, defaults=<its default config module>)`.
 
-`run` defines `--config`, `--workdir` and the W&B flags when called (importing this module
-defines no flag), parses the command line, joins a multi-process run (see
-`universal_embedding.distributed`) and calls `fn(config, workdir)`.
+`run` defines `--config` (a get_config() file, found in the package when not on disk),
+`--workdir`, `--verbose` and the W&B flags when called (importing this module defines no
+flag), parses the command line (original-code field names translated onto ours), joins a
+multi-process run (see `universal_embedding.distributed`) and calls `fn(config, workdir)`.
+What every command shares (absl run, --verbose, one-line errors) is `errors.command.run`.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from ml_collections import config_flags
 from universal_embedding import distributed, errors
 from universal_embedding.configs import _legacy as legacy
 from universal_embedding.configs import _locate as locate
+from universal_embedding.errors import command
 
 # --flag -> config.wandb field it sets (only when the flag is given).
 WANDB_FLAGS = {
@@ -155,12 +158,8 @@ def run(fn: Callable[[ml_collections.ConfigDict, str], object], defaults: str = 
     define_flags(argv=argv)
 
     def _main(argv: list[str]) -> None:
-        if len(argv) > 1:
-            raise absl_app.UsageError(f"Unexpected arguments: {' '.join(argv[1:])}")
         config, workdir = config_and_workdir(original_overrides=original, defaults=defaults)
-        if not flags.FLAGS["verbosity"].present:  # --verbosity=0 shows INFO (orbax is chatty)
-            logging.set_verbosity(logging.WARNING)
         distributed.maybe_initialize_distributed()
         fn(config, workdir)
 
-    absl_app.run(errors.one_line_errors(_main), argv=argv, flags_parser=parse_flags)
+    command.run(_main, quiet=True, argv=argv, flags_parser=parse_flags)
