@@ -25,12 +25,12 @@ import ml_collections
 import numpy as np
 
 from universal_embedding import loading
-from universal_embedding.checkpoint import original as original_checkpoint
 from universal_embedding.configs import base, config_knn_vit
 from universal_embedding.data.normalization import normalization_name
 from universal_embedding.distributed.mesh import global_batch_size
 from universal_embedding.loading import exported
 from universal_embedding.models import embedding_model
+from universal_embedding.original import checkpoint as original_checkpoint
 
 
 def _config(**fields) -> ml_collections.ConfigDict:

@@ -23,7 +23,7 @@ from absl import logging
 from universal_embedding import loading, runner, writers
 from universal_embedding.distributed.mesh import global_batch_size
 from universal_embedding.knn import descriptors as knn_descriptors
-from universal_embedding.knn import original_format
+from universal_embedding.original import descriptor_files
 
 
 def save_dir_descriptors(
@@ -33,7 +33,7 @@ def save_dir_descriptors(
     fmt='original', the original's W/descriptors.json (paths joined to base_dir); its path."""
     if fmt == "original":
         full = [os.path.join(base_dir, p) for p in paths]
-        return original_format.save_dir_original(workdir, descriptors, full)
+        return descriptor_files.save_dir_original(workdir, descriptors, full)
     path = os.path.join(workdir, "descriptors.npz")
     os.makedirs(workdir, exist_ok=True)
     np.savez(path, descriptors=np.asarray(descriptors, np.float32), paths=np.asarray(paths, str))

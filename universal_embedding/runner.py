@@ -22,9 +22,9 @@ from absl import flags, logging
 from ml_collections import config_flags
 
 from universal_embedding import distributed, errors
-from universal_embedding.configs import _legacy as legacy
 from universal_embedding.configs import _locate as locate
 from universal_embedding.errors import command
+from universal_embedding.original import config_fields, field_translation
 
 # --flag -> config.wandb field it sets (only when the flag is given).
 WANDB_FLAGS = {
@@ -84,7 +84,7 @@ def config_and_workdir(
     """The parsed config (W&B flags applied) and workdir; UsageError when one is missing.
 
     Fields of the original UnED code, in the config file or in `original_overrides` (the
-    `--config.<field>` arguments `legacy.split_argv` took out), are translated onto ours,
+    `--config.<field>` arguments `field_translation.split_argv` took out), are translated onto ours,
     one logged line each; an unsupported one raises ValueError naming it. A config file of the
     original code gets the fields it lacks from `defaults` (a config module name, e.g.
     'config_knn_vit': the program's default config).
@@ -95,7 +95,7 @@ def config_and_workdir(
     if not flag_values["workdir"].value:
         raise absl_app.UsageError("--workdir is required.")
     default_config = _default_config(defaults) if defaults else None
-    for line in legacy.translate(config, original_overrides, default_config):
+    for line in field_translation.translate(config, original_overrides, default_config):
         logging.warning(line)
     for field, value in wandb_overrides(flag_values).items():
         config.wandb[field] = value
@@ -122,7 +122,7 @@ def unknown_override(argv: list[str], error: Exception) -> str | None:
     suggestion = re.search(r'Did you mean "([^"]+)"', text)
     if suggestion:
         message += f" (did you mean '{suggestion.group(1)}'?)"
-    rule = legacy.RULES.get(name)
+    rule = config_fields.RULES.get(name)
     if rule is not None and rule.advice:
         message += f"; the original code's '{name}' needs no flag here: {rule.advice}"
     return message + "."
@@ -154,7 +154,7 @@ def run(fn: Callable[[ml_collections.ConfigDict, str], object], defaults: str = 
     # --config=config_train_vit.py also finds the packaged config outside the repository.
     argv = locate.resolve_argv(sys.argv)
     # --config.num_training_epochs=7 and other original field names: applied after parsing.
-    argv, original = legacy.split_argv(argv)
+    argv, original = field_translation.split_argv(argv)
     define_flags(argv=argv)
 
     def _main(argv: list[str]) -> None:

@@ -7,17 +7,19 @@ import os
 from collections.abc import Sequence
 
 CONFIG_DIR = os.path.dirname(os.path.abspath(__file__))
-# The original's ICCV 2023 configs, by their original paths (universal_embedding/iccv_configs/).
-ICCV_DIR = os.path.join(os.path.dirname(CONFIG_DIR), "iccv_configs")
+# The original's ICCV 2023 configs (universal_embedding/original/iccv_configs/), also by the
+# path they had in the original code (universal_embedding/iccv_configs/).
+ICCV_DIR = os.path.join(os.path.dirname(CONFIG_DIR), "original", "iccv_configs")
 _PREFIXES = {
     "universal_embedding/configs/": CONFIG_DIR,
+    "universal_embedding/original/iccv_configs/": ICCV_DIR,
     "universal_embedding/iccv_configs/": ICCV_DIR,
 }
 
 
 def packaged(name: str) -> str | None:
     """The packaged config file `name` refers to ('tiny', 'tiny.py', '.../configs/tiny.py',
-    '.../iccv_configs/CLIP_vitb_uscrr_train.py')."""
+    '.../iccv_configs/CLIP_vitb_uscrr_train.py', '.../original/iccv_configs/...')."""
     rel, folder = name.replace(os.sep, "/"), CONFIG_DIR
     for prefix, directory in _PREFIXES.items():
         if prefix in rel:

@@ -3,7 +3,7 @@
 Descriptor dicts are keyed 'domain/split', rows in info-file order (UNED_SPEC
 sections 1 and 7); files of several embeddings per image (UDON) are keyed
 'domain/split/embedding'. JSON layouts (also under the original's `.pkl` name):
-knn/original_format.py.
+original/descriptor_files.py.
 Nothing here imports JAX or TensorFlow: `extract` takes any function that maps an image
 batch to an array.
 """
@@ -19,7 +19,7 @@ from absl import logging
 from tqdm import tqdm
 
 from universal_embedding.data import registry
-from universal_embedding.knn import original_format
+from universal_embedding.original import descriptor_files
 
 UNIVERSAL = "universal_student_embedd"  # chosen by default from a several-embedding file
 
@@ -36,7 +36,7 @@ def save_json(path: str, descriptors: Mapping[str, np.ndarray]) -> None:
     """Write the original JSON layout {"domain": {"split": [ [[...], ...] ]}} (each split a
     one-element list) or, for 'domain/split/embedding' keys, UDON's
     {"domain": {"split": {"embedding": [[...], ...]}}}."""
-    original_format.save_original(path, descriptors)
+    descriptor_files.save_original(path, descriptors)
 
 
 DESCRIPTOR_FORMATS = ("npz", "original")
@@ -60,7 +60,7 @@ def descriptor_file(config: Any, workdir: str, step: int | str) -> str:
         return os.path.join(workdir, "descriptors.npz")
     base = config.get("descr_save_path") or config.get("train_dir") or workdir
     backbone = config.get("embedd_to_eval") == "backbone_out"
-    return original_format.descriptor_path(base, step, backbone)
+    return descriptor_files.descriptor_path(base, step, backbone)
 
 
 def save_descriptor_file(path: str, descriptors: Mapping[str, np.ndarray]) -> None:
@@ -118,8 +118,8 @@ def load_all_descriptors(path: str) -> dict[str, np.ndarray]:
             f"Descriptor file '{path}' does not exist. "
             "Pass --config.descr_path=<.npz, .json or .pkl>."
         )
-    if path.endswith(original_format.JSON_EXTENSIONS):  # JSON text, also under '.pkl'
-        arrays = original_format.load_json_arrays(path)
+    if path.endswith(descriptor_files.JSON_EXTENSIONS):  # JSON text, also under '.pkl'
+        arrays = descriptor_files.load_json_arrays(path)
         return {  # popped one by one: the float64 parse and its float32 copy never all coexist
             key: _as_float32(arrays.pop(key), f"Descriptor file '{path}', key '{key}'")
             for key in list(arrays)

@@ -6,7 +6,7 @@ row per domain (+ average) and one column per knn:protocol:metric; results.md is
 paper-style table: R@1, mMP@k and mAP@k in percent with one decimal and the skipped queries,
 four columns per kNN setup and protocol; results.html (knn/results_html.py) has the same table
 and a per-domain bar chart; results_original.json is the original code's layout
-(knn/original_format.py) for scripts written for it.
+(original/descriptor_files.py) for scripts written for it.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from absl import logging
 
 from universal_embedding.data.info_files import load_splits
 from universal_embedding.knn import evaluate as knn_evaluate
-from universal_embedding.knn import original_format
+from universal_embedding.original import descriptor_files
 from universal_embedding.writers.provenance import provenance
 
 _PROTOCOL_ORDER = ("separate", "common")
@@ -147,7 +147,7 @@ def write_results(
 
     with open(paths["html"], "w", encoding="utf-8") as f:
         f.write(results_html.render(results, domains, _columns(results, knn_names), k))
-    paths["original"] = original_format.write_results_original(workdir, results)
+    paths["original"] = descriptor_files.write_results_original(workdir, results)
     return paths
 
 

@@ -2,7 +2,7 @@
 
 Weights come from a training workdir (`train_dir`: its config.json defines the model, its best /
 latest / step-N checkpoint the params; a workdir of the original UnED code, with flax
-`checkpoint_<step>` files, is read too: see original_workdir.py), a pretrained file
+`checkpoint_<step>` files, is read too: see original/workdir.py), a pretrained file
 (`pretrained_ckpt`: backbone only) or a seeded random init (`allow_random_init=True` for
 evaluation; the default start of training).
 Training, `knn_main`, `extract_dir_descriptors`, the demo and the trainer's evaluators all call
@@ -20,11 +20,12 @@ import jax
 import ml_collections
 from absl import logging
 
-from universal_embedding.checkpoint import original as original_ckpt
 from universal_embedding.checkpoint import restore_params
 from universal_embedding.data.normalization import normalization_name
-from universal_embedding.loading import exported, original_workdir
+from universal_embedding.loading import exported
 from universal_embedding.models import embedding_model, udon
+from universal_embedding.original import checkpoint as original_ckpt
+from universal_embedding.original import workdir as original_workdir
 
 # Fields of a training config that define the model (and so how its images are prepared).
 MODEL_FIELDS = ("model_class", "model_type", "image_size", "normalization")

@@ -10,7 +10,8 @@ import pytest
 
 from universal_embedding import descr_eval
 from universal_embedding.configs import config_knn_descr_eval
-from universal_embedding.knn import descriptors, original_format
+from universal_embedding.knn import descriptors
+from universal_embedding.original import descriptor_files
 
 NAN = float("nan")
 
@@ -36,7 +37,7 @@ def test_results_original_rounds_and_averages_as_the_original():
         "teacher_embedd/sop:common:test_knn:top_1": 0.5,
         "teacher_embedd/average:common:test_knn:top_1": 0.375,
     }
-    top_1, mp_5, map_5 = original_format.results_original(results)
+    top_1, mp_5, map_5 = descriptor_files.results_original(results)
     assert top_1 == {
         "cars:separate:test_knn:top_1": 0.0,
         "sop:separate:test_knn:top_1": 0.002,
@@ -63,7 +64,7 @@ def test_results_original_rounds_and_averages_as_the_original():
 
 
 def test_write_results_original_is_a_list_of_three_objects(tmp_path):
-    path = original_format.write_results_original(str(tmp_path), {"cars:common:val_knn:mp_2": 0.5})
+    path = descriptor_files.write_results_original(str(tmp_path), {"cars:common:val_knn:mp_2": 0.5})
     assert path == str(tmp_path / "results_original.json")
     with open(path) as f:
         assert json.load(f) == [
@@ -274,11 +275,11 @@ def test_json_too_large_for_memory_fails_before_reading(tmp_path, monkeypatch):
     path.write_text(json.dumps({"cars": {"test": [[[1.0, 0.0]] * 50]}}))
     # text + 40 bytes per number (49 commas between rows + 50 within them, + 1) + 64 per list
     needed = path.stat().st_size + 40 * 100 + 64 * 52
-    assert original_format.json_memory_needed(str(path)) == needed
-    monkeypatch.setattr(original_format, "available_memory", lambda: needed - 1)
+    assert descriptor_files.json_memory_needed(str(path)) == needed
+    monkeypatch.setattr(descriptor_files, "available_memory", lambda: needed - 1)
     with pytest.raises(ValueError, match=f"'{path}' is .* GB of JSON; reading it needs about"):
         descriptors.load_descriptors(str(path))
-    monkeypatch.setattr(original_format, "available_memory", lambda: needed)
+    monkeypatch.setattr(descriptor_files, "available_memory", lambda: needed)
     assert descriptors.load_descriptors(str(path))["cars/test"].shape == (50, 2)
 
 

@@ -1,21 +1,19 @@
-"""Field names of the original UnED code, translated onto ours in one place.
+"""Field names of the original UnED code and how each one maps onto ours, in one place.
 
 A config (from a file or from `--config.<field>=value` overrides) may use the original field
 names: each one is mapped onto our field of the same meaning with one logged line
 (`num_training_epochs -> num_epochs`), accepted when its value is what this code always does
 (`optimizer='adam'`), or refused with a one-line error naming it and what to use instead.
-
-`split_argv` takes the original names out of the command line (ml_collections' config_flags
-would reject them as unknown fields) and `translate` applies them after flag parsing;
-`universal_embedding.app` calls both for every config-driven program.
+`RULES` says which; `field_translation` applies them; `markdown_table` renders them as the
+migration table of docs/original-fields.md (`python -m universal_embedding.original.config_fields
+> docs/original-fields.md` writes that file), so the rules and their documentation are one.
 """
 
 from __future__ import annotations
 
-import ast
 import dataclasses
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from typing import Any
 
 import ml_collections
@@ -33,6 +31,7 @@ class Rule:
     advice: what to use instead, shown when the value is refused.
     applies: whether a value found in a config file is the original field (for names that
     are also ours, e.g. `checkpoint`); command-line overrides of such names are ours.
+    doc: what the mapping does beyond renaming, for the migration table (markdown).
     """
 
     target: str | None = None
@@ -41,6 +40,7 @@ class Rule:
     accept_any: bool = False
     advice: str = ""
     applies: Callable[[Any], bool] | None = None
+    doc: str = ""
 
 
 def _none_to(default: Any) -> Callable[[Any, Any], Any]:
@@ -108,6 +108,9 @@ def _only(*values: Any, advice: str) -> Rule:
 
 _DROPOUT = "dropout is not supported (the paper trains without it); remove the field"
 _NO_WEIGHTS = "weight decay is decoupled AdamW: use --config.weight_decay"
+_PER_EPOCH = (
+    "N times per epoch -> -N (a negative interval is times per epoch, a positive one steps)"
+)
 
 # original field (dotted) -> rule. Nested fields come before their containers.
 RULES: dict[str, Rule] = {
@@ -116,23 +119,42 @@ RULES: dict[str, Rule] = {
     "model_dtype_str": Rule("model.dtype"),
     "optimizer_configs.beta1": Rule("adam_b1"),
     "optimizer_configs.beta2": Rule("adam_b2"),
-    "optimizer_configs.weight_decay": Rule("weight_decay"),
-    "lr_configs.base_learning_rate": Rule("lr"),
+    "optimizer_configs.weight_decay": Rule(
+        "weight_decay", doc="decoupled AdamW, as the original's `adam` with weight decay"
+    ),
+    "lr_configs.base_learning_rate": Rule("lr", doc="the heads' rate"),
     "backbone_learning_rate_multiplier": Rule("backbone_lr_multiplier"),
-    "max_grad_norm": Rule("grad_clip_norm", _none_to(0.0)),
-    "label_smoothing": Rule("loss.label_smoothing", _none_to(0.0)),
+    "max_grad_norm": Rule("grad_clip_norm", _none_to(0.0), doc="`None` -> 0, off"),
+    "label_smoothing": Rule("loss.label_smoothing", _none_to(0.0), doc="`None` -> 0"),
     "loss.m": Rule("loss.margin"),
-    "loss.transform_logits_type": Rule("loss.type", _loss_type),
+    "loss.transform_logits_type": Rule(
+        "loss.type", _loss_type, doc="`normface` | `cosface` | `arcface`"
+    ),
     "max_to_keep": Rule("max_checkpoints_to_keep"),
-    "log_eval_steps_frequency": Rule("log_eval_steps", _times_per_epoch),
-    "log_summary_steps_frequency": Rule("log_summary_steps", _times_per_epoch),
-    "checkpoint_steps_frequency": Rule("checkpoint_steps", _times_per_epoch),
-    "pretrained_ckpt_dir": Rule("pretrained_ckpt", _pretrained_file),
-    "only_best_knn": Rule("checkpoint", _only_best),
-    "init_ckpt": Rule("init_ckpt"),
+    "log_eval_steps_frequency": Rule("log_eval_steps", _times_per_epoch, doc=_PER_EPOCH),
+    "log_summary_steps_frequency": Rule("log_summary_steps", _times_per_epoch, doc=_PER_EPOCH),
+    "checkpoint_steps_frequency": Rule("checkpoint_steps", _times_per_epoch, doc=_PER_EPOCH),
+    "pretrained_ckpt_dir": Rule(
+        "pretrained_ckpt",
+        _pretrained_file,
+        doc=f"D -> D/`{CLIP_CKPT}` (CLIP) or D/`imagenet/<AugReg file of model_type>`",
+    ),
+    "only_best_knn": Rule(
+        "checkpoint",
+        _only_best,
+        doc="`True` -> `'best'` (`False`, every epoch's checkpoint: run once per "
+        "`--config.checkpoint=<step>`)",
+    ),
+    "init_ckpt": Rule(
+        "init_ckpt", doc="also a `checkpoint_<step>` file or a training workdir of the original"
+    ),
     # None (the original's default place) is our '' (see descriptor_format in configs/base.py)
-    "descr_save_path": Rule("descr_save_path", _none_to(""), applies=_is_none),
-    "specialist_top_steps": Rule("specialist_top_steps", _comma_list, applies=_is_list),
+    "descr_save_path": Rule(
+        "descr_save_path", _none_to(""), applies=_is_none, doc="`None` -> `''`"
+    ),
+    "specialist_top_steps": Rule(
+        "specialist_top_steps", _comma_list, applies=_is_list, doc="a list -> comma-separated"
+    ),
     # ---- what this code always does ----
     "checkpoint": Rule(accept=(True,), advice="checkpoints are always written", applies=_is_bool),
     "only_best_checkpoint": _ignored("the best checkpoint and the latest ones are kept"),
@@ -183,136 +205,52 @@ RULES: dict[str, Rule] = {
 # Names that are also fields of some of our configs: on the command line they are ours.
 SHARED_NAMES = frozenset({"checkpoint", "init_ckpt", "specialist_top_steps", "descr_save_path"})
 
-
-def _has(c: ml_collections.ConfigDict, path: str) -> bool:
-    *parents, leaf = path.split(".")
-    for p in parents:
-        if p not in c or not isinstance(c[p], ml_collections.ConfigDict):
-            return False
-        c = c[p]
-    return leaf in c
-
-
-def _parent(c: ml_collections.ConfigDict, path: str) -> tuple[ml_collections.ConfigDict, str]:
-    *parents, leaf = path.split(".")
-    for p in parents:
-        c = c[p]
-    return c, leaf
+DOC_FILE = "docs/original-fields.md"
+_DOC_HEADING = "# Field names of the original UnED code"
+_DOC_NOTE = (
+    "Generated from `RULES` in `universal_embedding/original/config_fields.py`; do not edit by "
+    "hand: regenerate with `python -m universal_embedding.original.config_fields > "
+    f"{DOC_FILE}`."
+)
+_DOC_INTRO = (
+    "A config file or a `--config.<field>=value` override may use these fields of the original "
+    "code: a renamed one sets ours (one logged line); one marked *no effect* is accepted at the "
+    "listed values, and any other value stops the command naming the field and what to use "
+    "instead."
+)
 
 
-def _plain(value: Any) -> Any:
-    return value.to_dict() if isinstance(value, ml_collections.ConfigDict) else value
+def _cell(text: str) -> str:
+    """Markdown table cell text: '|' (even inside `code`) would end the cell, and '<' outside
+    `code` would open an HTML tag (`--config.checkpoint=<step>` would lose its '<step>')."""
+    parts = text.replace("|", "\\|").split("`")
+    return "`".join(p if i % 2 else p.replace("<", "&lt;") for i, p in enumerate(parts))
 
 
-def parse_value(text: str) -> Any:
-    """A command-line value: Python literal (7, 1e-3, None, True, [..]) or else the string."""
-    low = text.strip().lower()
-    if low in ("true", "false"):
-        return low == "true"
-    try:
-        return ast.literal_eval(text.strip())
-    except (ValueError, SyntaxError):
-        return text
+def _ours(rule: Rule) -> str:
+    """The 'ours' column of one rule: our field (and how the value changes), or no effect."""
+    if rule.target is not None:
+        return f"`{rule.target}`" + (f": {rule.doc}" if rule.doc else "")
+    if rule.accept_any:
+        return "no effect at any value" + (f" ({rule.advice})" if rule.advice else "")
+    values = " or ".join(f"`{v!r}`" for v in rule.accept)
+    return f"no effect at {values}; other values stop: {rule.advice}"
 
 
-def split_argv(argv: Sequence[str]) -> tuple[list[str], dict[str, Any]]:
-    """argv without `--config.<original field>` overrides, and those overrides parsed.
-
-    Forms: `--config.F=V`, `--config.F V`, and for booleans `--config.F` / `--config.noF`.
-    """
-    out: list[str] = []
-    found: dict[str, Any] = {}
-    i = 0
-    while i < len(argv):
-        item = argv[i]
-        name, sep, text = item[len("--config.") :].partition("=")
-        no_name = name[2:] if name.startswith("no") else ""
-        if not item.startswith("--config.") or (name not in RULES and no_name not in RULES):
-            out.append(item)
-        elif name in SHARED_NAMES or (name not in RULES and no_name in SHARED_NAMES):
-            out.append(item)
-        elif name not in RULES:
-            found[no_name] = False
-        elif sep:
-            found[name] = parse_value(text)
-        elif i + 1 < len(argv) and not argv[i + 1].startswith("-"):
-            found[name] = parse_value(argv[i + 1])
-            i += 1
-        else:
-            found[name] = True
-        i += 1
-    return out, found
+def markdown_table(rules: dict[str, Rule] | None = None) -> str:
+    """The migration table of `rules` (default RULES): one row per original field, in order."""
+    rows = ["| original field | ours |", "|---|---|"]
+    for name, rule in (RULES if rules is None else rules).items():
+        rows.append(f"| `{name}` | {_cell(_ours(rule))} |")
+    return "\n".join(rows) + "\n"
 
 
-def _take(c: ml_collections.ConfigDict, path: str, rule: Rule) -> tuple[bool, Any]:
-    """Remove the original field `path` from `c` when present there; (found, value)."""
-    if not _has(c, path) or (rule.target == path and rule.applies is None):
-        return False, None
-    parent, leaf = _parent(c, path)
-    value = _plain(parent[leaf])
-    if rule.applies is not None and not rule.applies(value):
-        return False, None
-    with parent.unlocked():
-        del parent[leaf]
-    return True, value
+def fields_doc() -> str:
+    """The whole text of docs/original-fields.md: heading, how it is made, intro, the table."""
+    return f"{_DOC_HEADING}\n\n{_DOC_NOTE}\n\n{_DOC_INTRO}\n\n{markdown_table()}"
 
 
-def _refuse(path: str, value: Any, why: str) -> ValueError:
-    return ValueError(f"config.{path}={value!r} (a field of the original UnED code): {why}.")
+if __name__ == "__main__":
+    import sys
 
-
-def _assign(c: ml_collections.ConfigDict, path: str, rule: Rule, value: Any) -> str:
-    """Apply one original field; the line to log."""
-    if rule.target is None:
-        if value == {}:  # an emptied container (optimizer_configs, lr_configs, ...)
-            return ""
-        if rule.accept_any or value in rule.accept:
-            return f"config: {path}={value!r} has no effect here ({rule.advice})"
-        raise _refuse(path, value, f"not supported; {rule.advice}")
-    same = rule.target == path  # e.g. specialist_top_steps, a list there and a string here
-    if not same and not _has(c, rule.target):
-        return f"config: {path} has no effect in this program (it has no config.{rule.target})"
-    try:
-        new = rule.convert(value, c) if rule.convert else value
-        parent, leaf = _parent(c, rule.target)
-        with parent.unlocked():
-            parent[leaf] = new
-    except (TypeError, ValueError) as e:
-        raise _refuse(path, value, f"cannot set config.{rule.target}: {e}") from None
-    return f"config: {path} -> {rule.target} (original field name; {rule.target}={new!r})"
-
-
-def complete(config: ml_collections.ConfigDict, defaults: ml_collections.ConfigDict) -> None:
-    """Add to `config` (in place, nested too) every field of `defaults` it lacks."""
-    with config.unlocked():
-        for key, value in defaults.items():
-            if key not in config:
-                config[key] = value
-            elif isinstance(value, ml_collections.ConfigDict) and isinstance(
-                config[key], ml_collections.ConfigDict
-            ):
-                complete(config[key], value)
-
-
-def translate(
-    config: ml_collections.ConfigDict,
-    overrides: dict[str, Any] | None = None,
-    defaults: ml_collections.ConfigDict | None = None,
-) -> list[str]:
-    """Move every original field of `config` (then of `overrides`) onto ours, in place.
-
-    A config with original fields of its own (a config file of the original code) first gets
-    every field of `defaults` (the program's default config) it lacks. Returns one line per
-    original field (mapped or without effect); raises ValueError naming a field whose value is
-    not supported and what to use instead.
-    """
-    found: dict[str, Any] = {}
-    for path, rule in RULES.items():
-        present, value = _take(config, path, rule)
-        if present:
-            found[path] = value
-    if found and defaults is not None:
-        complete(config, defaults)
-    found.update(overrides or {})
-    lines = [_assign(config, path, RULES[path], found[path]) for path in RULES if path in found]
-    return [line for line in lines if line]
+    sys.stdout.write(fields_doc())

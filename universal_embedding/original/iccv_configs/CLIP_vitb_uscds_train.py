@@ -3,7 +3,7 @@
 The original's `universal_embedding/iccv_configs/CLIP_vitb_uscds_train.py` (see _common.py).
 """
 
-from universal_embedding.iccv_configs._common import iccv_config
+from universal_embedding.original.iccv_configs._common import iccv_config
 
 
 def get_config(arg=None):

@@ -14,8 +14,8 @@ import pytest
 from absl import flags
 
 from universal_embedding import runner
-from universal_embedding.configs import _legacy as legacy
 from universal_embedding.configs import _locate as locate
+from universal_embedding.original import config_fields, field_translation
 from universal_embedding.train import plan
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -75,7 +75,9 @@ ORIGINAL_FILES = {
     ),
     "configs/config_descr_eval.py": ("configs.config_descr_eval", _DESCR),
     **{
-        f"iccv_configs/{b}_vitb_{run}_train.py": (f"iccv_configs.{b}_vitb_{run}_train", _TRAIN)
+        f"iccv_configs/{b}_vitb_{run}_train.py": (
+            f"original.iccv_configs.{b}_vitb_{run}_train", _TRAIN
+        )
         for b in ("IN", "CLIP")
         for run in ("uscrr", "uscds", "ujcrr", "ujcds")
     },
@@ -110,11 +112,11 @@ def _get(c: ml_collections.ConfigDict, path: str):
 @pytest.mark.parametrize("original", sorted(ORIGINAL_FILES))
 def test_the_original_config_paths_exist(original):
     module, _ = ORIGINAL_FILES[original]
-    assert os.path.isfile(os.path.join(os.path.dirname(runner.__file__), original))
+    ours = importlib.import_module(f"universal_embedding.{module}").__file__.replace(".pyc", ".py")
+    # the original's path, typed in the repository (the ICCV files moved to original/)
+    assert os.path.isfile(locate.resolve(os.path.join(REPO, "universal_embedding", original)))
     # found by the original's path from any folder (an installed package)
-    assert locate.packaged(f"universal_embedding/{original}") == importlib.import_module(
-        f"universal_embedding.{module}"
-    ).__file__.replace(".pyc", ".py")
+    assert locate.packaged(f"universal_embedding/{original}") == ours
     with pytest.raises(ValueError, match="'bogus'"):
         importlib.import_module(f"universal_embedding.{module}").get_config("bogus=1")
 
@@ -126,17 +128,18 @@ def test_every_original_field_is_ours_or_translated(original):
     shared = {
         f
         for f in fields
-        if legacy._has(c, f) and legacy.RULES.get(f, legacy.Rule()).target in (None, f)
+        if field_translation._has(c, f)
+        and config_fields.RULES.get(f, config_fields.Rule()).target in (None, f)
     }
     shared -= {"checkpoint"}  # a bool in the original: its own rule
-    assert not {f for f in fields if f not in shared and f not in legacy.RULES}
+    assert not {f for f in fields if f not in shared and f not in config_fields.RULES}
     overrides = {f: v for f, v in fields.items() if f not in shared}
-    lines = legacy.translate(c, overrides)
+    lines = field_translation.translate(c, overrides)
     for name in overrides:
         assert sum(line.startswith(f"config: {name} ") or line.startswith(f"config: {name}=")
                    for line in lines) <= 1, name  # fmt: skip
     for name, (target, value) in RENAMED.items():
-        if name in overrides and legacy._has(c, target):
+        if name in overrides and field_translation._has(c, target):
             assert _get(c, target) == value, name
             assert any(f"config: {name} -> {target}" in line for line in lines), name
     if "pretrained_ckpt_dir" in overrides:  # data/models/ + the file of model_class/model_type
@@ -169,19 +172,19 @@ def test_every_original_field_is_ours_or_translated(original):
 def test_unsupported_values_fail_naming_the_field_and_the_fix(field, value, message):
     c = _ours("configs.config_knn_vit") if "knn" in field else _ours("configs.config_train_vit")
     with pytest.raises(ValueError, match=message):
-        legacy.translate(c, {field: value})
+        field_translation.translate(c, {field: value})
 
 
 def test_pretrained_ckpt_dir_gives_the_file_of_the_model():
     c = _ours("configs.config_train_vit")
     c.model_type = "S/16"
-    legacy.translate(c, {"pretrained_ckpt_dir": "/w"})
+    field_translation.translate(c, {"pretrained_ckpt_dir": "/w"})
     assert c.pretrained_ckpt == (
         "/w/imagenet/S_16-i21k-300ep-lr_0.001-aug_light1-wd_0.03-do_0.0-sd_0.0"
         "--imagenet2012-steps_20k-lr_0.03-res_224.npz"
     )
     c = _ours("configs.config_train_clip_vit")
-    legacy.translate(c, {"pretrained_ckpt_dir": "/w/"})
+    field_translation.translate(c, {"pretrained_ckpt_dir": "/w/"})
     assert c.pretrained_ckpt == "/w/clip/vit_b16.npy"
 
 
@@ -195,7 +198,7 @@ def test_fields_in_an_original_style_config_dict_are_moved():
         c.loss.transform_logits_type = "arcface"
         c.checkpoint = True
     c.lock()
-    lines = legacy.translate(c)
+    lines = field_translation.translate(c)
     assert (c.num_epochs, c.adam_b1, c.adam_b2, c.lr) == (3.0, 0.8, 0.99, 0.02)
     assert (c.loss.margin, c.loss.type) == (0.25, "arcface")
     for gone in ("num_training_epochs", "optimizer_configs", "lr_configs", "checkpoint"):
@@ -205,14 +208,16 @@ def test_fields_in_an_original_style_config_dict_are_moved():
     assert len(lines) == 7  # one per field: 6 renamed, checkpoint
     # a file of the original (not derived from ours): its list of shares becomes our string
     original = ml_collections.ConfigDict({"specialist_top_steps": [3, 1], "lr": 0.1})
-    assert len(legacy.translate(original)) == 1 and original.specialist_top_steps == "3,1"
+    assert (
+        len(field_translation.translate(original)) == 1 and original.specialist_top_steps == "3,1"
+    )
 
 
 def test_split_argv_takes_out_only_original_fields():
     argv = ["prog", "--config=c.py", "--config.num_training_epochs=7", "--config.lr=1",
             "--config.optimizer_configs.beta1", "0.8", "--config.noonly_best_knn",
             "--config.checkpoint=latest", "--config.loss.m=0.1", "--workdir=w"]  # fmt: skip
-    rest, found = legacy.split_argv(argv)
+    rest, found = field_translation.split_argv(argv)
     assert rest == [
         "prog",
         "--config=c.py",
@@ -230,7 +235,7 @@ def test_command_line_overrides_with_original_names(caplog):
             "--config.backbone_learning_rate_multiplier=0.1", "--config.max_grad_norm=1.0",
             "--config.log_eval_steps_frequency=4", "--config.loss.transform_logits_type=cosface",
             "--config.batch_size=4"]  # fmt: skip
-    argv, original = legacy.split_argv(argv)
+    argv, original = field_translation.split_argv(argv)
     fv = flags.FlagValues()
     runner.define_flags(fv, argv)
     fv(argv)
@@ -300,7 +305,7 @@ def test_a_config_file_of_the_original_code_runs_with_our_defaults(tmp_path, fie
         f"    return ml_collections.ConfigDict({_nested(fields)!r})\n"
     )
     argv = ["prog", f"--config={path}", "--workdir=w", "--config.num_training_epochs=2"]
-    argv, original = legacy.split_argv(argv)
+    argv, original = field_translation.split_argv(argv)
     fv = flags.FlagValues()
     runner.define_flags(fv, argv)
     fv(argv)

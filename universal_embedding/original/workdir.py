@@ -18,9 +18,9 @@ import ml_collections
 import numpy as np
 from absl import logging
 
-from universal_embedding.checkpoint import original as ckpt
-from universal_embedding.loading import original as mapping
 from universal_embedding.models import udon
+from universal_embedding.original import checkpoint as ckpt
+from universal_embedding.original import params as mapping
 
 SIZE_FIELDS = ("hidden_size", "num_heads", "mlp_dim", "num_layers", "patch_size")
 

@@ -29,7 +29,7 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
-from universal_embedding.checkpoint.original import OriginalCheckpointError
+from universal_embedding.original.checkpoint import OriginalCheckpointError
 from universal_embedding.pretrained.common import flatten, unflatten
 
 VIT, CLIP = "vit_with_embedding", "clip_vit_with_embedding"

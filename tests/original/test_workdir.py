@@ -22,10 +22,10 @@ from universal_embedding import (
     loading,
     writers,
 )
-from universal_embedding.checkpoint import original as ckpt
 from universal_embedding.configs import config_extract_dir_descriptors, config_knn_vit, tiny
 from universal_embedding.knn import descriptors as knn_descriptors
 from universal_embedding.models import embedding_model
+from universal_embedding.original import checkpoint as ckpt
 from universal_embedding.pretrained.common import flatten, unflatten
 from universal_embedding.train import plan, trainer
 
