@@ -15,7 +15,7 @@ from collections.abc import Iterable, Sequence
 
 import numpy as np
 
-from universal_embedding.knn.search import exact_topk
+from universal_embedding.knn.search import search
 
 KINDS = ("flat", "ivf", "hnsw")
 INDEX_FILE, META_FILE = "index.faiss", "meta.json"
@@ -66,14 +66,14 @@ def new_index(kind: str, vectors: np.ndarray, seed: int = 0, nprobe: int = IVF_N
 
 def exact_neighbour_ids(queries: np.ndarray, vectors: np.ndarray, k: int) -> np.ndarray:
     """Exact top-k ids by inner product ([n, k], best first; ties: lower row first), streaming
-    over `vectors` (possibly memory-mapped) in batches: search.exact_topk on each batch, the
-    running best kept. k must not exceed len(vectors)."""
+    over `vectors` (possibly memory-mapped) in batches: knn/search.py's exact search of each
+    batch (faiss, ties settled by its exact_topk), the running best kept. k <= len(vectors)."""
     queries = np.ascontiguousarray(queries, dtype=np.float32)
     size = ADD_BATCH // 4
     best_s = np.empty((len(queries), 0), np.float32)
     best_i = np.empty((len(queries), 0), np.int64)
     for n, chunk in enumerate(_batches(vectors, size)):
-        s, i = exact_topk(queries, chunk, min(k, len(chunk)))
+        s, i = search(queries, chunk, min(k, len(chunk)), backend="faiss")
         s, i = np.concatenate([best_s, s], 1), np.concatenate([best_i, i + n * size], 1)
         order = np.lexsort((i, -s), axis=-1)[:, :k]  # score descending, then row ascending
         best_s, best_i = np.take_along_axis(s, order, 1), np.take_along_axis(i, order, 1)
