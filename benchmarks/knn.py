@@ -37,8 +37,9 @@ import numpy as np
 from universal_embedding.configs import config_knn_descr_eval
 from universal_embedding.data import registry
 from universal_embedding.data.info_files import load_splits
-from universal_embedding.knn import descriptors, evaluate, report
+from universal_embedding.knn import descriptors, evaluate
 from universal_embedding.knn.search import resolve_backend
+from universal_embedding.report import results_files
 
 try:  # run as a script (benchmarks/ on sys.path) or as the module benchmarks.knn
     import knn_torch
@@ -106,7 +107,7 @@ def write_inputs(workdir: str, descr: dict, labels: dict) -> tuple[str, str]:
 
 
 def time_descr_eval(descr_path: str, info_dir: str, workdir: str, k: int, backend: str) -> dict:
-    """The descr_eval library path, stage by stage (same calls as report.evaluate_and_report)."""
+    """descr_eval's calls (plan, load, evaluate, write results), timed one by one."""
     c = config_knn_descr_eval.get_config()
     c.descr_path, c.info_files_dir, c.top_k, c.knn_search = descr_path, info_dir, k, backend
     t0, cpu0 = time.perf_counter(), time.process_time()
@@ -121,7 +122,7 @@ def time_descr_eval(descr_path: str, info_dir: str, workdir: str, k: int, backen
     t_load = time.perf_counter() - t0
     out = evaluate.run_evaluation(descr, labels, **dataclasses.asdict(plan))
     t1 = time.perf_counter()
-    report.write_results(workdir, out.results, plan.domains, plan.knn_names, plan.k)
+    results_files.write_results(workdir, out.results, plan.domains, plan.knn_names, plan.k)
     t_write = time.perf_counter() - t1
     total, cpu = time.perf_counter() - t0, time.process_time() - cpu0
     return dict(

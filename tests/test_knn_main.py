@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from tests.html_tree import parse_html
 from universal_embedding import knn_main, loading, writers
 from universal_embedding.configs import config_knn_vit, tiny
 from universal_embedding.data import info_files, registry, tfrecords
@@ -255,10 +256,10 @@ def _protocol_cells(doc):
     return out
 
 
-def test_neighbours_html_matches_metrics(run, html_tree):
+def test_neighbours_html_matches_metrics(run):
     _, workdir, results = run
     with open(os.path.join(workdir, "neighbours.html"), encoding="utf-8") as f:
-        doc = html_tree(f.read())
+        doc = parse_html(f.read())
     sections = _protocol_cells(doc)
     assert set(sections) == {
         ("val_knn", "common"),
@@ -290,16 +291,6 @@ def test_neighbours_html_matches_metrics(run, html_tree):
             assert np.mean(top1) == pytest.approx(results[f"{prefix}:top_1"], abs=1e-6)
             assert np.mean(mp) == pytest.approx(results[f"{prefix}:mp_{K}"], abs=1e-6)
             assert skipped == results.get(f"{prefix}:skipped_queries", 0)
-
-
-def test_image_loader_falls_back_to_tfrecords(data_dir, tmp_path):
-    """Without the original files, neighbours.html reads the same bytes from the TFRecords."""
-    config = knn_config(data_dir, images_dir=str(tmp_path / "nowhere"))
-    infos = info_files.load_splits(config.info_files_dir, ["inshop/index"])
-    got = knn_main.image_loader(config, infos)("inshop/index", [1, 4])
-    for p in (1, 4):
-        with open(os.path.join(data_dir, "images", infos["inshop/index"].paths[p]), "rb") as f:
-            assert got[p] == f.read()
 
 
 @pytest.mark.parametrize(

@@ -1,8 +1,8 @@
 """Package dependencies point one way: every import in the package, inside functions too.
 
 data | models (+ pretrained) -> checkpoint / distributed / writers -> original (the original
-code's files and field names; it may read configs) -> loading -> knn -> train -> entry points
-(the top-level modules). A package imports only packages to its left.
+code's files and field names; it may read configs) -> loading -> knn -> report -> train -> entry
+points (the top-level modules). A package imports only packages to its left.
 """
 
 from __future__ import annotations
@@ -34,6 +34,17 @@ ALLOWED = {
         "loading",
         "original",
     },
+    "report": {
+        "data",
+        "models",
+        "pretrained",
+        "checkpoint",
+        "distributed",
+        "writers",
+        "loading",
+        "original",
+        "knn",
+    },
     "train": {
         "data",
         "models",
@@ -44,6 +55,7 @@ ALLOWED = {
         "loading",
         "knn",
         "original",
+        "report",
     },
 }
 ENTRY_POINTS = {
@@ -110,6 +122,43 @@ def test_the_checker_sees_imports_inside_functions(tmp_path):
         assert _violations(bad) == ["knn/_layer_probe.py imports train"]
     finally:
         bad.unlink()
+
+
+def _imported_modules(path: pathlib.Path) -> set[str]:
+    """'pkg/mod' of every universal_embedding.pkg.mod the file imports (any depth)."""
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.Import):
+            names = [a.name for a in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            names = [node.module, *(f"{node.module}.{a.name}" for a in node.names)]
+        else:
+            continue
+        for parts in (n.split(".") for n in names):
+            if parts[0] == "universal_embedding" and len(parts) > 2:
+                if (ROOT / parts[1] / f"{parts[2]}.py").is_file():
+                    found.add(f"{parts[1]}/{parts[2]}")
+    return found
+
+
+def test_no_import_circle_between_modules():
+    """No module reaches itself through imports (function-level ones too)."""
+    graph = {
+        f"{p.parent.name}/{p.stem}": _imported_modules(p)
+        for p in ROOT.glob("*/*.py")
+        if p.stem != "__init__"
+    }
+
+    def reaches(start: str) -> set[str]:
+        seen, todo = set(), list(graph.get(start, ()))
+        while todo:
+            m = todo.pop()
+            if m not in seen:
+                seen.add(m)
+                todo.extend(graph.get(m, ()))
+        return seen
+
+    assert sorted(m for m in graph if m in reaches(m)) == []
 
 
 @pytest.mark.parametrize("package", ["data", "models", "pretrained"])

@@ -42,6 +42,7 @@ def evaluate_untrained(config, out_dir: str) -> dict[str, float]:
     from universal_embedding.data import normalization
     from universal_embedding.knn import evaluator
     from universal_embedding.models import embedding_model
+    from universal_embedding.report import results_files
     from universal_embedding.train import plan
 
     model = embedding_model.build_model(config, plan.make_plan(config).classes_per_head)
@@ -50,7 +51,7 @@ def evaluate_untrained(config, out_dir: str) -> dict[str, float]:
     data = evaluator.EvalData.from_config(config, norm)
     knn = evaluator.KnnEvaluator(model, evaluator.test_plan(config), data, config.embedd_to_eval)
     results, _ = knn.run(loading.without_heads(params))
-    knn.write_outputs(out_dir, results)
+    results_files.write_outputs(out_dir, results, knn.plan)
     return results
 
 

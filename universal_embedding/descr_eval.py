@@ -20,12 +20,9 @@ import re
 from absl import logging
 
 from universal_embedding import runner
-from universal_embedding.knn.descriptors import (
-    descriptor_file,
-    load_descriptors,
-    save_descriptor_file,
-)
-from universal_embedding.knn.report import evaluate_and_report
+from universal_embedding.knn.descriptors import descriptor_file, load_descriptors
+from universal_embedding.knn.evaluate import evaluate_with_info_files, plan_from_config
+from universal_embedding.report import results_files, table
 
 MODEL_OUTPUTS = ("projected", "backbone_out")  # embedd_to_eval values that name no file entry
 
@@ -55,11 +52,19 @@ def descr_eval(config, workdir: str) -> dict[str, float]:
         )
     out_path = descriptor_file(config, workdir, input_step(config.descr_path))
     descriptors = load_descriptors(config.descr_path, embedding_choice(config))
-    results = evaluate_and_report(descriptors, config, workdir)
-    if config.get("save_descriptors"):
-        save_descriptor_file(out_path, descriptors)
-        logging.info("Wrote %s", out_path)
-    return results
+    plan = plan_from_config(config)
+    out = evaluate_with_info_files(descriptors, plan, config.info_files_dir)
+    saved = descriptors if config.get("save_descriptors") else None
+    paths = results_files.write_outputs(workdir, out.results, plan, saved, out_path)
+    print(table.titled_table(out.results, plan.domains, plan.knn_names, plan.k), flush=True)
+    logging.info(
+        "kNN evaluation: validate %.1fs, search %.1fs, metrics %.1fs; wrote %s",
+        out.timings["validate"],
+        out.timings["search"],
+        out.timings["metrics"],
+        ", ".join(paths.values()),
+    )
+    return out.results
 
 
 def cli() -> None:

@@ -92,7 +92,7 @@ def write_html(path: str, results: Sequence[dict], images_dir: str, thumb: int =
     """A gallery: one row per query, its neighbours with similarity (images when found)."""
     import html
 
-    from universal_embedding.knn.neighbours import thumbnail_uri
+    from universal_embedding.report.neighbour_rows import thumbnail_uri
 
     def cell(p: str, label: str, base: str) -> str:
         full = p if os.path.isabs(p) or not base else os.path.join(base, p)

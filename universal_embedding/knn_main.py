@@ -13,7 +13,7 @@ request) and, with save_neighbors=True, W/neighbours.html (+ neighbours_2.html, 
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 
 import jax
 import ml_collections
@@ -24,65 +24,32 @@ from universal_embedding.checkpoint.restore import parse_which
 from universal_embedding.checkpoint.series import BEST, LATEST, checkpoint_dir
 from universal_embedding.data.normalization import normalization_name
 from universal_embedding.knn import descriptors as knn_descriptors
-from universal_embedding.knn import evaluate, evaluator, gallery_html, neighbours, report
+from universal_embedding.knn import evaluate, evaluator
+from universal_embedding.report import gallery_images, results_files, table
 
 
-def original_files(config: ml_collections.ConfigDict, infos: Mapping):
-    """(key, position) -> the original image file under images_dir, or None when absent."""
-    from universal_embedding.data import image_files
-
-    images_dir = config.images_dir or os.path.join(
-        os.path.dirname(os.path.normpath(config.info_files_dir)), "images"
-    )
-    return lambda key, p: image_files.resolve_path(images_dir, infos[key].paths[p])
-
-
-def image_loader(config: ml_collections.ConfigDict, infos: Mapping):
-    """Loader for neighbours.html: original files under images_dir, else the TFRecord bytes."""
-    from universal_embedding.data import record_images
-
-    original = original_files(config, infos)
-
-    def load(key: str, positions: Sequence[int]) -> dict[int, bytes | None]:
-        paths = infos[key].paths
-        out: dict[int, bytes | None] = {}
-        for p in positions:
-            full = original(key, p)
-            if full is not None:
-                with open(full, "rb") as f:
-                    out[p] = f.read()
-        missing = [p for p in positions if p not in out]
-        if missing:
-            domain, split = key.split("/", 1)
-            try:
-                found = record_images.read_images_by_key(
-                    config.eval_dataset_dir, domain, split, [paths[p] for p in missing]
-                )
-            except FileNotFoundError as e:
-                logging.warning("No images for %s in neighbours.html: %s", key, e)
-                found = {}
-            out.update({p: found.get(paths[p]) for p in missing})
-        return out
-
-    return load
-
-
-def write_neighbours(config, workdir: str, found: Mapping, infos: Mapping) -> list[str]:
-    """W/neighbours.html (+ _2, ...) from the evaluation's neighbour lists (every setup)."""
-    labels = {key: info.labels for key, info in infos.items()}
-    sections = neighbours.build_sections(
-        found, labels, num_queries=config.neighbours_queries, seed=config.rng_seed
-    )
-    return gallery_html.write_gallery(
+def write_neighbours(
+    config: ml_collections.ConfigDict, workdir: str, found: Mapping, infos: Mapping
+) -> list[str]:
+    """W/neighbours.html (+ _2, ...) with the config's gallery settings (images_dir: '' =
+    <info_files_dir>/../images; missing files: the TFRecord bytes in eval_dataset_dir)."""
+    return gallery_images.write_neighbours(
         workdir,
-        sections,
-        image_loader(config, infos),
-        {key: info.paths for key, info in infos.items()},
+        found,
+        infos,
+        images_dir=images_dir(config),
+        tfds_dir=config.eval_dataset_dir,
+        num_queries=config.neighbours_queries,
+        seed=config.rng_seed,
         k=config.top_k,
         thumb_size=config.neighbours_thumb_size,
         per_page=config.neighbours_per_page,
-        originals=original_files(config, infos),
     )
+
+
+def images_dir(config: ml_collections.ConfigDict) -> str:
+    """config.images_dir, or <info_files_dir>/../images when it is ''."""
+    return config.images_dir or gallery_images.default_images_dir(config.info_files_dir)
 
 
 def descriptor_step(config: ml_collections.ConfigDict) -> int:
@@ -119,14 +86,13 @@ def run_knn(config: ml_collections.ConfigDict, workdir: str) -> dict[str, float]
         return out.results
     writers.write_config_json(config, os.path.join(workdir, "knn_config.json"))
     saved = descriptors if config.save_descriptors else None
-    knn.write_outputs(workdir, out.results, saved, descriptor_path)
+    results_files.write_outputs(workdir, out.results, plan, saved, descriptor_path)
     if config.save_json_descriptors:
         knn_descriptors.save_json(os.path.join(workdir, "descriptors.json"), descriptors)
     if config.save_neighbors:
         pages = write_neighbours(config, workdir, out.neighbours, knn.infos)
         logging.info("Wrote %s", ", ".join(pages))
-    table = report.format_table(out.results, plan.domains, plan.knn_names, plan.k)
-    print(f"{report.title(out.results, plan.knn_names, plan.k)}\n{table}", flush=True)
+    print(table.titled_table(out.results, plan.domains, plan.knn_names, plan.k), flush=True)
     return out.results
 
 

@@ -51,15 +51,18 @@ def test_npz_members_are_memory_mapped(tmp_path):
     )
 
 
-def test_streaming_exact_topk_equals_brute_force(monkeypatch):
+def test_streaming_exact_neighbours_equal_brute_force(monkeypatch):
     monkeypatch.setattr(saved_index, "ADD_BATCH", 4 * 37)  # chunks of 37 rows, a short last one
     x = _unit(np.random.default_rng(1), 500, 12)
     q = x[:20] + 0.01
-    scores, ids = saved_index.exact_topk(q, x, 7)
-    full = q @ x.T
-    expected = np.argsort(-full, axis=1)[:, :7]
+    ids = saved_index.exact_neighbour_ids(q, x, 7)
+    expected = np.argsort(-(q @ x.T), axis=1)[:, :7]
     np.testing.assert_array_equal(ids, expected)
-    np.testing.assert_allclose(scores, np.take_along_axis(full, expected, 1), rtol=1e-5)
+    # a chunk shorter than k (500 = 13 x 37 + 19) and ties across chunks: lower row first
+    tied = np.zeros((60, 12), np.float32)
+    tied[:, 0] = 1.0  # every score exactly 1
+    np.testing.assert_array_equal(saved_index.exact_neighbour_ids(tied[:2], tied, 40)[0],
+                                  np.arange(40))  # fmt: skip
 
 
 def test_flat_index_round_trip(tmp_path):

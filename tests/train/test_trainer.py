@@ -16,9 +16,9 @@ from universal_embedding.distributed import mesh as mesh_lib
 from universal_embedding.knn import descriptors as knn_descriptors
 from universal_embedding.knn import evaluate as knn_evaluate
 from universal_embedding.knn import evaluator as knn_evaluator
-from universal_embedding.knn import report
 from universal_embedding.loading import embedder
 from universal_embedding.models import embedding_model
+from universal_embedding.report import results_files
 from universal_embedding.train import optimizers, plan, steps, trainer
 
 pytestmark = pytest.mark.usefixtures("compilation_cache")
@@ -153,7 +153,7 @@ def test_validation_best_checkpoint_and_final_test(data_dir, tmp_path):
     for r in writers.read_metrics(workdir):
         assert all(v > 0 for k, v in r.items() if k.startswith("skipped/"))
     plan_ = knn_evaluate.EvalPlan(("cars", "sop"), ("test_knn",), ("test_knn",), k=5)
-    assert _tensorboard_texts(workdir) == report.summary_texts(results, plan_)
+    assert _tensorboard_texts(workdir) == results_files.summary_texts(results, plan_)
     descr = knn_descriptors.load_descriptors(os.path.join(workdir, "descriptors.npz"))
     assert sorted(descr) == ["cars/test", "sop/test"]
     labels = {k: info_files.load_split(c.info_files_dir, *k.split("/")).labels for k in descr}

@@ -16,7 +16,7 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 from absl import logging
 
-from universal_embedding.data import custom_domains, registry
+from universal_embedding.data import custom_domains, info_files, registry
 from universal_embedding.knn import metrics
 from universal_embedding.knn.descriptors import validate_inputs
 from universal_embedding.knn.search import resolve_backend, search
@@ -112,6 +112,17 @@ def evaluate(
     `plan` are run_evaluation's keywords (domains, separate_knns, merged_knns, k, backend).
     """
     return run_evaluation(descriptors, labels, **plan).results
+
+
+def evaluate_with_info_files(
+    descriptors: Mapping[str, np.ndarray], plan: EvalPlan, info_files_dir: str
+) -> KnnOutput:
+    """run_evaluation of `plan` with the labels of the info files in info_files_dir: what
+    evaluating saved descriptors needs (descr_eval), nothing but arrays and info files."""
+    keys = required_splits(plan.domains, plan.knn_names)
+    infos = info_files.load_splits(info_files_dir, keys)
+    labels = {key: info.labels for key, info in infos.items()}
+    return run_evaluation(descriptors, labels, **dataclasses.asdict(plan))
 
 
 def run_evaluation(

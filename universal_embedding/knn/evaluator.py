@@ -10,19 +10,16 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import os
 from collections.abc import Callable, Iterable, Mapping
 
 import jax
 import ml_collections
 import numpy as np
-from absl import logging
 
 from universal_embedding.data import info_files, registry
 from universal_embedding.distributed import mesh as mesh_lib
-from universal_embedding.knn import descriptors as knn_descriptors
 from universal_embedding.knn import evaluate as knn_evaluate
-from universal_embedding.knn import extract, multi_embedding, report
+from universal_embedding.knn import extract, multi_embedding
 from universal_embedding.loading import embedder
 
 # Mean merged val R@1: the number that picks the best checkpoint.
@@ -155,25 +152,6 @@ class KnnEvaluator:
         """(results, descriptors) for `params`."""
         descr = self.descriptors(params)
         return self.evaluate(descr).results, descr
-
-    def write_outputs(
-        self,
-        workdir: str,
-        results: Mapping[str, float],
-        descriptors: Mapping[str, np.ndarray] | None = None,
-        descriptor_path: str = "",
-    ) -> None:
-        """W/results.* (+ the descriptors, when given, at descriptor_path: '' = W/descriptors.npz;
-        a .pkl/.json path gets the original JSON layout: descriptors.descriptor_file); process 0
-        only."""
-        if jax.process_index() != 0:
-            return
-        p = self.plan
-        report.write_results(workdir, dict(results), p.domains, p.knn_names, p.k)
-        if descriptors is not None:
-            path = descriptor_path or os.path.join(workdir, "descriptors.npz")
-            knn_descriptors.save_descriptor_file(path, descriptors)
-            logging.info("Wrote %s", path)
 
 
 def test_plan(config: ml_collections.ConfigDict) -> knn_evaluate.EvalPlan:

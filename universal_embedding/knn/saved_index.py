@@ -15,6 +15,8 @@ from collections.abc import Iterable, Sequence
 
 import numpy as np
 
+from universal_embedding.knn.search import search
+
 KINDS = ("flat", "ivf", "hnsw")
 INDEX_FILE, META_FILE = "index.faiss", "meta.json"
 PATHS_FILE, OFFSETS_FILE = "paths.bin", "paths_offsets.npy"
@@ -62,20 +64,20 @@ def new_index(kind: str, vectors: np.ndarray, seed: int = 0, nprobe: int = IVF_N
     raise ValueError(f"Unknown index kind '{kind}'. Valid kinds: {', '.join(KINDS)}.")
 
 
-def exact_topk(queries: np.ndarray, vectors: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-    """Exact top-k (scores, ids) by inner product, streaming over `vectors` in batches."""
-    faiss = _faiss()
-    heap = faiss.ResultHeap(len(queries), k, keep_max=True)
+def exact_neighbour_ids(queries: np.ndarray, vectors: np.ndarray, k: int) -> np.ndarray:
+    """Exact top-k ids by inner product ([n, k], best first; ties: lower row first), streaming
+    over `vectors` (possibly memory-mapped) in batches: knn/search.py's exact search of each
+    batch (faiss, ties settled by its exact_topk), the running best kept. k <= len(vectors)."""
     queries = np.ascontiguousarray(queries, dtype=np.float32)
-    for i, chunk in enumerate(_batches(vectors, ADD_BATCH // 4)):
-        scores, ids = faiss.knn(queries, chunk, min(k, len(chunk)), faiss.METRIC_INNER_PRODUCT)
-        if ids.shape[1] < k:  # a short last chunk: pad with empty results
-            pad = k - ids.shape[1]
-            scores = np.pad(scores, ((0, 0), (0, pad)), constant_values=-np.inf)
-            ids = np.pad(ids, ((0, 0), (0, pad)), constant_values=-1)
-        heap.add_result(scores, np.where(ids >= 0, ids + i * (ADD_BATCH // 4), -1))
-    heap.finalize()
-    return heap.D, heap.I
+    size = ADD_BATCH // 4
+    best_s = np.empty((len(queries), 0), np.float32)
+    best_i = np.empty((len(queries), 0), np.int64)
+    for n, chunk in enumerate(_batches(vectors, size)):
+        s, i = search(queries, chunk, min(k, len(chunk)), backend="faiss")
+        s, i = np.concatenate([best_s, s], 1), np.concatenate([best_i, i + n * size], 1)
+        order = np.lexsort((i, -s), axis=-1)[:, :k]  # score descending, then row ascending
+        best_s, best_i = np.take_along_axis(s, order, 1), np.take_along_axis(i, order, 1)
+    return best_i
 
 
 def recall_at_k(index, vectors: np.ndarray, k: int, sample: int, seed: int = 0) -> float:
@@ -84,7 +86,7 @@ def recall_at_k(index, vectors: np.ndarray, k: int, sample: int, seed: int = 0) 
     k = min(k, n)
     rows = np.sort(np.random.default_rng(seed).permutation(n)[: min(n, sample)])
     queries = np.ascontiguousarray(vectors[rows], dtype=np.float32)
-    _, exact = exact_topk(queries, vectors, k)
+    exact = exact_neighbour_ids(queries, vectors, k)
     _, approx = index.search(queries, k)
     hits = [len(set(a[a >= 0]) & set(e[e >= 0])) for a, e in zip(approx, exact, strict=True)]
     return float(np.mean(hits) / k)

@@ -26,8 +26,9 @@ from universal_embedding import checkpoint, loading, writers
 from universal_embedding.data import normalization, registry
 from universal_embedding.distributed import mesh as mesh_lib
 from universal_embedding.knn import descriptors as knn_descriptors
-from universal_embedding.knn import evaluator, report
+from universal_embedding.knn import evaluator
 from universal_embedding.models import embedding_model
+from universal_embedding.report import results_files
 from universal_embedding.train import (
     guards,
     optimizers,
@@ -199,7 +200,7 @@ def _train(config: ml_collections.ConfigDict, workdir: str, watch) -> dict[str, 
     def validate(step: int) -> None:
         t0 = time.time()
         results, _ = val_eval.run(state.params)
-        writer.write_scalars(step, report.summary_scalars(results))
+        writer.write_scalars(step, results_files.summary_scalars(results))
         metric = evaluator.best_metric(results)
         if ckpts.save_best_if_better(step, state.params, metric):
             _log("step %d: new best %s = %.4f", step, evaluator.BEST_METRIC, metric)
@@ -286,11 +287,12 @@ def _train(config: ml_collections.ConfigDict, workdir: str, watch) -> dict[str, 
         test_plan = evaluator.test_plan(config)
         test_eval = evaluator.KnnEvaluator(model, test_plan, eval_data, config.embedd_to_eval, mesh)
         results, descr = test_eval.run(loading.without_heads(best_params))
-        writer.write_scalars(final_step, report.summary_scalars(results))
-        writer.write_texts(final_step, report.summary_texts(results, test_plan))
-        test_eval.write_outputs(
+        writer.write_scalars(final_step, results_files.summary_scalars(results))
+        writer.write_texts(final_step, results_files.summary_texts(results, test_plan))
+        results_files.write_outputs(
             workdir,
             results,
+            test_plan,
             descr if config.save_descriptors else None,
             descriptor_path,
         )

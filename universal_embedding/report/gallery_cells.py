@@ -1,4 +1,4 @@
-"""Cells and rows of neighbours.html (knn/gallery_html.py assembles the pages).
+"""Cells and rows of neighbours.html (report/gallery_page.py assembles the pages).
 
 A row is one query with its neighbours under each protocol; each neighbour cell carries its
 relevance three ways: a mark in text (check / cross), data attributes, colour and border style.
@@ -12,7 +12,13 @@ import os
 import urllib.parse
 from collections.abc import Mapping, Sequence
 
-from universal_embedding.knn.neighbours import Item, OriginalFiles, QueryGroup, QueryRow, Thumb
+from universal_embedding.report.neighbour_rows import (
+    Item,
+    OriginalFiles,
+    QueryGroup,
+    QueryRow,
+    Thumb,
+)
 
 PROTOCOL_TITLES = {"separate": "Separate index", "common": "Common index"}
 

@@ -3,7 +3,7 @@
 Rows come from the evaluation's own neighbour lists (knn/evaluate.py, keep_neighbours=True), so
 the relevance marks (same domain and a shared label) and skips (no relevant index image) are
 exactly what the metrics counted; per-query mP@k / AP@k come from knn/metrics.py. The page
-itself is drawn by knn/gallery_html.py. Image bytes come from a caller-supplied loader, so
+itself is drawn by report/gallery_page.py. Image bytes come from a caller-supplied loader, so
 neither module needs image files nor TensorFlow.
 """
 
@@ -20,6 +20,8 @@ from PIL import Image
 
 from universal_embedding.data import registry
 from universal_embedding.knn import metrics
+from universal_embedding.knn.evaluate import PROTOCOLS  # evaluate's names -> the page's
+from universal_embedding.report.table import PROTOCOL_ORDER
 
 # (split key 'domain/split', positions in that split) -> {position: encoded image bytes or None}
 ImageLoader = Callable[[str, Sequence[int]], Mapping[int, bytes | None]]
@@ -96,11 +98,6 @@ class QueryGroup:
         return self.n_relevant == 0
 
 
-# evaluate.Neighbours protocol names -> the names results keys (and this page) use.
-PROTOCOL_NAMES = {"separate": "separate", "merged": "common"}
-PROTOCOL_ORDER = ("separate", "common")
-
-
 def build_sections(
     found: Mapping[tuple[str, str, str], Any],
     labels: Mapping[str, Sequence[tuple[int, ...]]],
@@ -120,7 +117,7 @@ def build_sections(
         rng = np.random.default_rng([seed, registry.get_domain(domain).id])
         picked = np.sort(rng.choice(n, size=min(num_queries, n), replace=False))
         rows = tuple(_row(nb, int(q), labels) for q in picked)
-        grouped.setdefault((knn, PROTOCOL_NAMES[proto]), {})[domain] = rows
+        grouped.setdefault((knn, PROTOCOLS[proto]), {})[domain] = rows
     return [Section(knn, proto, rows) for (knn, proto), rows in grouped.items()]
 
 

@@ -6,7 +6,8 @@ import io
 import numpy as np
 from PIL import Image
 
-from universal_embedding.knn import evaluate, neighbours
+from universal_embedding.knn import evaluate
+from universal_embedding.report import neighbour_rows
 
 
 def _unit(deg):
@@ -44,7 +45,7 @@ def _evaluation():
 
 def _sections(num_queries=10, seed=0):
     found = _evaluation().neighbours
-    return neighbours.build_sections(found, LABELS, num_queries=num_queries, seed=seed)
+    return neighbour_rows.build_sections(found, LABELS, num_queries=num_queries, seed=seed)
 
 
 def _section(protocol):
@@ -114,17 +115,17 @@ def _png(color, size=(40, 20)):
 
 
 def test_thumbnail_is_a_jpeg_within_size():
-    thumb = neighbours.thumbnail(_png((255, 0, 0), (300, 100)), 64)
+    thumb = neighbour_rows.thumbnail(_png((255, 0, 0), (300, 100)), 64)
     assert thumb.uri.startswith("data:image/jpeg;base64,")
     assert (thumb.width, thumb.height) == (64, 21)
     with Image.open(io.BytesIO(base64.b64decode(thumb.uri.split(",", 1)[1]))) as im:
         assert im.format == "JPEG" and im.size == (64, 21)
         assert im.getpixel((30, 10))[0] > 200
-    small = neighbours.thumbnail(_png((0, 0, 255), (30, 20)), 64)
+    small = neighbour_rows.thumbnail(_png((0, 0, 255), (30, 20)), 64)
     assert (small.width, small.height) == (30, 20)  # never enlarged
-    assert neighbours.thumbnail_uri(_png((0, 0, 255), (30, 20)), 64) == small.uri
-    assert neighbours.thumbnail_uri(b"not an image", 64) is None
-    assert neighbours.thumbnail_uri(None, 64) is None
+    assert neighbour_rows.thumbnail_uri(_png((0, 0, 255), (30, 20)), 64) == small.uri
+    assert neighbour_rows.thumbnail_uri(b"not an image", 64) is None
+    assert neighbour_rows.thumbnail_uri(None, 64) is None
 
 
 def test_per_query_scores_first_relevant_and_failures():
@@ -144,7 +145,7 @@ def test_per_query_scores_first_relevant_and_failures():
 
 
 def test_group_queries_puts_protocols_side_by_side():
-    groups = neighbours.group_queries(_sections())
+    groups = neighbour_rows.group_queries(_sections())
     assert [(g.domain, g.query.position) for g in groups] == [
         ("cars", 0), ("cars", 1), ("cars", 2), ("cars", 3), ("inshop", 0), ("inshop", 1),
     ]  # fmt: skip
@@ -152,5 +153,5 @@ def test_group_queries_puts_protocols_side_by_side():
         assert list(g.by_protocol) == ["separate", "common"]
         assert all(r.query == g.query for r in g.by_protocol.values())
     assert [g.skipped for g in groups] == [False, False, True, True, False, False]
-    common = neighbours.group_queries([_section("common")])
+    common = neighbour_rows.group_queries([_section("common")])
     assert all(list(g.by_protocol) == ["common"] for g in common)

@@ -1,4 +1,4 @@
-"""results.json / .csv / .md / .html, the printed table and the TensorBoard summaries."""
+"""results.json / .csv / .md / .html, write_outputs (+ descriptors) and TensorBoard summaries."""
 
 import csv
 import json
@@ -6,73 +6,24 @@ import os
 import subprocess
 
 import jax
+import numpy as np
 import pytest
 
-from universal_embedding.knn import evaluate, report
-
-RESULTS = {
-    "cars:separate:test_knn:top_1": 0.4236,
-    "cars:separate:test_knn:mp_5": 0.31,
-    "cars:separate:test_knn:map_5": 0.2,
-    "cars:separate:test_knn:skipped_queries": 0.0,
-    "sop:separate:test_knn:top_1": 0.8,
-    "sop:separate:test_knn:mp_5": float("nan"),
-    "sop:separate:test_knn:map_5": 0.5,
-    "sop:separate:test_knn:skipped_queries": 3.0,
-    "cars:common:test_knn:top_1": 0.05,
-    "cars:common:test_knn:mp_5": 0.999,
-    "cars:common:test_knn:map_5": 0.1,
-    "cars:common:test_knn:skipped_queries": 0.0,
-    "sop:common:test_knn:top_1": 0.7,
-    "sop:common:test_knn:mp_5": 0.6,
-    "sop:common:test_knn:map_5": 0.4,
-    "sop:common:test_knn:skipped_queries": 3.0,
-    "average:separate:test_knn:top_1": 0.6118,
-    "average:separate:test_knn:mp_5": 0.31,
-    "average:separate:test_knn:map_5": 0.35,
-    "average:separate:test_knn:skipped_queries": 3.0,
-    "average:common:test_knn:top_1": 0.375,
-    "average:common:test_knn:mp_5": 0.7995,
-    "average:common:test_knn:map_5": 0.25,
-    "average:common:test_knn:skipped_queries": 3.0,
-}
+from tests.html_tree import parse_html
+from universal_embedding.knn import descriptors, evaluate
+from universal_embedding.report import results_files, table
 
 
-def test_format_table_every_metric_right_aligned():
-    table = report.format_table(RESULTS, ["cars", "sop"], ["val_knn", "test_knn"], 5)
-    lines = table.splitlines()
-    heads = [c.strip() for c in lines[0].strip("|").split("|")]
-    assert heads == ["domain"] + [
-        f"{p} {m}" for p in ("separate", "common") for m in ("R@1", "mMP@5", "mAP@5", "skipped")
-    ]
-    rule = lines[1].strip("|").split("|")
-    assert rule[0] == "-" * 9 and all(c.endswith("-:") and set(c) == {"-", ":"} for c in rule[1:])
-    rows = {line.split("|")[1].strip(): line for line in lines[2:]}
-    cells = {d: [c.strip() for c in line.strip("|").split("|")][1:] for d, line in rows.items()}
-    assert cells["cars"] == ["42.4", "31.0", "20.0", "0", "5.0", "99.9", "10.0", "0"]
-    assert cells["sop"] == ["80.0", "n/a", "50.0", "3", "70.0", "60.0", "40.0", "3"]
-    assert cells["average"] == ["61.2", "31.0", "35.0", "3", "37.5", "80.0", "25.0", "3"]
-    assert len({len(line) for line in lines}) == 1  # padded: the columns line up as text
-    assert rows["sop"].startswith("| sop     |         80.0 |            n/a |")  # to the right
-    assert report.title(RESULTS, ["val_knn", "test_knn"], 5) == "kNN results (k=5): test_knn"
-
-
-def test_format_table_names_the_knn_setup_when_there_are_several():
-    both = {**RESULTS, **{k.replace("test_knn", "val_knn"): v for k, v in RESULTS.items()}}
-    table = report.format_table(both, ["cars", "sop"], ["val_knn", "test_knn"], 5)
-    heads = [c.strip() for c in table.splitlines()[0].strip("|").split("|")]
-    assert heads[1] == "val_knn separate R@1" and heads[9] == "test_knn separate R@1"
-    assert len(heads) == 1 + 16
-
-
-def test_write_results(tmp_path, html_tree):
-    paths = report.write_results(str(tmp_path / "w"), RESULTS, ["cars", "sop"], ["test_knn"], 5)
+def test_write_results(tmp_path, results):
+    paths = results_files.write_results(
+        str(tmp_path / "w"), results, ["cars", "sop"], ["test_knn"], 5
+    )
     with open(paths["json"]) as f:
         loaded = json.load(f)
     assert loaded["cars:separate:test_knn:top_1"] == 0.4236
     assert loaded["sop:separate:test_knn:mp_5"] is None  # NaN -> null: valid JSON
     prov = loaded.pop("provenance")
-    assert len(loaded) == len(RESULTS)
+    assert len(loaded) == len(results)
     assert prov["versions"]["jax"] == jax.__version__ and "flax" in prov["versions"]
     assert prov["devices"] == [f"{jax.device_count()} x cpu cpu"]
     head = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True,
@@ -87,14 +38,14 @@ def test_write_results(tmp_path, html_tree):
     with open(paths["md"]) as f:
         md = f.read()
     assert md.startswith("# kNN results (k=5): test_knn\n")
-    assert report.format_table(RESULTS, ["cars", "sop"], ["test_knn"], 5) in md
+    assert table.format_table(results, ["cars", "sop"], ["test_knn"], 5) in md
     assert "skipped: queries without any relevant index image" in md
 
 
-def test_results_html_table_and_charts(tmp_path, html_tree):
-    paths = report.write_results(str(tmp_path), RESULTS, ["cars", "sop"], ["test_knn"], 5)
+def test_results_html_table_and_charts(tmp_path, results):
+    paths = results_files.write_results(str(tmp_path), results, ["cars", "sop"], ["test_knn"], 5)
     with open(paths["html"], encoding="utf-8") as f:
-        doc = html_tree(f.read())
+        doc = parse_html(f.read())
     assert doc.find("html").attrs["lang"] == "en"
     assert "width=device-width" in doc.find("meta", name="viewport").attrs["content"]
     table = doc.find("table")
@@ -135,8 +86,8 @@ def test_results_html_table_and_charts(tmp_path, html_tree):
     assert "n/a" in [t.text() for t in mp.find_all("text")]
 
 
-def test_summary_scalars_skip_zero_skips():
-    scalars = report.summary_scalars(RESULTS)
+def test_summary_scalars_skip_zero_skips(results):
+    scalars = results_files.summary_scalars(results)
     assert scalars["knn/cars:separate:test_knn:top_1"] == 0.4236
     assert scalars["mp/cars:common:test_knn:mp_5"] == 0.999
     assert scalars["map/sop:common:test_knn:map_5"] == 0.4
@@ -146,13 +97,27 @@ def test_summary_scalars_skip_zero_skips():
         for d in ("sop", "average")
         for p in ("separate", "common")
     }
-    assert len(scalars) == len(RESULTS) - 2  # the two zero skip counts of cars
+    assert len(scalars) == len(results) - 2  # the two zero skip counts of cars
 
 
-def test_summary_texts_is_the_markdown_table():
+def test_summary_texts_is_the_markdown_table(results):
     plan = evaluate.EvalPlan(("cars", "sop"), ("test_knn",), ("test_knn",), 5)
-    texts = report.summary_texts(RESULTS, plan)
+    texts = results_files.summary_texts(results, plan)
     assert list(texts) == ["results/test"]
-    head, table = texts["results/test"].split("\n\n")
+    head, text = texts["results/test"].split("\n\n")
     assert head == "kNN results (k=5): test_knn, percent"
-    assert table == report.format_table(RESULTS, ["cars", "sop"], ["test_knn"], 5)
+    assert text == table.format_table(results, ["cars", "sop"], ["test_knn"], 5)
+
+
+def test_write_outputs_on_process_zero_only(tmp_path, monkeypatch, results):
+    plan = evaluate.EvalPlan(("cars", "sop"), ("test_knn",), ("test_knn",), 5)
+    descr = {"cars/test": np.eye(3, dtype=np.float32)}
+    paths = results_files.write_outputs(str(tmp_path / "w"), results, plan, descr)
+    assert sorted(paths) == ["csv", "descriptors", "html", "json", "md", "original"]
+    assert paths["descriptors"] == str(tmp_path / "w" / "descriptors.npz")
+    np.testing.assert_array_equal(descriptors.load_descriptors(paths["descriptors"])["cars/test"],
+                                  descr["cars/test"])  # fmt: skip
+    assert all(os.path.isfile(p) for p in paths.values())
+    monkeypatch.setattr(jax, "process_index", lambda: 1)
+    assert results_files.write_outputs(str(tmp_path / "other"), results, plan, descr) == {}
+    assert not os.path.exists(tmp_path / "other")

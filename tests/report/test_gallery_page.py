@@ -9,12 +9,14 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from tests.html_tree import parse_html
 from universal_embedding.data import registry
 from universal_embedding.data.synthetic import FAMILIES
 from universal_embedding.data.synthetic_render import ClassSpec, render
-from universal_embedding.knn import evaluate, gallery_html, neighbours
+from universal_embedding.knn import evaluate
+from universal_embedding.report import gallery_page, neighbour_rows
 
-# Same hand-built case as test_neighbours.py: cars self-search (queries 2 and 3 skipped),
+# Same hand-built case as test_neighbour_rows.py: cars self-search (queries 2 and 3 skipped),
 # inshop test -> index; in the common index cars query 0 finds inshop/index 0 first.
 DESCR = {
     "cars/test": np.array([[1, 0], [0.985, 0.174], [0, 1], [0.174, 0.985]], np.float32),
@@ -35,7 +37,7 @@ def _sections():
         DESCR, LABELS, domains=["cars", "inshop"], separate_knns=["test_knn"],
         merged_knns=["test_knn"], k=K, backend="numpy", keep_neighbours=True,
     ).neighbours  # fmt: skip
-    return neighbours.build_sections(found, LABELS, num_queries=10)
+    return neighbour_rows.build_sections(found, LABELS, num_queries=10)
 
 
 def _jpeg(rgb, size=(40, 30)):
@@ -59,21 +61,21 @@ class Loader:
 
 def _write(tmp_path, per_page=200, originals=None, sections=None):
     loader = Loader()
-    written = gallery_html.write_gallery(
+    written = gallery_page.write_gallery(
         str(tmp_path), sections or _sections(), loader, PATHS, k=K, thumb_size=32,
         per_page=per_page, originals=originals,
     )  # fmt: skip
     return written, loader
 
 
-def _read(path, html_tree):
+def _read(path):
     with open(path, encoding="utf-8") as f:
-        return html_tree(f.read())
+        return parse_html(f.read())
 
 
-def test_page_is_accessible_html(tmp_path, html_tree):
+def test_page_is_accessible_html(tmp_path):
     (path,), _ = _write(tmp_path)
-    doc = _read(path, html_tree)
+    doc = _read(path)
     assert doc.attrs["doctype"].lower() == "doctype html"
     assert doc.find("html").attrs["lang"] == "en"
     viewport = doc.find("meta", name="viewport").attrs["content"]
@@ -93,11 +95,11 @@ def test_page_is_accessible_html(tmp_path, html_tree):
     assert all("inshop/index/c#2/img 2.jpg" in m.attrs["aria-label"] for m in missing)
 
 
-def test_each_distinct_image_is_embedded_once(tmp_path, html_tree):
+def test_each_distinct_image_is_embedded_once(tmp_path):
     (path,), loader = _write(tmp_path)
     with open(path, encoding="utf-8") as f:
         page = f.read()
-    doc = html_tree(page)
+    doc = parse_html(page)
     thumbs = json.loads(doc.find("script", id="thumbs").text())
     imgs = doc.find_all("img")
     assert not any("src" in img.attrs for img in imgs)  # attached by the script, from the map
@@ -122,12 +124,12 @@ def _cells(doc):
     ]
 
 
-def test_every_cell_carries_its_mark_as_text_and_data(tmp_path, html_tree):
+def test_every_cell_carries_its_mark_as_text_and_data(tmp_path):
     (path,), _ = _write(tmp_path)
-    doc = _read(path, html_tree)
+    doc = _read(path)
     cells = _cells(doc)
     assert len(cells) == 2 * 6 * K  # two protocols, six queries, k neighbours
-    groups = neighbours.group_queries(_sections())
+    groups = neighbour_rows.group_queries(_sections())
     expected = [
         (g.domain, p, rank, nb)
         for g in groups
@@ -152,9 +154,9 @@ def test_every_cell_carries_its_mark_as_text_and_data(tmp_path, html_tree):
     assert "inshop" in li.text() and "class 0" in li.text()
 
 
-def test_filter_and_sort_attributes(tmp_path, html_tree):
+def test_filter_and_sort_attributes(tmp_path):
     (path,), _ = _write(tmp_path)
-    doc = _read(path, html_tree)
+    doc = _read(path)
     form = doc.find("form", id="filters")
 
     def values(name):
@@ -192,14 +194,14 @@ def test_filter_and_sort_attributes(tmp_path, html_tree):
     assert summary == "4 sampled queries, 2 skipped; top-1 ✓ separate 2/2, common 1/2."
 
 
-def test_links_to_the_original_files(tmp_path, html_tree):
+def test_links_to_the_original_files(tmp_path):
     images = tmp_path / "images"
 
     def originals(key, p):  # only cars images are on disk
         return str(images / PATHS[key][p]) if key == "cars/test" else None
 
     (path,), _ = _write(tmp_path / "w", originals=originals)
-    doc = _read(path, html_tree)
+    doc = _read(path)
     links = doc.find_all("a", title="open the original")
     hrefs = {a.attrs["href"] for a in links}
     assert hrefs == {f"../images/cars/test/c%23{i}/img%20{i}.jpg" for i in range(4)}
@@ -210,10 +212,10 @@ def test_links_to_the_original_files(tmp_path, html_tree):
     assert inshop_imgs and len(links) == len(doc.find_all("img")) - len(inshop_imgs)
 
 
-def test_pages_cap_queries_and_link_each_other(tmp_path, html_tree):
+def test_pages_cap_queries_and_link_each_other(tmp_path):
     written, loader = _write(tmp_path, per_page=1)
-    assert [os.path.basename(p) for p in written] == gallery_html.page_names(6)
-    assert gallery_html.page_names(3) == [
+    assert [os.path.basename(p) for p in written] == gallery_page.page_names(6)
+    assert gallery_page.page_names(3) == [
         "neighbours.html",
         "neighbours_2.html",
         "neighbours_3.html",
@@ -222,7 +224,7 @@ def test_pages_cap_queries_and_link_each_other(tmp_path, html_tree):
     assert [os.path.basename(p) for p in written] == ["neighbours.html", "neighbours_2.html"]
     assert sorted(os.listdir(tmp_path)) == ["neighbours.html", "neighbours_2.html"]  # stale gone
     assert len(loader.calls) == 3  # images loaded once for all pages
-    first, second = (_read(p, html_tree) for p in written)
+    first, second = (_read(p) for p in written)
     assert len(first.find_all("tr", class_="qrow")) == 4
     assert len(second.find_all("tr", class_="qrow")) == 2
     for doc in (first, second):
@@ -236,12 +238,12 @@ def test_pages_cap_queries_and_link_each_other(tmp_path, html_tree):
         assert {i.attrs["data-thumb"] for i in doc.find_all("img")} == set(thumbs)
     assert [i.attrs["value"] for i in second.find_all("input", name="domain")] == ["inshop"]
     with pytest.raises(ValueError, match="neighbours_per_page"):
-        gallery_html.paginate([], 0)
+        gallery_page.paginate([], 0)
 
 
-def test_one_query_split_over_pages_says_which_part(tmp_path, html_tree):
+def test_one_query_split_over_pages_says_which_part(tmp_path):
     written, _ = _write(tmp_path, per_page=3)
-    first, second = (_read(p, html_tree) for p in written[:2])
+    first, second = (_read(p) for p in written[:2])
     assert "Queries 1–3 of 4." in first.find("section", id="test_knn-cars").find("p").text()
     assert "Queries 4–4 of 4." in second.find("section", id="test_knn-cars").find("p").text()
     orders = [r.attrs["data-order"] for r in second.find_all("tr", class_="qrow")]
@@ -288,21 +290,21 @@ def test_benchmark_scale_gallery_stays_small(tmp_path):
             picked = []
             for q in range(QUERIES):
                 ids = rng.choice([i for i in range(INDEX) if i != q], 5, replace=False)
-                nbs = [neighbours.Item(key, int(i), (int(i) % 16,), 0.9, i % 16 == q % 16)
+                nbs = [neighbour_rows.Item(key, int(i), (int(i) % 16,), 0.9, i % 16 == q % 16)
                        for i in ids]  # fmt: skip
                 if protocol == "common":  # one neighbour from another domain's index
                     other = f"{domains[(domains.index(d) + 1) % 8]}/test"
-                    nbs[4] = neighbours.Item(other, int(rng.integers(INDEX)), (0,), 0.5, False)
-                query = neighbours.Item(key, q, (q % 16,))
-                picked.append(neighbours.QueryRow(query, 5, tuple(nbs)))
+                    nbs[4] = neighbour_rows.Item(other, int(rng.integers(INDEX)), (0,), 0.5, False)
+                query = neighbour_rows.Item(key, q, (q % 16,))
+                picked.append(neighbour_rows.QueryRow(query, 5, tuple(nbs)))
             rows[protocol][d] = tuple(picked)
-    sections = [neighbours.Section("test_knn", p, r) for p, r in rows.items()]
+    sections = [neighbour_rows.Section("test_knn", p, r) for p, r in rows.items()]
     paths = {key: [f"{key}/{i:03d}.jpg" for i in range(INDEX)] for key in pools}
 
     def loader(key, positions):
         return {p: pools[key][p] for p in positions}
 
-    written = gallery_html.write_gallery(
+    written = gallery_page.write_gallery(
         str(tmp_path), sections, loader, paths, k=5, thumb_size=96, per_page=200
     )
     assert len(written) == 2  # 400 queries, 200 per page
@@ -326,7 +328,8 @@ def test_report_pages_import_without_tensorflow_or_train():
 
     code = (
         "import sys\n"
-        "from universal_embedding.knn import gallery_html, neighbours, report, results_html\n"
+        "from universal_embedding.report import (\n"
+        "    gallery_images, gallery_page, neighbour_rows, results_files, results_page, table)\n"
         "bad = [m for m in sys.modules\n"
         "       if m == 'tensorflow' or m.startswith('universal_embedding.train')]\n"
         "assert not bad, bad\n"

@@ -11,9 +11,13 @@ import html
 import math
 from collections.abc import Mapping, Sequence
 
-from universal_embedding.knn.report import format_value, metric_names, metric_titles
+from universal_embedding.report.table import (
+    PROTOCOL_ORDER,
+    format_value,
+    metric_names,
+    metric_titles,
+)
 
-_PROTOCOLS = ("separate", "common")
 _CSS = """*{box-sizing:border-box}
 body{font:14px/1.4 system-ui,-apple-system,"Segoe UI",sans-serif;color:#111;margin:0 auto;
 max-width:1200px;padding:0 12px 40px}
@@ -63,7 +67,7 @@ def _table(
 
 def bar_chart(values: Mapping[str, Mapping[str, float | None]], title: str, chart_id: str) -> str:
     """Horizontal bars, one group per row label, one bar per protocol: {row: {protocol: frac}}."""
-    protocols = [p for p in _PROTOCOLS if any(p in v for v in values.values())]
+    protocols = [p for p in PROTOCOL_ORDER if any(p in v for v in values.values())]
     fills = {"separate": "#0072b2", "common": f"url(#{chart_id}-hatch)"}
     left, width, bar, gap = 64, 240, 12, 10
     group = bar * len(protocols) + gap

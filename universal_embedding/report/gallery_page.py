@@ -13,9 +13,9 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping, Sequence
 
-from universal_embedding.knn import gallery_assets
-from universal_embedding.knn.gallery_cells import PROTOCOL_TITLES, PageContext, esc, query_row
-from universal_embedding.knn.neighbours import (
+from universal_embedding.report import gallery_assets
+from universal_embedding.report.gallery_cells import PROTOCOL_TITLES, PageContext, esc, query_row
+from universal_embedding.report.neighbour_rows import (
     ImageLoader,
     Item,
     OriginalFiles,
