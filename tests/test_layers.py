@@ -47,6 +47,7 @@ ENTRY_POINTS = {
     "export",
     "index",
     "download_models",
+    "settings",
 }
 
 

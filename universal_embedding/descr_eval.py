@@ -14,18 +14,23 @@ Imports neither TensorFlow nor the models: descriptors and info files are all it
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import re
+from collections.abc import Mapping
 
+import numpy as np
 from absl import logging
 
-from universal_embedding import app
+from universal_embedding import app, settings
+from universal_embedding.data import info_files
+from universal_embedding.knn import evaluate as knn_evaluate
+from universal_embedding.knn import report
 from universal_embedding.knn.descriptors import (
     descriptor_file,
     load_descriptors,
     save_descriptor_file,
 )
-from universal_embedding.knn.report import evaluate_and_report
 
 MODEL_OUTPUTS = ("projected", "backbone_out")  # embedd_to_eval values that name no file entry
 
@@ -53,13 +58,38 @@ def descr_eval(config, workdir: str) -> dict[str, float]:
         raise ValueError(
             "--config.descr_path is required (a .npz, .json or original .pkl descriptor file)."
         )
-    out_path = descriptor_file(config, workdir, input_step(config.descr_path))
+    settings.register_domains(config)
+    plan = settings.eval_plan(config)
+    output = settings.descriptor_output(config)
+    out_path = descriptor_file(output, workdir, input_step(config.descr_path))
     descriptors = load_descriptors(config.descr_path, embedding_choice(config))
-    results = evaluate_and_report(descriptors, config, workdir)
-    if config.get("save_descriptors"):
+    results = evaluate_and_report(descriptors, plan, config.info_files_dir, workdir)
+    if output.save:
         save_descriptor_file(out_path, descriptors)
         logging.info("Wrote %s", out_path)
     return results
+
+
+def evaluate_and_report(
+    descriptors: Mapping[str, np.ndarray], plan: knn_evaluate.EvalPlan, info_dir: str, workdir: str
+) -> dict[str, float]:
+    """Evaluate descriptors with `plan` (labels from the info files in `info_dir`), write
+    workdir/results.*, print the table."""
+    keys = knn_evaluate.required_splits(plan.domains, plan.knn_names)
+    infos = info_files.load_splits(info_dir, keys)
+    labels = {key: info.labels for key, info in infos.items()}
+    out = knn_evaluate.run_evaluation(descriptors, labels, **dataclasses.asdict(plan))
+    paths = report.write_results(workdir, out.results, plan.domains, plan.knn_names, plan.k)
+    table = report.format_table(out.results, plan.domains, plan.knn_names, plan.k)
+    print(f"{report.title(out.results, plan.knn_names, plan.k)}\n{table}", flush=True)
+    logging.info(
+        "kNN evaluation: validate %.1fs, search %.1fs, metrics %.1fs; wrote %s",
+        out.timings["validate"],
+        out.timings["search"],
+        out.timings["metrics"],
+        ", ".join(paths.values()),
+    )
+    return out.results
 
 
 def cli() -> None:
