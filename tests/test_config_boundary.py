@@ -21,7 +21,7 @@ PENDING = {
     "train/optimizers.py",
     "train/plan.py",
     "train/trainer.py",
-    "train/udon.py",
+    "train/method.py",
 }
 
 

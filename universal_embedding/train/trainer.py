@@ -30,13 +30,13 @@ from universal_embedding.knn import evaluator, report
 from universal_embedding.models import embedding_model
 from universal_embedding.train import (
     guards,
+    method,
     optimizers,
     plan,
     preemption,
     replay,
     samplers,
     steps,
-    udon,
 )
 from universal_embedding.train.settings import TrainSettings
 
@@ -148,8 +148,8 @@ def _train(
 
     # ------------------------------------------------------------------ plan
     tplan = plan.make_plan(config)
-    udon.check_config(config)
-    sampler = udon.make_sampler(config, tplan, plan.domain_schedule(config, tplan))
+    method.check_config(config)
+    sampler = method.make_sampler(config, tplan, plan.domain_schedule(config, tplan))
     norm = normalization.normalization_name(config.model_class, config.normalization)
     _check_batching(config)
     output = ts.descriptors
@@ -173,7 +173,7 @@ def _train(
     lr_fns = optimizers.lr_schedules(config, tplan.steps_per_epoch, tplan.total_steps)
     state = steps.create_train_state(_init_params(config, ts, model), tx, mesh)
     pixel_stats = normalization.mean_std(norm)  # the steps normalise the uint8 batches
-    train_step = udon.train_steps(config, tplan, model, tx, mesh, pixel_stats)
+    train_step = method.train_steps(config, tplan, model, tx, mesh, pixel_stats)
 
     # ------------------------------------------------------------------ checkpoints, resume
     ckpts = checkpoint.Checkpoints(
