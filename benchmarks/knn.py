@@ -34,6 +34,7 @@ import time
 
 import numpy as np
 
+from universal_embedding import settings
 from universal_embedding.configs import config_knn_descr_eval
 from universal_embedding.data import registry
 from universal_embedding.data.info_files import load_splits
@@ -111,7 +112,7 @@ def time_descr_eval(descr_path: str, info_dir: str, workdir: str, k: int, backen
     c = config_knn_descr_eval.get_config()
     c.descr_path, c.info_files_dir, c.top_k, c.knn_search = descr_path, info_dir, k, backend
     t0, cpu0 = time.perf_counter(), time.process_time()
-    plan = evaluate.plan_from_config(c)
+    plan = settings.eval_plan(c)
     descr = descriptors.load_descriptors(descr_path)
     labels = {
         k: i.labels

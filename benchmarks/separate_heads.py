@@ -28,6 +28,7 @@ import numpy as np
 import optax
 import train_throughput
 
+from universal_embedding import settings
 from universal_embedding.data import registry
 from universal_embedding.distributed import mesh as mesh_lib
 from universal_embedding.models import embedding_model
@@ -180,7 +181,7 @@ def main(argv=None) -> None:
         print_flops_table(config, args.batch_size, classes)
         return
     mesh = mesh_lib.make_mesh()
-    model = embedding_model.build_model(config, classes)
+    model = embedding_model.build_model(settings.model_spec(config), classes)
     params = jax.device_get(
         embedding_model.init_params(model, jax.random.key(0), config.image_size)
     )

@@ -30,6 +30,7 @@ import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 
+from universal_embedding import settings
 from universal_embedding.configs import base  # noqa: E402
 from universal_embedding.data import registry  # noqa: E402
 from universal_embedding.distributed import mesh as mesh_lib  # noqa: E402
@@ -90,7 +91,7 @@ def classes_per_head(tiny: bool) -> dict[str, int]:
 
 def vit_flops(config, batch: int, num_classes: int, train: bool) -> float:
     """Analytic matmul FLOPs of one step (2 per multiply-add; backward = 2x forward)."""
-    size = embedding_model.backbone_size(config)
+    size = embedding_model.backbone_size(settings.model_spec(config))
     d, m, n_layers, p = size.hidden_size, size.mlp_dim, size.num_layers, size.patch_size
     patches = (config.image_size // p) ** 2
     t = patches + 1
@@ -122,7 +123,7 @@ def bench_jax(args, dtype: str, attention: str, mesh) -> dict:
     """Compile, warm up and time the train and extraction steps of one variant."""
     config = make_config(args, dtype, attention)
     heads = classes_per_head(args.tiny)
-    model = embedding_model.build_model(config, heads)
+    model = embedding_model.build_model(settings.model_spec(config), heads)
     params = embedding_model.init_params(model, jax.random.key(0), config.image_size)
     tx = optimizers.make_optimizer(config, steps_per_epoch=1000, total_steps=100_000)
     state = steps.create_train_state(params, tx, mesh)

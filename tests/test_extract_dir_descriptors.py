@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from universal_embedding import extract_dir_descriptors, loading
+from universal_embedding import extract_dir_descriptors, loading, settings
 from universal_embedding.configs import config_extract_dir_descriptors, tiny
 from universal_embedding.data import input_pipeline
 from universal_embedding.knn import descriptors as knn_descriptors
@@ -43,8 +43,8 @@ def image_dir(tmp_path_factory):
 
 def _alone(config, base_dir, rels):
     """Descriptors of images embedded one per batch (one real row, the rest padding)."""
-    loaded = loading.load_model(config)
-    model, params, _ = loaded.model, loaded.params, loaded.config
+    loaded = loading.load_model(*settings.model_and_weights(config))
+    model, params, _ = loaded.model, loaded.params, loaded.spec
     embed_fn = loading.make_embedder(model, params, config.embedd_to_eval)
     out = []
     for rel in rels:

@@ -9,7 +9,7 @@ import pytest
 from PIL import Image
 
 from tests.html_tree import parse_html
-from universal_embedding import knn_main, loading, writers
+from universal_embedding import knn_main, loading, settings, writers
 from universal_embedding.configs import config_knn_vit, tiny
 from universal_embedding.data import info_files, registry, tfrecords
 from universal_embedding.knn import descriptors as knn_descriptors
@@ -155,8 +155,8 @@ def test_descriptor_rows_follow_info_order(data_dir, run, tmp_path):
     from universal_embedding.data.normalization import normalization_name
 
     npz = knn_descriptors.load_descriptors(os.path.join(workdir, "descriptors.npz"))
-    loaded = loading.load_model(config)
-    model, params, mconfig = loaded.model, loaded.params, loaded.config
+    loaded = loading.load_model(*settings.model_and_weights(config))
+    model, params, mconfig = loaded.model, loaded.params, loaded.spec
     embed_fn = loading.make_embedder(model, params, "projected")
     paths = info_files.load_splits(config.info_files_dir, ["cars/test"])["cars/test"].paths
     for i in (0, 3):  # a JPEG and a grayscale PNG
@@ -222,8 +222,8 @@ def test_train_descriptor_rows_follow_info_order(data_dir, train_run):
     saved = os.path.join(workdir, "saved", "descriptors", "descriptors_step_0.pkl")
     rows = knn_descriptors.load_descriptors(saved)  # the original's file (descriptor_format)
     assert set(rows) == {"cars/train", "inshop/train"}
-    loaded = loading.load_model(config)
-    model, params, mconfig = loaded.model, loaded.params, loaded.config
+    loaded = loading.load_model(*settings.model_and_weights(config))
+    model, params, mconfig = loaded.model, loaded.params, loaded.spec
     embed_fn = loading.make_embedder(model, params, "projected")
     infos = info_files.load_splits(config.info_files_dir, sorted(rows))
     kw = dict(batch_size=config.eval_batch_size, image_size=32,
@@ -312,7 +312,8 @@ def test_train_dir_without_checkpoint_fails(data_dir, tmp_path):
 
     train_dir = str(tmp_path / "train")
     writers.write_config_json(
-        tiny.tiny_vit(config_knn_vit.get_config()), os.path.join(train_dir, "config.json")
+        tiny.tiny_vit(config_knn_vit.get_config()).to_dict(),
+        os.path.join(train_dir, "config.json"),
     )
     for which, match in (("best", "best"), ("latest", "latest"), ("12", "latest")):
         config = knn_config(data_dir, train_dir=train_dir, checkpoint=which)

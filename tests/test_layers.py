@@ -70,6 +70,7 @@ ENTRY_POINTS = {
     "export",
     "index",
     "download_models",
+    "settings",
 }
 
 

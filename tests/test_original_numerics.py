@@ -21,7 +21,7 @@ from flax import traverse_util
 from PIL import Image
 from scipy.special import erf
 
-from universal_embedding import Embedder
+from universal_embedding import Embedder, settings
 from universal_embedding.configs import config_knn_vit, tiny
 from universal_embedding.data import (
     embed_inputs,
@@ -123,7 +123,7 @@ def tiny_config(gelu_approximate: bool = True):
 def params():
     """Random params of the tiny ViT + projection; MLP pre-activations spread over |x| ~ 1..3
     and a wide second MLP layer, so the GELU form moves the embeddings by > 1e-4."""
-    model = embedding_model.build_model(tiny_config(), None)
+    model = embedding_model.build_model(settings.model_spec(tiny_config()), None)
     images = np.zeros((1, S, S, 3), np.float32)
     shapes = jax.eval_shape(lambda: model.init(jax.random.key(0), images))["params"]
     rng = np.random.default_rng(0)
@@ -156,7 +156,7 @@ def jpegs():
 
 
 def ours(config, flat, images, embedding):
-    model = embedding_model.build_model(config, None)
+    model = embedding_model.build_model(settings.model_spec(config), None)
     out = model.apply({"params": traverse_util.unflatten_dict(flat, sep="/")}, images)
     return np.asarray(out[embedding])
 
@@ -179,11 +179,11 @@ def test_vit_gelu_matches_the_reference_of_its_form(params, approximate):
 
 def test_default_config_is_the_tanh_gelu_and_clip_ignores_the_switch():
     assert tiny_config().model.gelu_approximate is True
-    vit = embedding_model.build_model(tiny_config(False), None)
+    vit = embedding_model.build_model(settings.model_spec(tiny_config(False)), None)
     assert vit.backbone.gelu_approximate is False
     c = tiny_config(False)
     c.model_class = "clip_vit_with_embedding"  # quick-GELU, no switch
-    clip = embedding_model.build_model(c, None).backbone
+    clip = embedding_model.build_model(settings.model_spec(c), None).backbone
     assert not hasattr(clip, "gelu_approximate")
 
 
@@ -248,7 +248,10 @@ def test_exported_model_embeds_as_the_independent_reader(params, jpegs, tmp_path
     config.json written before model.gelu_approximate existed reloads with the erf GELU."""
     config = tiny_config(approximate is not False)
     out = exported.save(
-        str(tmp_path / "m"), traverse_util.unflatten_dict(params, sep="/"), config, "projected"
+        str(tmp_path / "m"),
+        traverse_util.unflatten_dict(params, sep="/"),
+        settings.model_spec(config),
+        "projected",
     )
     if approximate is None:
         meta = json.loads((tmp_path / "m" / "config.json").read_text())
@@ -260,7 +263,7 @@ def test_exported_model_embeds_as_the_independent_reader(params, jpegs, tmp_path
         with open(files[-1], "wb") as f:
             f.write(raw)
     embedder = Embedder.from_pretrained(out)
-    assert embedder.config.model.gelu_approximate is bool(approximate)
+    assert embedder.spec.gelu_approximate is bool(approximate)
     got = embedder.embed(files, batch_size=2)
     norm = embedder.normalization
     pixels = np.stack([original_eval_pixels(raw, S, norm) for raw in jpegs])

@@ -17,6 +17,7 @@ import pytest
 from PIL import Image
 
 from universal_embedding import Embedder, export, index
+from universal_embedding import main as train_main
 from universal_embedding.configs import tiny
 from universal_embedding.data import info_files
 from universal_embedding.knn import descriptors as knn_descriptors
@@ -30,7 +31,6 @@ TOL = 1e-4
 def trained(tmp_path_factory):
     """(data_dir, workdir, final-test descriptors of cars/test, their image paths)."""
     from universal_embedding.data import prepare, synthetic
-    from universal_embedding.train import trainer
 
     root = str(tmp_path_factory.mktemp("uned"))
     synthetic.write_synthetic_uned(root, seed=0, scale=0.1, domains=["cars"])
@@ -40,7 +40,7 @@ def trained(tmp_path_factory):
     c.num_training_steps, c.checkpoint_steps = 2, 2
     c.do_final_testing, c.save_descriptors = True, True
     workdir = str(tmp_path_factory.mktemp("train"))
-    trainer.train_and_evaluate(c, workdir)
+    train_main.main(c, workdir)
     descr = knn_descriptors.load_descriptors(os.path.join(workdir, "descriptors.npz"))
     paths = info_files.load_split(c.info_files_dir, "cars", "test").paths
     files = [os.path.join(root, "images", p) for p in paths]

@@ -18,31 +18,32 @@ descriptors of the same images.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from collections.abc import Iterable
 
-import ml_collections
 import numpy as np
 
 from universal_embedding import loading
-from universal_embedding.configs import base, config_knn_vit
-from universal_embedding.data.normalization import normalization_name
+from universal_embedding.configs import base
 from universal_embedding.distributed.mesh import global_batch_size
 from universal_embedding.loading import exported
 from universal_embedding.models import embedding_model
+from universal_embedding.models.spec import ModelSpec
 from universal_embedding.original import checkpoint as original_checkpoint
 
 
-def _config(**fields) -> ml_collections.ConfigDict:
-    c = config_knn_vit.add_knn_fields(base.get_config())
-    with c.unlocked():
-        for key, value in fields.items():
-            if key == "model":
-                for k, v in value.items():
-                    c.model[k] = v
-            else:
-                c[key] = value
-    return c
+def _spec(model: dict | None = None, **fields) -> ModelSpec:
+    """The kNN config's default model (teachers for every UnED domain) with `fields` and the
+    model.* fields in `model` replaced."""
+    spec = ModelSpec(domains=tuple(base.ALL_DOMAINS.split(",")))
+    return dataclasses.replace(spec, **fields).with_model_fields(model or {})
+
+
+def _load(spec: ModelSpec, source: loading.WeightSource) -> loading.LoadedModel:
+    """The model (as a train_dir holds it, else `spec`) with the weights of `source`."""
+    loading.weights_source(source)
+    return loading.load_model(loading.resolve_spec(spec, source), source)
 
 
 def _items(images) -> list:
@@ -60,9 +61,9 @@ class Embedder:
     def __init__(self, loaded: loading.LoadedModel, embedding: str):
         self.model = loaded.model
         self.params = loaded.params
-        self.config = loaded.config
+        self.spec = loaded.spec
         self.normalization = loaded.normalization
-        self.image_size = int(loaded.config.image_size)
+        self.image_size = int(loaded.spec.image_size)
         self.embedding = embedding
         self._embed = None
 
@@ -75,8 +76,8 @@ class Embedder:
         if embedd_to_eval is None:  # config.json: this project's, or the original code's
             trained = original_checkpoint.read_config(workdir) or {}
             embedd_to_eval = trained.get("embedd_to_eval", "projected")
-        config = _config(train_dir=workdir, checkpoint=str(checkpoint))
-        return cls(loading.load_model(config), embedd_to_eval)
+        source = loading.WeightSource(train_dir=workdir, checkpoint=str(checkpoint))
+        return cls(_load(_spec(), source), embedd_to_eval)
 
     @classmethod
     def from_pretrained(
@@ -92,29 +93,27 @@ class Embedder:
         params.safetensors (model from the config.json beside it; other arguments ignored)."""
         if exported.is_exported(weights_file):
             params, fields = exported.read(weights_file)
-            config = _config(**{k: v for k, v in fields.items() if k != "embedd_to_eval"})
-            model = embedding_model.build_model(config, None)
-            norm = normalization_name(config.model_class, config.normalization)
-            loaded = loading.LoadedModel(model, params, config, norm)
+            spec = _spec(**{k: v for k, v in fields.items() if k != "embedd_to_eval"})
+            model = embedding_model.build_model(spec, None)
+            loaded = loading.LoadedModel(model, params, spec, loading.normalization_of(spec))
             return cls(loaded, embedd_to_eval or fields.get("embedd_to_eval", "projected"))
         embedding = embedd_to_eval or "backbone_out"
-        config = _config(
-            pretrained_ckpt=weights_file,
+        spec = _spec(
             model_class=model_class,
             model_type=model_type,
             image_size=image_size,
             embedd_to_eval=embedding,
             model=model_fields,
         )
-        return cls(loading.load_model(config), embedding)
+        return cls(_load(spec, loading.WeightSource(pretrained_ckpt=weights_file)), embedding)
 
     # ---------------------------------------------------------------- embedding
     @property
     def dim(self) -> int:
         """Descriptor size d."""
-        if self.embedding == "projected" and self.config.model.output_dim > 0:
-            return int(self.config.model.output_dim)
-        return embedding_model.backbone_size(self.config).hidden_size
+        if self.embedding == "projected" and self.spec.output_dim > 0:
+            return int(self.spec.output_dim)
+        return embedding_model.backbone_size(self.spec).hidden_size
 
     def preprocess(self, images) -> np.ndarray:
         """float32 [n, S, S, 3]: the evaluation transform of each image."""
@@ -167,4 +166,4 @@ class Embedder:
 
     def save(self, out_dir: str) -> str:
         """out_dir/params.safetensors + config.json, readable by `from_pretrained`."""
-        return exported.save(out_dir, self.params, self.config, self.embedding)
+        return exported.save(out_dir, self.params, self.spec, self.embedding)

@@ -38,18 +38,17 @@ def make_data(data_dir: str) -> None:
 
 def evaluate_untrained(config, out_dir: str) -> dict[str, float]:
     """Test kNN of the model training starts from (same seed, no step taken)."""
-    from universal_embedding import loading
-    from universal_embedding.data import normalization
+    from universal_embedding import loading, settings
     from universal_embedding.knn import evaluator
     from universal_embedding.models import embedding_model
     from universal_embedding.report import results_files
     from universal_embedding.train import plan
 
-    model = embedding_model.build_model(config, plan.make_plan(config).classes_per_head)
-    params = loading.initial_params(config, model)
-    norm = normalization.normalization_name(config.model_class, config.normalization)
-    data = evaluator.EvalData.from_config(config, norm)
-    knn = evaluator.KnnEvaluator(model, evaluator.test_plan(config), data, config.embedd_to_eval)
+    spec = settings.model_spec(config)
+    model = embedding_model.build_model(spec, plan.make_plan(config).classes_per_head)
+    params = loading.initial_params(spec, model, settings.weight_source(config))
+    data = settings.eval_data(config, spec)
+    knn = evaluator.KnnEvaluator(model, settings.test_plan(config), data, config.embedd_to_eval)
     results, _ = knn.run(loading.without_heads(params))
     results_files.write_outputs(out_dir, results, knn.plan)
     return results
@@ -97,6 +96,7 @@ def run_demo(
     """All demo stages; returns {'baseline_mp5', 'trained_mp5', 'seconds', ...}."""
     import jax
 
+    from universal_embedding import settings
     from universal_embedding.train import trainer
 
     t0 = time.time()
@@ -107,6 +107,7 @@ def run_demo(
     jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)
     data_dir = data_dir or os.path.join(workdir, "data")
     config = demo_config.get_config(f"data_dir={data_dir},dtype={dtype},method={method}")
+    settings.register_domains(config)
     prefix = "" if method == "baseline" else f"{method}_"
     timings: dict[str, float] = {}
 
@@ -122,7 +123,7 @@ def run_demo(
 
     print("[3/4] training (rerun the same command to resume after an interruption)", flush=True)
     trained_dir = os.path.join(workdir, f"{prefix}trained")
-    trainer.train_and_evaluate(config, trained_dir)
+    trainer.train_and_evaluate(config, trained_dir, settings.train_settings(config))
     timings["train+test"] = time.time() - t0 - sum(timings.values())
 
     print("[4/4] results (test kNN; merged index of all 8 domains)\n", flush=True)

@@ -19,9 +19,9 @@ import re
 
 from absl import logging
 
-from universal_embedding import runner
+from universal_embedding import runner, settings
 from universal_embedding.knn.descriptors import descriptor_file, load_descriptors
-from universal_embedding.knn.evaluate import evaluate_with_info_files, plan_from_config
+from universal_embedding.knn.evaluate import evaluate_with_info_files
 from universal_embedding.report import results_files, table
 
 MODEL_OUTPUTS = ("projected", "backbone_out")  # embedd_to_eval values that name no file entry
@@ -50,11 +50,13 @@ def descr_eval(config, workdir: str) -> dict[str, float]:
         raise ValueError(
             "--config.descr_path is required (a .npz, .json or original .pkl descriptor file)."
         )
-    out_path = descriptor_file(config, workdir, input_step(config.descr_path))
+    settings.register_domains(config)
+    plan = settings.eval_plan(config)
+    output = settings.descriptor_output(config)
+    out_path = descriptor_file(output, workdir, input_step(config.descr_path))
     descriptors = load_descriptors(config.descr_path, embedding_choice(config))
-    plan = plan_from_config(config)
     out = evaluate_with_info_files(descriptors, plan, config.info_files_dir)
-    saved = descriptors if config.get("save_descriptors") else None
+    saved = descriptors if output.save else None
     paths = results_files.write_outputs(workdir, out.results, plan, saved, out_path)
     print(table.titled_table(out.results, plan.domains, plan.knn_names, plan.k), flush=True)
     logging.info(

@@ -20,7 +20,7 @@ import ml_collections
 import numpy as np
 from absl import logging
 
-from universal_embedding import loading, runner, writers
+from universal_embedding import loading, runner, settings, writers
 from universal_embedding.distributed.mesh import global_batch_size
 from universal_embedding.knn import descriptors as knn_descriptors
 from universal_embedding.original import descriptor_files
@@ -51,8 +51,8 @@ def run_extract_dir(
         raise FileNotFoundError(
             f"base_dir '{base_dir}' is not a folder: give --config.base_dir=<folder of images>."
         )
-    fmt = knn_descriptors.descriptor_format(config)
-    loading.weights_source(config)  # before scanning the folder
+    fmt = knn_descriptors.descriptor_format(config.get("descriptor_format"))
+    spec, source = settings.model_and_weights(config)  # before scanning the folder
     if jax.process_count() > 1:
         raise ValueError("extract_dir_descriptors runs as a single process (all local devices).")
     paths, unreadable = image_files.scan_folder(base_dir)
@@ -62,13 +62,13 @@ def run_extract_dir(
         raise ValueError(f"No readable image under {base_dir} ({len(unreadable)} unreadable).")
     logging.info("%d images under %s (%d unreadable)", len(paths), base_dir, len(unreadable))
 
-    loaded = loading.load_model(config)
+    loaded = loading.load_model(spec, source)
     embed_fn = loading.make_embedder(loaded.model, loaded.params, config.embedd_to_eval)
     batches = input_pipeline.folder_batches(
         base_dir,
         paths,
         batch_size=global_batch_size(config.eval_batch_size),
-        image_size=loaded.config.image_size,
+        image_size=loaded.spec.image_size,
         normalization=loaded.normalization,
         skipped=(skipped := []),
     )
@@ -76,7 +76,7 @@ def run_extract_dir(
     paths, unreadable = image_files.drop_skipped(paths, unreadable, skipped)
     if jax.process_index() == 0:
         os.makedirs(workdir, exist_ok=True)
-        writers.write_config_json(config, os.path.join(workdir, "extract_config.json"))
+        writers.write_config_json(config.to_dict(), os.path.join(workdir, "extract_config.json"))
         save_dir_descriptors(workdir, descriptors, paths, fmt, base_dir)
         if unreadable:
             image_files.write_unreadable(os.path.join(workdir, "unreadable.txt"), unreadable)

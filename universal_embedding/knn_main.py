@@ -19,12 +19,11 @@ import jax
 import ml_collections
 from absl import logging
 
-from universal_embedding import loading, runner, writers
+from universal_embedding import loading, runner, settings, writers
 from universal_embedding.checkpoint.restore import parse_which
 from universal_embedding.checkpoint.series import BEST, LATEST, checkpoint_dir
-from universal_embedding.data.normalization import normalization_name
 from universal_embedding.knn import descriptors as knn_descriptors
-from universal_embedding.knn import evaluate, evaluator
+from universal_embedding.knn import evaluator
 from universal_embedding.report import gallery_images, results_files, table
 
 
@@ -70,13 +69,13 @@ def descriptor_step(config: ml_collections.ConfigDict) -> int:
 
 def run_knn(config: ml_collections.ConfigDict, workdir: str) -> dict[str, float]:
     """Extract, evaluate and write every output; returns the flat results."""
-    plan = evaluate.plan_from_config(config)
-    loading.weights_source(config)  # fail on missing weights before reading any data
-    descriptor_path = knn_descriptors.descriptor_file(config, workdir, descriptor_step(config))
-    mconfig = loading.resolve_model_config(config)
-    norm = normalization_name(mconfig.model_class, mconfig.normalization)
-    data = evaluator.EvalData.from_config(mconfig, norm)
-    loaded = loading.load_model(config)
+    settings.register_domains(config)
+    plan = settings.eval_plan(config)
+    spec, source = settings.model_and_weights(config)  # missing weights fail before any data
+    output = settings.descriptor_output(config)
+    descriptor_path = knn_descriptors.descriptor_file(output, workdir, descriptor_step(config))
+    data = settings.eval_data(config, spec)
+    loaded = loading.load_model(spec, source)
     knn = evaluator.KnnEvaluator(loaded.model, plan, data, config.embedd_to_eval)
     evaluator.check_record_counts(data.tfds_dir, knn.infos, data.info_files_dir)
     descriptors = knn.descriptors(loaded.params)
@@ -84,10 +83,10 @@ def run_knn(config: ml_collections.ConfigDict, workdir: str) -> dict[str, float]
     logging.info("kNN timings (s): %s", out.timings)
     if jax.process_index() != 0:
         return out.results
-    writers.write_config_json(config, os.path.join(workdir, "knn_config.json"))
-    saved = descriptors if config.save_descriptors else None
+    writers.write_config_json(config.to_dict(), os.path.join(workdir, "knn_config.json"))
+    saved = descriptors if output.save else None
     results_files.write_outputs(workdir, out.results, plan, saved, descriptor_path)
-    if config.save_json_descriptors:
+    if output.save_json:
         knn_descriptors.save_json(os.path.join(workdir, "descriptors.json"), descriptors)
     if config.save_neighbors:
         pages = write_neighbours(config, workdir, out.neighbours, knn.infos)

@@ -4,6 +4,7 @@ import ml_collections
 import numpy as np
 import pytest
 
+from universal_embedding import settings
 from universal_embedding.configs import config_knn_descr_eval
 from universal_embedding.knn import evaluate
 
@@ -179,19 +180,19 @@ def test_matches_per_query_reference(backend):
         assert got[f"average:{proto}:test_knn:mp_5"] == pytest.approx(mean)
 
 
-def test_required_splits_and_plan_from_config():
+def test_required_splits_and_eval_plan():
     keys = evaluate.required_splits(["cars", "met", "inshop"], ["val_knn", "test_knn"])
     assert keys == [
         "cars/val", "met/val", "met/small_index", "inshop/val",
         "cars/test", "met/test", "met/index", "inshop/test", "inshop/index",
     ]  # fmt: skip
-    plan = evaluate.plan_from_config(config_knn_descr_eval.get_config())
+    plan = settings.eval_plan(config_knn_descr_eval.get_config())
     assert plan.separate_knns == ("test_knn",) and plan.merged_knns == ("test_knn",)
     assert plan.domains[0] == "cars" and len(plan.domains) == 8 and plan.k == 5
     c = config_knn_descr_eval.get_config()
     c.disabled_separate_knns = "train_knn"
     c.knn_eval_names = "sop,cars"
-    plan = evaluate.plan_from_config(c)
+    plan = settings.eval_plan(c)
     assert plan.separate_knns == ("val_knn", "test_knn") and plan.knn_names == (
         "val_knn",
         "test_knn",
@@ -199,7 +200,7 @@ def test_required_splits_and_plan_from_config():
     assert plan.domains == ("sop", "cars")
     c.disabled_merged_knns = c.disabled_separate_knns = "train_knn,val_knn,test_knn"
     with pytest.raises(ValueError, match="Nothing to evaluate"):
-        evaluate.plan_from_config(c)
+        settings.eval_plan(c)
     assert isinstance(c, ml_collections.ConfigDict)
 
 

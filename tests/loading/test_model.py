@@ -7,7 +7,7 @@ import os
 import numpy as np
 import pytest
 
-from universal_embedding import loading, writers
+from universal_embedding import loading, settings, writers
 from universal_embedding.configs import config_knn_vit, tiny
 from universal_embedding.distributed import mesh as mesh_lib
 
@@ -24,8 +24,8 @@ def test_train_dir_checkpoints_restore_saved_params(tmp_path):
     train_config = tiny.tiny_vit(config_knn_vit.get_config())
     train_config.model.output_dim = 4
     train_dir = str(tmp_path / "train")
-    writers.write_config_json(train_config, os.path.join(train_dir, "config.json"))
-    model = embedding_model.build_model(train_config, {"cars": 3})
+    writers.write_config_json(train_config.to_dict(), os.path.join(train_dir, "config.json"))
+    model = embedding_model.build_model(settings.model_spec(train_config), {"cars": 3})
     images = np.zeros((1, 32, 32, 3), np.float32)
     shapes = jax.eval_shape(lambda: model.init(jax.random.PRNGKey(0), images, head="*"))["params"]
     rng = np.random.default_rng(0)  # random values without compiling an init
@@ -41,9 +41,9 @@ def test_train_dir_checkpoints_restore_saved_params(tmp_path):
     config.train_dir = train_dir
     for which, saved in (("best", best), ("latest", latest), ("7", latest)):
         config.checkpoint = which
-        loaded = loading.load_model(config)
-        restored_model, params, mconfig = loaded.model, loaded.params, loaded.config
-        sizes = (mconfig.model.output_dim, mconfig.image_size, mconfig.model.num_layers)
+        loaded = loading.load_model(*settings.model_and_weights(config))
+        restored_model, params, mconfig = loaded.model, loaded.params, loaded.spec
+        sizes = (mconfig.output_dim, mconfig.image_size, mconfig.num_layers)
         assert sizes == (4, 32, 1)
         assert set(params) == {"backbone", "projection"}
         expected = {k: v for k, v in saved.items() if k != "heads"}
@@ -52,4 +52,4 @@ def test_train_dir_checkpoints_restore_saved_params(tmp_path):
     assert out["projected"].shape == (1, 4)
     config.checkpoint = "12"
     with pytest.raises(FileNotFoundError, match=r"step 12 .*available: \[7\]"):
-        loading.load_model(config)
+        loading.load_model(*settings.model_and_weights(config))

@@ -5,6 +5,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from universal_embedding import settings
 from universal_embedding.configs.base import get_config
 from universal_embedding.models import embedding_model as em
 from universal_embedding.models import heads
@@ -42,7 +43,7 @@ def images():
 
 @pytest.fixture(scope="module")
 def vit_init():
-    model = em.build_model(tiny_config("vit_with_embedding"), CLASSES)
+    model = em.build_model(settings.model_spec(tiny_config("vit_with_embedding")), CLASSES)
     return model, em.init_params(model, jax.random.key(0), IMAGE)
 
 
@@ -51,7 +52,7 @@ def tiny(request):
     if request.param == "vit_with_embedding":
         return (request.param, *request.getfixturevalue("vit_init"))
     # Same init code path; random values without a second (slow) init compilation.
-    model = em.build_model(tiny_config(request.param), CLASSES)
+    model = em.build_model(settings.model_spec(tiny_config(request.param)), CLASSES)
     return request.param, model, random_params(model)
 
 
@@ -79,7 +80,7 @@ def test_sizes_from_model_type():
     assert em.size_from_type("S/16") == em.BackboneSize(384, 6, 1536, 12, 16)
     assert em.size_from_type("B/16") == em.BackboneSize(768, 12, 3072, 12, 16)
     assert em.size_from_type("L/16") == em.BackboneSize(1024, 16, 4096, 24, 16)
-    assert em.backbone_size(tiny_config()) == em.BackboneSize(32, 2, 64, 2, 8)
+    assert em.backbone_size(settings.model_spec(tiny_config())) == em.BackboneSize(32, 2, 64, 2, 8)
     with pytest.raises(ValueError, match="valid: Ti/16, S/16, B/16, L/16"):
         em.size_from_type("H/14x")
 
@@ -98,7 +99,7 @@ def test_sizes_from_model_type():
 def test_b16_backbone_parameter_count(model_class, want):
     c = get_config()
     c.model_class, c.model_type = model_class, "B/16"
-    model = em.build_model(c, None)
+    model = em.build_model(settings.model_spec(c), None)
     shapes = jax.eval_shape(model.init, jax.random.key(0), jnp.zeros((1, 224, 224, 3)))
     count = sum(
         int(np.prod(s.shape)) for s in jax.tree_util.tree_leaves(shapes["params"]["backbone"])
@@ -168,7 +169,7 @@ def test_all_heads_are_each_heads_cosines_side_by_side(vit_init, images):
 
 
 def test_no_projection_and_joint_head(images):
-    model = em.build_model(tiny_config(output_dim=0), {"joint": 12})
+    model = em.build_model(settings.model_spec(tiny_config(output_dim=0)), {"joint": 12})
     shapes = jax.eval_shape(lambda k: em.init_params(model, k, IMAGE), jax.random.key(0))
     assert set(shapes) == {"backbone", "heads"}  # no 'projection' params
     assert shapes["heads"]["joint"]["kernel"].shape == (32, 12)
@@ -181,14 +182,16 @@ def test_no_projection_and_joint_head(images):
     w = params["heads"]["joint"]["kernel"]
     want = np.asarray(out["backbone_out"]) @ (w / np.linalg.norm(w, axis=0))
     np.testing.assert_allclose(out["logits"], want, atol=1e-5)
-    bare = em.build_model(tiny_config(output_dim=0), None)
+    bare = em.build_model(settings.model_spec(tiny_config(output_dim=0)), None)
     with pytest.raises(ValueError, match="built without heads"):
         bare.apply({"params": params}, images, head="joint")
 
 
 def test_bfloat16_close_to_float32(tiny, images):
     model_class, model, params = tiny
-    model16 = em.build_model(tiny_config(model_class, dtype="bfloat16"), CLASSES)
+    model16 = em.build_model(
+        settings.model_spec(tiny_config(model_class, dtype="bfloat16")), CLASSES
+    )
     want = run(model, params, images)
     got = run(model16, params, images)
     for key in ("backbone_out", "projected"):
@@ -199,7 +202,9 @@ def test_bfloat16_close_to_float32(tiny, images):
 
 def test_cudnn_setting_runs_padded_path_on_cpu(tiny, images):
     model_class, model, params = tiny
-    padded = em.build_model(tiny_config(model_class, attention="cudnn"), CLASSES)
+    padded = em.build_model(
+        settings.model_spec(tiny_config(model_class, attention="cudnn")), CLASSES
+    )
     assert padded.backbone.pad_multiple == 16 and padded.backbone.attention == "xla"
     want = run(model, params, images)
     got = run(padded, params, images)
@@ -208,6 +213,6 @@ def test_cudnn_setting_runs_padded_path_on_cpu(tiny, images):
 
 def test_config_errors():
     with pytest.raises(ValueError, match="model_class='resnet'"):
-        em.build_model(tiny_config("resnet"), None)
+        em.build_model(settings.model_spec(tiny_config("resnet")), None)
     with pytest.raises(ValueError, match="dtype='float16'"):
-        em.build_model(tiny_config(dtype="float16"), None)
+        em.build_model(settings.model_spec(tiny_config(dtype="float16")), None)

@@ -7,6 +7,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from universal_embedding import settings
 from universal_embedding.configs import base, config_train_udon, tiny
 from universal_embedding.data.normalization import normalization_name
 from universal_embedding.models import embedding_model, udon
@@ -27,7 +28,7 @@ def udon_config(model_class="udon_vit_with_embedding", **model):
 @pytest.fixture(scope="module")
 def built():
     c = udon_config()
-    model = embedding_model.build_model(c, CLASSES)
+    model = embedding_model.build_model(settings.model_spec(c), CLASSES)
     params = jax.device_get(embedding_model.init_params(model, jax.random.PRNGKey(0), 16))
     return c, model, params
 
@@ -96,7 +97,7 @@ def test_mlp_widths_put_layer_norm_and_gelu_between_layers():
 def test_bfloat16_and_attention_options(built):
     _, model32, params = built
     c = udon_config(dtype="bfloat16", attention="cudnn")  # cudnn falls back to xla on CPU
-    model16 = embedding_model.build_model(c, CLASSES)
+    model16 = embedding_model.build_model(settings.model_spec(c), CLASSES)
     images = np.random.default_rng(2).normal(size=(2, 16, 16, 3)).astype(np.float32)
     a = model32.apply({"params": params}, images, domain=0)
     b = model16.apply({"params": params}, images, domain=0)
@@ -108,7 +109,9 @@ def test_clip_variant_normalisation_and_pretrained_family():
     assert normalization_name("udon_clip_vit_with_embedding") == "clip"
     assert normalization_name("udon_vit_with_embedding") == "imagenet"
     assert udon.backbone_family("udon_clip_vit_with_embedding") == "clip_vit_with_embedding"
-    model = embedding_model.build_model(udon_config("udon_clip_vit_with_embedding"), None)
+    model = embedding_model.build_model(
+        settings.model_spec(udon_config("udon_clip_vit_with_embedding")), None
+    )
     assert type(model.backbone).__name__ == "ClipViT" and model.classes == ()
 
 
@@ -126,7 +129,7 @@ def test_augreg_weights_load_into_the_udon_backbone(built, tmp_path):
     }
     path = str(tmp_path / "augreg.npz")
     np.savez(path, **flat)
-    loaded = load_pretrained(params, path, c)
+    loaded = load_pretrained(params, path, settings.model_spec(c))
     for key, value in flatten_dict(loaded["backbone"]).items():
         np.testing.assert_array_equal(np.asarray(value), flat["/".join(key)])
     assert loaded["projections"] is params["projections"] and loaded["heads"] is params["heads"]
@@ -134,4 +137,4 @@ def test_augreg_weights_load_into_the_udon_backbone(built, tmp_path):
 
 def test_udon_needs_a_head_per_training_domain():
     with pytest.raises(ValueError, match="one head per training domain"):
-        embedding_model.build_model(udon_config(), {"joint": 8})
+        embedding_model.build_model(settings.model_spec(udon_config()), {"joint": 8})

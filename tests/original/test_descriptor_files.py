@@ -8,7 +8,7 @@ import ml_collections
 import numpy as np
 import pytest
 
-from universal_embedding import descr_eval
+from universal_embedding import descr_eval, settings
 from universal_embedding.configs import config_knn_descr_eval
 from universal_embedding.knn import descriptors
 from universal_embedding.original import descriptor_files
@@ -110,22 +110,28 @@ def _config(**fields):
     return c
 
 
+def _descriptor_file(config, workdir, step):
+    return descriptors.descriptor_file(settings.descriptor_output(config), workdir, step)
+
+
 def test_descriptor_file_names_and_folders():
-    assert descriptors.descriptor_file(_config(descriptor_format="npz"), "W", -1) == os.path.join(
-        "W", "descriptors.npz"
-    )
-    assert descriptors.descriptor_file(_config(), "W", -1) == os.path.join(
-        "T", "descriptors", "descriptors_step_-1.pkl"
-    )
+    assert descriptors.descriptor_file(
+        settings.descriptor_output(_config(descriptor_format="npz")), "W", -1
+    ) == os.path.join("W", "descriptors.npz")
+    assert descriptors.descriptor_file(
+        settings.descriptor_output(_config()), "W", -1
+    ) == os.path.join("T", "descriptors", "descriptors_step_-1.pkl")
     backbone = _config(embedd_to_eval="backbone_out", train_dir="", descr_save_path="")
-    assert descriptors.descriptor_file(backbone, "W", 0) == os.path.join(
-        "W", "descriptors_no_project", "descriptors_step_0.pkl"
-    )
-    assert descriptors.descriptor_file(_config(descr_save_path="S"), "W", 700) == os.path.join(
-        "S", "descriptors", "descriptors_step_700.pkl"
-    )
+    assert descriptors.descriptor_file(
+        settings.descriptor_output(backbone), "W", 0
+    ) == os.path.join("W", "descriptors_no_project", "descriptors_step_0.pkl")
+    assert descriptors.descriptor_file(
+        settings.descriptor_output(_config(descr_save_path="S")), "W", 700
+    ) == os.path.join("S", "descriptors", "descriptors_step_700.pkl")
     with pytest.raises(ValueError, match="descriptor_format='pickle' is not one of npz, original"):
-        descriptors.descriptor_file(_config(descriptor_format="pickle"), "W", -1)
+        descriptors.descriptor_file(
+            settings.descriptor_output(_config(descriptor_format="pickle")), "W", -1
+        )
 
 
 def test_knn_main_descriptor_step(tmp_path):

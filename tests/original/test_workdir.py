@@ -20,14 +20,16 @@ from universal_embedding import (
     extract_dir_descriptors,
     knn_main,
     loading,
+    settings,
     writers,
 )
+from universal_embedding import main as train_main
 from universal_embedding.configs import config_extract_dir_descriptors, config_knn_vit, tiny
 from universal_embedding.knn import descriptors as knn_descriptors
 from universal_embedding.models import embedding_model
 from universal_embedding.original import checkpoint as ckpt
 from universal_embedding.pretrained.common import flatten, unflatten
-from universal_embedding.train import plan, trainer
+from universal_embedding.train import plan
 
 pytestmark = pytest.mark.usefixtures("compilation_cache")
 
@@ -130,7 +132,7 @@ def original_config(config, domains: list[str], classifier: str = "separate") ->
 
 
 def random_params(config, classes: dict[str, int], seed: int = 0) -> dict:
-    model = embedding_model.build_model(config, classes)
+    model = embedding_model.build_model(settings.model_spec(config), classes)
     images = jax.ShapeDtypeStruct((1, config.image_size, config.image_size, 3), np.float32)
     shapes = jax.eval_shape(lambda x: model.init(jax.random.PRNGKey(0), x, head="*"), images)
     rng = np.random.default_rng(seed)
@@ -148,7 +150,7 @@ def write_original_workdir(workdir, config, params, domains, steps=(-1,), classi
 
 def write_native_workdir(workdir: str, config, params) -> None:
     """The same weights as this project's training run would leave them (best checkpoint)."""
-    writers.write_config_json(config, os.path.join(workdir, "config.json"))
+    writers.write_config_json(config.to_dict(), os.path.join(workdir, "config.json"))
     ckpts = checkpoint.Checkpoints(workdir, checkpoint_steps=1, max_to_keep=1, async_save=False)
     ckpts.save_best_if_better(5, params, 0.5)
     ckpts.close()
@@ -195,7 +197,7 @@ def test_knn_main_on_original_workdir_equals_native_weights(
     np.testing.assert_allclose(out["original"]["cars/test"], out["native"]["cars/test"], atol=1e-5)
     embedders = [api.Embedder.from_workdir(d) for d in (original_dir, native_dir)]
     assert_trees_equal(embedders[0].params, embedders[1].params)
-    assert embedders[0].config.model_class == family and embedders[0].image_size == 32
+    assert embedders[0].spec.model_class == family and embedders[0].image_size == 32
 
 
 def test_extract_dir_descriptors_on_original_workdir(data_dir, tmp_path):
@@ -238,7 +240,7 @@ def test_bad_tensor_is_named_in_one_line(family, edit, tmp_path):
     k = config_knn_vit.get_config()
     k.train_dir = str(tmp_path)
     with pytest.raises(ckpt.OriginalCheckpointError) as e:
-        loading.load_model(k)
+        loading.load_model(*settings.model_and_weights(k))
     message = str(e.value)
     assert "\n" not in message and str(tmp_path / "checkpoint_-1") in message
     named = "Transformer/extra_block/kernel" if edit == "unexpected" else ORIGINAL_NAMES[family][-1]
@@ -259,7 +261,7 @@ def test_best_is_checkpoint_minus_1_else_the_latest_step(tmp_path, assert_trees_
 
     def loaded(which):
         k.checkpoint = which
-        return loading.load_model(k).params
+        return loading.load_model(*settings.model_and_weights(k)).params
 
     drop = loading.without_heads
     for which, step in (("best", -1), ("-1", -1), ("latest", 200), ("10", 10)):
@@ -295,13 +297,13 @@ def test_config_json_as_a_json_string_or_none_at_all(tmp_path, assert_trees_equa
     (tmp_path / "config.json").write_text(json.dumps(text))
     k = config_knn_vit.get_config()
     k.train_dir = str(tmp_path)
-    assert loading.resolve_model_config(k).model_class == CLIP
-    assert loading.load_model(k).config.model.hidden_size == 16
+    assert settings.model_and_weights(k)[0].model_class == CLIP
+    assert loading.load_model(*settings.model_and_weights(k)).spec.hidden_size == 16
     os.remove(tmp_path / "config.json")
-    loaded = loading.load_model(k)
+    loaded = loading.load_model(*settings.model_and_weights(k))
     sizes = ("hidden_size", "num_heads", "mlp_dim", "num_layers", "patch_size", "output_dim")
-    assert {f: loaded.config.model[f] for f in sizes} == {f: c.model[f] for f in sizes}
-    assert (loaded.config.model_class, loaded.config.image_size) == (CLIP, 32)
+    assert {f: getattr(loaded.spec, f) for f in sizes} == {f: c.model[f] for f in sizes}
+    assert (loaded.spec.model_class, loaded.spec.image_size) == (CLIP, 32)
     assert_trees_equal(loaded.params, loading.without_heads(params))
 
 
@@ -329,18 +331,20 @@ def test_init_ckpt_gives_every_tensor_heads_included(
     domains = ["sop", "cars"] if classifier == "separate" else ["joint"]
     write_original_workdir(str(tmp_path), c, params, domains, steps=(-1, 40), classifier=classifier)
     write_native_workdir(str(tmp_path / "native"), c, params)
-    model = embedding_model.build_model(c, heads)
+    model = embedding_model.build_model(settings.model_spec(c), heads)
     for init in (str(tmp_path), str(tmp_path / "checkpoint_40"), str(tmp_path / "native")):
         c.init_ckpt = init
-        assert_trees_equal(loading.initial_params(c, model), params)
+        assert_trees_equal(
+            loading.initial_params(settings.model_spec(c), model, settings.weight_source(c)), params
+        )
     c.classifier = "joint" if classifier == "separate" else "separate"
-    other = embedding_model.build_model(c, plan.make_plan(c).classes_per_head)
+    other = embedding_model.build_model(settings.model_spec(c), plan.make_plan(c).classes_per_head)
     c.init_ckpt = str(tmp_path)
     with pytest.raises(ckpt.OriginalCheckpointError, match="output_projection_"):
-        loading.initial_params(c, other)
+        loading.initial_params(settings.model_spec(c), other, settings.weight_source(c))
     c.init_ckpt = str(tmp_path / "native")
     with pytest.raises(ckpt.OriginalCheckpointError, match=r"heads/.* vs model"):
-        loading.initial_params(c, other)
+        loading.initial_params(settings.model_spec(c), other, settings.weight_source(c))
 
 
 def test_training_starts_from_init_ckpt(data_dir, tmp_path, assert_trees_equal):
@@ -348,7 +352,7 @@ def test_training_starts_from_init_ckpt(data_dir, tmp_path, assert_trees_equal):
     params = random_params(c, plan.make_plan(c).classes_per_head, seed=4)
     write_original_workdir(str(tmp_path / "orig"), c, params, ["joint"], classifier="joint")
     c.init_ckpt = str(tmp_path / "orig" / "checkpoint_-1")
-    trainer.train_and_evaluate(c, str(tmp_path / "run"))
+    train_main.main(c, str(tmp_path / "run"))
     after, _ = checkpoint.restore_params(str(tmp_path / "run"), "latest")
     assert_trees_equal(loading.without_heads(after), loading.without_heads(params))  # frozen
     step = np.abs(after["heads"]["joint"]["kernel"] - params["heads"]["joint"]["kernel"])

@@ -16,6 +16,7 @@ import torch
 import transformers
 from safetensors.numpy import save_file
 
+from universal_embedding import settings
 from universal_embedding.configs.base import get_config
 from universal_embedding.models import embedding_model as em
 from universal_embedding.pretrained import load_pretrained
@@ -38,14 +39,14 @@ class Ours:
 
     def __init__(self, model_class, image_size=IMAGE):
         self.config = tiny_config(model_class)
-        model = em.build_model(self.config, {"cars": 3})
+        model = em.build_model(settings.model_spec(self.config), {"cars": 3})
         images = jnp.zeros((1, image_size, image_size, 3))
         shapes = jax.eval_shape(lambda: model.init(jax.random.key(0), images, head="*"))
         self.params = jax.tree_util.tree_map(lambda s: np.zeros(s.shape, s.dtype), shapes["params"])
         self.apply = jax.jit(lambda p, x: model.apply({"params": p}, x)["backbone_out"])
 
     def embed(self, path, images):
-        params = load_pretrained(self.params, str(path), self.config)
+        params = load_pretrained(self.params, str(path), settings.model_spec(self.config))
         assert params["heads"] is self.params["heads"]  # heads and projection untouched
         assert params["projection"] is self.params["projection"]
         return np.asarray(self.apply(params, images))
@@ -196,7 +197,7 @@ def test_hf_config_heads_checked(clip_ref, clip_ours, tmp_path):
     save_file(state, str(tmp_path / "model.safetensors"))
     (tmp_path / "config.json").write_text(json.dumps({"vision_config": {"num_attention_heads": 4}}))
     with pytest.raises(ValueError, match="says 4 attention heads, the model has 2"):
-        load_pretrained(clip_ours.params, str(tmp_path), clip_ours.config)
+        load_pretrained(clip_ours.params, str(tmp_path), settings.model_spec(clip_ours.config))
 
 
 # ----------------------------------------------------------------------------- ViT / AugReg
@@ -282,7 +283,9 @@ def test_augreg_npz_position_embedding_resized(vit_ref, tmp_path):
     augreg = hf_vit_to_augreg(vit_ref["state"])
     np.savez(tmp_path / "ckpt.npz", **augreg)
     ours = Ours("vit_with_embedding", image_size=48)
-    params = load_pretrained(ours.params, str(tmp_path / "ckpt.npz"), ours.config)
+    params = load_pretrained(
+        ours.params, str(tmp_path / "ckpt.npz"), settings.model_spec(ours.config)
+    )
     got = np.asarray(params["backbone"]["Transformer"]["posembed_input"]["pos_embedding"])
     old = augreg["Transformer/posembed_input/pos_embedding"]
     assert got.shape == (1, 37, HIDDEN)

@@ -10,6 +10,7 @@ import ml_dtypes
 import numpy as np
 import pytest
 
+from universal_embedding import settings
 from universal_embedding.configs.base import get_config
 from universal_embedding.models import embedding_model as em
 from universal_embedding.pretrained import CheckpointError, load_pretrained
@@ -31,7 +32,7 @@ def tiny_config(model_class="vit_with_embedding", layers=2):
 
 def zero_params(config, image_size=32):
     """Params of the right shapes without compiling an init (loading replaces the backbone)."""
-    model = em.build_model(config, {"cars": 3})
+    model = em.build_model(settings.model_spec(config), {"cars": 3})
     images = jnp.zeros((1, image_size, image_size, 3))
     shapes = jax.eval_shape(lambda: model.init(jax.random.key(0), images, head="*"))
     return jax.tree_util.tree_map(lambda s: np.zeros(s.shape, s.dtype), shapes["params"])
@@ -57,7 +58,7 @@ def test_augreg_round_trip_loads_every_tensor_exactly(vit, tmp_path):
     config, params = vit
     arrays = augreg_arrays(config)
     np.savez(tmp_path / "ckpt.npz", **arrays)
-    loaded = load_pretrained(params, str(tmp_path / "ckpt.npz"), config)
+    loaded = load_pretrained(params, str(tmp_path / "ckpt.npz"), settings.model_spec(config))
     got = flatten(loaded["backbone"])
     assert set(got) == set(arrays) - {"head/kernel", "head/bias"}
     for name, value in got.items():
@@ -67,7 +68,9 @@ def test_augreg_round_trip_loads_every_tensor_exactly(vit, tmp_path):
     # Abstract params (jax.eval_shape) are enough to load into: only shapes are read.
     abstract = jax.tree_util.tree_map(lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype), params)
     from_abstract = flatten(
-        load_pretrained(abstract, str(tmp_path / "ckpt.npz"), config)["backbone"]
+        load_pretrained(abstract, str(tmp_path / "ckpt.npz"), settings.model_spec(config))[
+            "backbone"
+        ]
     )
     for name, value in from_abstract.items():
         np.testing.assert_array_equal(value, arrays[name])
@@ -82,7 +85,7 @@ def test_missing_unexpected_and_misshaped_are_all_listed(vit, tmp_path):
     arrays["optimizer/step"] = np.ones(1, np.float32)
     np.savez(tmp_path / "bad.npz", **arrays)
     with pytest.raises(CheckpointError) as err:
-        load_pretrained(params, str(tmp_path / "bad.npz"), config)
+        load_pretrained(params, str(tmp_path / "bad.npz"), settings.model_spec(config))
     msg = str(err.value)
     assert "bad.npz does not fit" in msg
     assert (
@@ -99,7 +102,7 @@ def test_model_size_mismatch_names_both_sizes(vit, tmp_path):
     config, params = vit
     np.savez(tmp_path / "deeper.npz", **augreg_arrays(tiny_config(layers=3)))
     with pytest.raises(CheckpointError) as err:
-        load_pretrained(params, str(tmp_path / "deeper.npz"), config)
+        load_pretrained(params, str(tmp_path / "deeper.npz"), settings.model_spec(config))
     msg = str(err.value)
     assert "holds a custom size (hidden 32, 2 heads, mlp 64, 3 layers, patch 8)" in msg
     assert "the model is a custom size (hidden 32, 2 heads, mlp 64, 2 layers, patch 8)" in msg
@@ -115,26 +118,28 @@ def test_wrong_model_class(vit, tmp_path):
     np.savez(tmp_path / "augreg.npz", **augreg_arrays(config))
     clip_config = tiny_config("clip_vit_with_embedding")
     with pytest.raises(CheckpointError, match="load into --config.model_class=vit_with_embedding"):
-        load_pretrained(zero_params(clip_config), str(tmp_path / "augreg.npz"), clip_config)
+        load_pretrained(
+            zero_params(clip_config), str(tmp_path / "augreg.npz"), settings.model_spec(clip_config)
+        )
 
 
 def test_missing_and_unreadable_files(vit, tmp_path, monkeypatch):
     config, params = vit
     with pytest.raises(FileNotFoundError, match="nope.npz does not exist"):
-        load_pretrained(params, str(tmp_path / "nope.npz"), config)
+        load_pretrained(params, str(tmp_path / "nope.npz"), settings.model_spec(config))
     with pytest.raises(FileNotFoundError, match="pretrained_ckpt"):
-        load_pretrained(params, "", config)
+        load_pretrained(params, "", settings.model_spec(config))
     (tmp_path / "junk.bin").write_bytes(b"hello world, not weights")
     with pytest.raises(CheckpointError, match="Cannot tell the format of checkpoint"):
-        load_pretrained(params, str(tmp_path / "junk.bin"), config)
+        load_pretrained(params, str(tmp_path / "junk.bin"), settings.model_spec(config))
     np.savez(tmp_path / "other.npz", **{"resnet/conv/kernel": np.ones(3, np.float32)})
     with pytest.raises(CheckpointError, match=r"unknown tensor names \(e.g. resnet/conv/kernel\)"):
-        load_pretrained(params, str(tmp_path / "other.npz"), config)
+        load_pretrained(params, str(tmp_path / "other.npz"), settings.model_spec(config))
     with zipfile.ZipFile(tmp_path / "model.pt", "w") as z:
         z.writestr("archive/data.pkl", b"\x80\x02}q\x00.")
     monkeypatch.setitem(sys.modules, "torch", None)  # as if torch were not installed
     with pytest.raises(ImportError, match="PyTorch checkpoint and reading it needs torch"):
-        load_pretrained(params, str(tmp_path / "model.pt"), config)
+        load_pretrained(params, str(tmp_path / "model.pt"), settings.model_spec(config))
 
 
 def test_bilinear_resize_hand_checked():
@@ -173,7 +178,9 @@ def test_non_finite_pretrained_weights_refused_naming_the_tensor(tmp_path, bad):
     arrays[name][3, 5] = bad
     np.savez(tmp_path / "ckpt.npz", **arrays)
     with pytest.raises(CheckpointError, match=f"{name}.*non-finite") as e:
-        load_pretrained(zero_params(config), str(tmp_path / "ckpt.npz"), config)
+        load_pretrained(
+            zero_params(config), str(tmp_path / "ckpt.npz"), settings.model_spec(config)
+        )
     assert "\n" not in str(e.value)
 
 
@@ -182,5 +189,7 @@ def test_non_finite_in_skipped_tensor_is_harmless(tmp_path):
     arrays = augreg_arrays(config)
     arrays["head/kernel"][0, 0] = np.nan  # the i21k head is not loaded
     np.savez(tmp_path / "ckpt.npz", **arrays)
-    loaded = load_pretrained(zero_params(config), str(tmp_path / "ckpt.npz"), config)
+    loaded = load_pretrained(
+        zero_params(config), str(tmp_path / "ckpt.npz"), settings.model_spec(config)
+    )
     np.testing.assert_array_equal(loaded["backbone"]["cls"], arrays["cls"])

@@ -19,10 +19,10 @@ import numpy as np
 import pytest
 
 from universal_embedding import checkpoint, writers
+from universal_embedding import main as train_main
 from universal_embedding.configs import tiny
 from universal_embedding.data import train_stream
 from universal_embedding.knn import descriptors as knn_descriptors
-from universal_embedding.train import trainer
 
 pytestmark = pytest.mark.usefixtures("compilation_cache")
 
@@ -117,7 +117,7 @@ def test_two_processes_match_one_process_with_the_same_global_batch(
     monkeypatch.setattr(train_stream, "schedule_batches", both_shares)
     single = str(tmp_path / "one_process")
     assert jax.process_count() == 1 and jax.device_count() == 2
-    results = trainer.train_and_evaluate(config, single)
+    results = train_main.main(config, single)
 
     multi_losses = {
         r["step"]: r["train/loss"] for r in writers.read_metrics(multi) if "train/loss" in r
@@ -144,7 +144,7 @@ def test_sigkill_then_rerun_ends_like_an_uninterrupted_run(data_dir, tmp_path):
     steps = 30
     config, flags = run_config(data_dir, num_training_steps=steps)
     reference = str(tmp_path / "reference")
-    trainer.train_and_evaluate(config, reference)
+    train_main.main(config, reference)
 
     killed = str(tmp_path / "killed")
     proc = launch(flags, killed, {})
@@ -177,7 +177,7 @@ def test_sigterm_saves_the_current_step_and_the_rerun_ends_identical(data_dir, t
     steps = 24
     config, flags = run_config(data_dir, num_training_steps=steps, checkpoint_steps=7)
     reference = str(tmp_path / "reference")
-    trainer.train_and_evaluate(config, reference)
+    train_main.main(config, reference)
 
     killed = str(tmp_path / "killed")
     proc = launch(flags, killed, {})
@@ -198,7 +198,7 @@ def test_sigterm_saves_the_current_step_and_the_rerun_ends_identical(data_dir, t
     assert not os.path.exists(os.path.join(killed, "train.lock"))
 
     capsys.readouterr()
-    trainer.train_and_evaluate(config, killed)
+    train_main.main(config, killed)
     assert f"resumed from step {stopped}\n" in capsys.readouterr().out
     ref_params, _ = checkpoint.restore_params(reference, steps)
     new_params, _ = checkpoint.restore_params(killed, steps)

@@ -12,9 +12,10 @@ import numpy as np
 import pytest
 
 from universal_embedding import checkpoint, writers
+from universal_embedding import main as train_main
 from universal_embedding.checkpoint import lock
 from universal_embedding.configs import tiny
-from universal_embedding.train import guards, trainer
+from universal_embedding.train import guards
 
 pytestmark = pytest.mark.usefixtures("compilation_cache")
 
@@ -47,7 +48,7 @@ def test_non_finite_loss_stops_before_any_non_finite_checkpoint(data_dir, tmp_pa
         log_eval_steps=3,  # best checkpoint at 3, never at 6
     )
     with pytest.raises(guards.NonFinite) as e:
-        trainer.train_and_evaluate(c, workdir)
+        train_main.main(c, workdir)
     assert str(e.value).startswith(
         "non-finite loss at step 5 (domain cars); last good checkpoint: step 4."
     )
@@ -69,7 +70,7 @@ def test_locked_workdir_refuses_before_writing_anything(data_dir, tmp_path):
         with open(lock.lock_path(workdir), "w") as f:
             json.dump({"pid": holder.pid, "host": os.uname().nodename, "started": 0}, f)
         with pytest.raises(checkpoint.WorkdirLocked, match=f"in use by pid {holder.pid}"):
-            trainer.train_and_evaluate(tiny_config(data_dir, num_training_steps=1), workdir)
+            train_main.main(tiny_config(data_dir, num_training_steps=1), workdir)
     finally:
         holder.kill()
         holder.wait()
@@ -78,12 +79,12 @@ def test_locked_workdir_refuses_before_writing_anything(data_dir, tmp_path):
 
 def test_resume_with_another_model_keeps_config_json_and_says_so(data_dir, tmp_path):
     workdir = str(tmp_path)
-    trainer.train_and_evaluate(tiny_config(data_dir, num_training_steps=2), workdir)
+    train_main.main(tiny_config(data_dir, num_training_steps=2), workdir)
     with open(os.path.join(workdir, "config.json"), "rb") as f:
         before = f.read()
     other = tiny_config(data_dir, num_training_steps=4, **{"model.output_dim": 4})
     with pytest.raises(checkpoint.ModelMismatch) as e:
-        trainer.train_and_evaluate(other, workdir)
+        train_main.main(other, workdir)
     msg = str(e.value)
     assert "\n" not in msg
     assert re.search(r"parameter \S+ is \(\d+, \d+\) there but \(\d+, \d+\) with this config", msg)

@@ -9,6 +9,7 @@ import numpy as np
 import optax
 import pytest
 
+from universal_embedding import settings
 from universal_embedding.configs import base
 from universal_embedding.distributed import mesh as mesh_lib
 from universal_embedding.models import embedding_model
@@ -32,7 +33,7 @@ def _config(**overrides):
 
 @pytest.fixture(scope="module")
 def model_and_params():
-    model = embedding_model.build_model(_config(), HEADS)
+    model = embedding_model.build_model(settings.model_spec(_config()), HEADS)
     return model, jax.device_get(embedding_model.init_params(model, jax.random.key(0), IMAGE))
 
 

@@ -4,6 +4,7 @@ import jax
 import numpy as np
 import pytest
 
+from universal_embedding import settings
 from universal_embedding.configs import base
 from universal_embedding.distributed import mesh as mesh_lib
 from universal_embedding.loading import embedder
@@ -29,7 +30,7 @@ def _config(**overrides):
 def setup():
     """Model, host params, mesh, optimiser and the compiled 'sop' train step (built once)."""
     config = _config()
-    model = embedding_model.build_model(config, HEADS)
+    model = embedding_model.build_model(settings.model_spec(config), HEADS)
     params = jax.device_get(embedding_model.init_params(model, jax.random.key(0), IMAGE))
     mesh = mesh_lib.make_mesh()
     tx = optimizers.make_optimizer(config, steps_per_epoch=2, total_steps=40)

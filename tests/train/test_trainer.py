@@ -9,7 +9,8 @@ import jax
 import numpy as np
 import pytest
 
-from universal_embedding import checkpoint, writers
+from universal_embedding import checkpoint, settings, writers
+from universal_embedding import main as train_main
 from universal_embedding.configs import tiny
 from universal_embedding.data import info_files
 from universal_embedding.distributed import mesh as mesh_lib
@@ -19,7 +20,7 @@ from universal_embedding.knn import evaluator as knn_evaluator
 from universal_embedding.loading import embedder
 from universal_embedding.models import embedding_model
 from universal_embedding.report import results_files
-from universal_embedding.train import optimizers, plan, steps, trainer
+from universal_embedding.train import optimizers, plan, steps
 
 pytestmark = pytest.mark.usefixtures("compilation_cache")
 
@@ -47,7 +48,7 @@ def losses_by_step(workdir: str) -> dict[int, float]:
 
 def init_params(config) -> dict:
     p = plan.make_plan(config)
-    model = embedding_model.build_model(config, p.classes_per_head)
+    model = embedding_model.build_model(settings.model_spec(config), p.classes_per_head)
     return jax.device_get(
         embedding_model.init_params(model, jax.random.PRNGKey(config.rng_seed), config.image_size)
     )
@@ -56,7 +57,7 @@ def init_params(config) -> dict:
 def test_one_step_smoke(data_dir, tmp_path, assert_trees_equal):
     workdir = str(tmp_path)
     c = tiny_config(data_dir, num_training_steps=1)
-    assert trainer.train_and_evaluate(c, workdir) == {}
+    assert train_main.main(c, workdir) == {}
     rows = writers.read_metrics(workdir)
     assert [r["step"] for r in rows] == [1]
     # round robin: step 0 trains cars (8 images; cosines in [-1, 1] at scale 16)
@@ -75,7 +76,7 @@ def test_separate_and_joint_head_shapes(data_dir, tmp_path):
     info_dir = os.path.join(data_dir, "info_files")
     classes = {d: info_files.num_classes(info_dir, d) for d in DOMAINS.split(",")}
     c = tiny_config(data_dir, num_training_steps=2)
-    trainer.train_and_evaluate(c, str(tmp_path))
+    train_main.main(c, str(tmp_path))
     params = latest_params(str(tmp_path), 2)
     assert list(params["heads"]) == ["joint"]
     assert params["heads"]["joint"]["kernel"].shape == (8, classes["cars"] + classes["sop"])
@@ -91,7 +92,7 @@ def test_frozen_steps_leave_backbone_bit_identical(data_dir, tmp_path, assert_tr
     c = tiny_config(data_dir, num_training_steps=FROZEN + 1, checkpoint_steps=1)
     tplan = plan.make_plan(c)
     assert tplan.steps_per_epoch == 10 and tplan.frozen_steps == FROZEN
-    trainer.train_and_evaluate(c, str(tmp_path))
+    train_main.main(c, str(tmp_path))
     start = init_params(c)
     frozen, after = latest_params(str(tmp_path), FROZEN), latest_params(str(tmp_path), FROZEN + 1)
     for part in ("backbone", "projection"):
@@ -105,12 +106,12 @@ def test_resume_after_interruption_equals_uninterrupted_run(
     data_dir, tmp_path, capsys, assert_trees_equal
 ):
     full, cut = str(tmp_path / "full"), str(tmp_path / "cut")
-    trainer.train_and_evaluate(tiny_config(data_dir), full)
+    train_main.main(tiny_config(data_dir), full)
     # "killed" after step 3: the last checkpoint is step 2, step 3 is lost and redone
-    trainer.train_and_evaluate(tiny_config(data_dir, stop_after_steps=3), cut)
+    train_main.main(tiny_config(data_dir, stop_after_steps=3), cut)
     assert sorted(os.listdir(checkpoint.checkpoint_dir(cut))) == ["2"]
     capsys.readouterr()
-    trainer.train_and_evaluate(tiny_config(data_dir), cut)
+    train_main.main(tiny_config(data_dir), cut)
     assert "resumed from step 2" in capsys.readouterr().out
     assert_trees_equal(latest_params(cut, 6), latest_params(full, 6))
     assert losses_by_step(cut) == losses_by_step(full)
@@ -129,7 +130,7 @@ def test_validation_best_checkpoint_and_final_test(data_dir, tmp_path):
         do_final_testing=True,
         save_descriptors=True,
     )
-    results = trainer.train_and_evaluate(c, workdir)
+    results = train_main.main(c, workdir)
     vals = {
         r["step"]: r
         for r in writers.read_metrics(workdir)
@@ -186,7 +187,7 @@ def _tensorboard_texts(workdir: str) -> dict[str, str]:
 def test_loss_falls_on_a_fixed_batch(data_dir):
     c = tiny_config(data_dir)
     p = plan.make_plan(c)
-    model = embedding_model.build_model(c, p.classes_per_head)
+    model = embedding_model.build_model(settings.model_spec(c), p.classes_per_head)
     params = embedding_model.init_params(model, jax.random.PRNGKey(0), 16)
     tx = optimizers.make_optimizer(c, p.steps_per_epoch, p.total_steps)
     mesh = mesh_lib.make_mesh()
@@ -216,11 +217,11 @@ def test_train_knn_descriptors_follow_info_file_order(data_dir):
     c = tiny_config(data_dir, eval_knns="train_knn", disabled_separate_knns="")
     c.disabled_merged_knns = ""
     tplan = plan.make_plan(c)
-    model = embedding_model.build_model(c, tplan.classes_per_head)
+    model = embedding_model.build_model(settings.model_spec(c), tplan.classes_per_head)
     mesh = mesh_lib.make_mesh()
     params = jax.device_put(init_params(c), mesh_lib.replicated(mesh))
-    data = knn_evaluator.EvalData.from_config(c, "imagenet")
-    val_plan = knn_evaluator.validation_plan(c)
+    data = settings.eval_data(c, settings.model_spec(c))
+    val_plan = settings.validation_plan(c)
     evaluator = knn_evaluator.KnnEvaluator(model, val_plan, data, c.embedd_to_eval, mesh)
     results, descr = evaluator.run(params)
     assert sorted(descr) == ["cars/train", "sop/train"]

@@ -6,6 +6,7 @@ import jax
 import numpy as np
 import pytest
 
+from universal_embedding import settings
 from universal_embedding.configs import base, config_train_udon, tiny
 from universal_embedding.models import embedding_model, udon
 from universal_embedding.train import udon_losses, udon_steps
@@ -19,7 +20,7 @@ def setup():
     c = tiny.tiny_vit(config_train_udon.add_udon_fields(base.get_config()), image_size=16)
     c.model_class, c.dataset_name = "udon_vit_with_embedding", "cars,sop"
     c.model.teacher_dim, c.model.universal_student_dim = (12,), (6,)
-    model = embedding_model.build_model(c, CLASSES)
+    model = embedding_model.build_model(settings.model_spec(c), CLASSES)
     params = jax.device_get(embedding_model.init_params(model, jax.random.PRNGKey(0), 16))
     rng = np.random.default_rng(0)
     images = rng.normal(size=(B, 16, 16, 3)).astype(np.float32)

@@ -9,7 +9,8 @@ import jax
 import numpy as np
 import pytest
 
-from universal_embedding import checkpoint, writers
+from universal_embedding import checkpoint, settings, writers
+from universal_embedding import main as train_main
 from universal_embedding.configs import config_train_udon, tiny
 from universal_embedding.data import info_files
 from universal_embedding.distributed import mesh as mesh_lib
@@ -17,7 +18,7 @@ from universal_embedding.knn import descriptors as knn_descriptors
 from universal_embedding.knn import evaluate as knn_evaluate
 from universal_embedding.knn import multi_embedding
 from universal_embedding.models import embedding_model
-from universal_embedding.train import plan, trainer
+from universal_embedding.train import plan
 
 pytestmark = pytest.mark.usefixtures("compilation_cache")
 
@@ -57,7 +58,7 @@ def weight_rows(workdir: str) -> dict[int, dict]:
 @pytest.fixture(scope="module")
 def full_run(data_dir, tmp_path_factory):
     workdir = str(tmp_path_factory.mktemp("udon_full"))
-    results = trainer.train_and_evaluate(udon_config(data_dir), workdir)
+    results = train_main.main(udon_config(data_dir), workdir)
     return workdir, results
 
 
@@ -67,10 +68,10 @@ def test_resume_across_a_sampler_update_is_bit_identical(
     full, _ = full_run
     cut = str(tmp_path / "cut")
     # killed after step 3: checkpoint 2 survives; the update before step 3 is redone on resume
-    trainer.train_and_evaluate(udon_config(data_dir, stop_after_steps=3), cut)
+    train_main.main(udon_config(data_dir, stop_after_steps=3), cut)
     assert sorted(os.listdir(checkpoint.checkpoint_dir(cut))) == ["2"]
     capsys.readouterr()
-    trainer.train_and_evaluate(udon_config(data_dir), cut)
+    train_main.main(udon_config(data_dir), cut)
     assert "resumed from step 2" in capsys.readouterr().out
     assert_trees_equal(latest_params(cut, 6), latest_params(full, 6))
     assert losses_by_step(cut) == losses_by_step(full)
@@ -150,7 +151,7 @@ def test_student_under_usual_keys_teachers_prefixed_descriptors_hold_both(data_d
     from universal_embedding.data import input_pipeline
 
     best, _ = checkpoint.restore_params(full, "best")
-    model = embedding_model.build_model(c, plan.make_plan(c).classes_per_head)
+    model = embedding_model.build_model(settings.model_spec(c), plan.make_plan(c).classes_per_head)
     mesh = mesh_lib.make_mesh()
 
     def embed(p, x):

@@ -146,7 +146,7 @@ def test_create_writer_without_wandb_and_on_other_processes(tmp_path, monkeypatc
 
 def test_write_config_json_sorted_indented_with_parent_dirs(tmp_path):
     c = demo_config.get_config("data_dir=/d")
-    path = writers.write_config_json(c, str(tmp_path / "a" / "b" / "config.json"))
+    path = writers.write_config_json(c.to_dict(), str(tmp_path / "a" / "b" / "config.json"))
     with open(path) as f:
         text = f.read()
     saved = json.loads(text)
@@ -163,7 +163,7 @@ def test_write_config_json_sorted_indented_with_parent_dirs(tmp_path):
 def test_flat_hparams_dotted_scalar_leaves():
     c = ml_collections.ConfigDict({"lr": 0.1, "model": {"dim": 8, "size": None}, "on": True})
     c.tags = (1, 2)
-    assert writers.flat_hparams(c) == {"lr": 0.1, "model.dim": 8, "on": True}
+    assert writers.flat_hparams(c.to_dict()) == {"lr": 0.1, "model.dim": 8, "on": True}
     assert writers.flat_hparams({"a": {"b": "x"}}) == {"a.b": "x"}
 
 

@@ -109,8 +109,3 @@ def load_domains_file(path: str) -> tuple[registry.Domain, ...]:
     if not isinstance(specs, list) or not specs:
         raise _fail(path, 'expected {"domains": [{...}, ...]} or one domain object.')
     return tuple(registry.register(domain_from_dict(s, path)) for s in specs)
-
-
-def use_config_domains(config) -> tuple[registry.Domain, ...]:
-    """Register the domains of `config.domains_file` ('' = none)."""
-    return load_domains_file(config.domains_file) if config.domains_file else ()

@@ -10,6 +10,7 @@ batch to an array.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from collections.abc import Callable, Iterable, Mapping, Sequence, Sized
 from typing import Any
@@ -42,9 +43,9 @@ def save_json(path: str, descriptors: Mapping[str, np.ndarray]) -> None:
 DESCRIPTOR_FORMATS = ("npz", "original")
 
 
-def descriptor_format(config: Any) -> str:
-    """config.descriptor_format ('' or unset: 'npz'); one line naming the allowed values else."""
-    fmt = config.get("descriptor_format") or "npz"
+def descriptor_format(fmt: str | None) -> str:
+    """A descriptor_format value ('' or None: 'npz'); one line naming the allowed values else."""
+    fmt = fmt or "npz"
     if fmt not in DESCRIPTOR_FORMATS:
         raise ValueError(
             f"config.descriptor_format='{fmt}' is not one of {', '.join(DESCRIPTOR_FORMATS)}."
@@ -52,15 +53,29 @@ def descriptor_format(config: Any) -> str:
     return fmt
 
 
-def descriptor_file(config: Any, workdir: str, step: int | str) -> str:
-    """Where save_descriptors writes: W/descriptors.npz (descriptor_format='npz') or, for
-    'original', <descr_save_path or train_dir or W>/descriptors[_no_project]/
-    descriptors_step_<step>.pkl (JSON text, the original's name; _no_project for backbone_out)."""
-    if descriptor_format(config) == "npz":
+@dataclasses.dataclass(frozen=True)
+class DescriptorOutput:
+    """Whether and where descriptors are written: `save` (save_descriptors), the file `format`
+    ('npz' | 'original', checked by descriptor_format), the folder of 'original' files
+    (descr_save_path, else train_dir, else the workdir), whether the file holds backbone
+    outputs (the original's _no_project folder) and `save_json` (also W/descriptors.json)."""
+
+    save: bool = False
+    format: str = "npz"
+    save_path: str = ""
+    train_dir: str = ""
+    backbone_out: bool = False
+    save_json: bool = False
+
+
+def descriptor_file(output: DescriptorOutput, workdir: str, step: int | str) -> str:
+    """Where save_descriptors writes: W/descriptors.npz (format 'npz') or, for 'original',
+    <save_path or train_dir or W>/descriptors[_no_project]/descriptors_step_<step>.pkl (JSON
+    text, the original's name; _no_project for backbone_out)."""
+    if descriptor_format(output.format) == "npz":
         return os.path.join(workdir, "descriptors.npz")
-    base = config.get("descr_save_path") or config.get("train_dir") or workdir
-    backbone = config.get("embedd_to_eval") == "backbone_out"
-    return descriptor_files.descriptor_path(base, step, backbone)
+    base = output.save_path or output.train_dir or workdir
+    return descriptor_files.descriptor_path(base, step, output.backbone_out)
 
 
 def save_descriptor_file(path: str, descriptors: Mapping[str, np.ndarray]) -> None:

@@ -16,7 +16,7 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 from absl import logging
 
-from universal_embedding.data import custom_domains, info_files, registry
+from universal_embedding.data import info_files, registry
 from universal_embedding.knn import metrics
 from universal_embedding.knn.descriptors import validate_inputs
 from universal_embedding.knn.search import resolve_backend, search
@@ -65,29 +65,6 @@ class KnnOutput:
     results: dict[str, float]
     neighbours: dict[tuple[str, str, str], Neighbours]
     timings: dict[str, float]
-
-
-def plan_from_config(config, eval_knns: str | None = None) -> EvalPlan:
-    """EvalPlan from config: knn_eval_names, eval_knns minus disabled_*, top_k, knn_search."""
-    custom_domains.use_config_domains(config)
-    domains = tuple(d.name for d in registry.parse_domains(config.knn_eval_names))
-    knns = registry.parse_knn_names(config.eval_knns if eval_knns is None else eval_knns)
-    off_sep = registry.parse_knn_names(config.disabled_separate_knns)
-    off_mer = registry.parse_knn_names(config.disabled_merged_knns)
-    plan = EvalPlan(
-        domains=domains,
-        separate_knns=tuple(n for n in knns if n not in off_sep),
-        merged_knns=tuple(n for n in knns if n not in off_mer),
-        k=config.top_k,
-        backend=str(config.knn_search),
-    )
-    if not plan.knn_names:
-        raise ValueError(
-            f"Nothing to evaluate: eval_knns='{config.eval_knns}' minus disabled_separate_knns="
-            f"'{config.disabled_separate_knns}' and disabled_merged_knns="
-            f"'{config.disabled_merged_knns}' leaves no kNN setup."
-        )
-    return plan
 
 
 def required_splits(domains: Sequence[str], knn_names: Sequence[str]) -> list[str]:

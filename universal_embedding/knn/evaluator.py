@@ -13,10 +13,9 @@ import math
 from collections.abc import Callable, Iterable, Mapping
 
 import jax
-import ml_collections
 import numpy as np
 
-from universal_embedding.data import info_files, registry
+from universal_embedding.data import info_files
 from universal_embedding.distributed import mesh as mesh_lib
 from universal_embedding.knn import evaluate as knn_evaluate
 from universal_embedding.knn import extract, multi_embedding
@@ -35,17 +34,6 @@ class EvalData:
     batch_size: int  # global; rounded up to a multiple of the device count when used
     image_size: int
     normalization: str  # 'clip' | 'imagenet'
-
-    @classmethod
-    def from_config(cls, config: ml_collections.ConfigDict, normalization: str) -> EvalData:
-        """From eval_dataset_dir, info_files_dir, eval_batch_size and image_size."""
-        return cls(
-            tfds_dir=config.eval_dataset_dir,
-            info_files_dir=config.info_files_dir,
-            batch_size=config.eval_batch_size,
-            image_size=config.image_size,
-            normalization=normalization,
-        )
 
 
 def split_batches(data: EvalData) -> Callable[[str, str], Iterable[dict]]:
@@ -152,24 +140,6 @@ class KnnEvaluator:
         """(results, descriptors) for `params`."""
         descr = self.descriptors(params)
         return self.evaluate(descr).results, descr
-
-
-def test_plan(config: ml_collections.ConfigDict) -> knn_evaluate.EvalPlan:
-    """The official protocol on config.knn_eval_names: test_knn, separate and merged."""
-    return knn_evaluate.EvalPlan(
-        domains=tuple(d.name for d in registry.parse_domains(config.knn_eval_names)),
-        separate_knns=("test_knn",),
-        merged_knns=("test_knn",),
-        k=config.top_k,
-        backend=config.knn_search,
-    )
-
-
-def validation_plan(config: ml_collections.ConfigDict) -> knn_evaluate.EvalPlan | None:
-    """config.eval_knns minus the disabled ones (None when eval_knns is empty)."""
-    if not registry.parse_knn_names(config.eval_knns):
-        return None
-    return knn_evaluate.plan_from_config(config)
 
 
 def best_metric(results: Mapping[str, float]) -> float:

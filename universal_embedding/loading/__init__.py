@@ -1,5 +1,5 @@
-"""A model plus its weights from a config (pretrained file, training workdir, random), and the
-jitted embedder every evaluator uses."""
+"""A model plus its weights from a model spec and a weight source (pretrained file, training
+workdir, random), and the jitted embedder every evaluator uses."""
 
 from universal_embedding.loading.embedder import (
     EmbedFn,
@@ -9,10 +9,12 @@ from universal_embedding.loading.embedder import (
 )
 from universal_embedding.loading.model import (
     LoadedModel,
+    WeightSource,
     check_same_numerics,
     initial_params,
     load_model,
-    resolve_model_config,
+    normalization_of,
+    resolve_spec,
     weights_source,
     without_heads,
 )
@@ -26,7 +28,9 @@ __all__ = [
     "load_model",
     "make_embed_fn",
     "make_embedder",
-    "resolve_model_config",
+    "normalization_of",
+    "resolve_spec",
+    "WeightSource",
     "weights_source",
     "without_heads",
 ]

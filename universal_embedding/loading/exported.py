@@ -11,9 +11,10 @@ import json
 import os
 from collections.abc import Mapping
 
-import ml_collections
 import numpy as np
 from flax import traverse_util
+
+from universal_embedding.models.spec import ModelSpec
 
 FORMAT = "universal_embedding"
 PARAMS_FILE = "params.safetensors"
@@ -40,15 +41,15 @@ def with_legacy_fields(model_fields: Mapping) -> tuple[dict, list[str]]:
     return out, filled
 
 
-def model_config_dict(config: ml_collections.ConfigDict, embedding: str) -> dict:
+def model_config_dict(spec: ModelSpec, embedding: str) -> dict:
     """The JSON-able fields that rebuild the model (compute settings such as dtype left out)."""
-    out = {f: config[f] for f in _MODEL_FIELDS if f in config}
+    out = {f: getattr(spec, f) for f in _MODEL_FIELDS}
     out["embedd_to_eval"] = embedding
-    out["model"] = {k: v for k, v in config.model.to_dict().items() if k not in ("dtype",)}
+    out["model"] = {k: v for k, v in spec.model_fields().items() if k not in ("dtype",)}
     return out
 
 
-def save(out_dir: str, params: Mapping, config: ml_collections.ConfigDict, embedding: str) -> str:
+def save(out_dir: str, params: Mapping, spec: ModelSpec, embedding: str) -> str:
     """Write out_dir/params.safetensors and out_dir/config.json; returns the params path."""
     from safetensors.numpy import save_file
 
@@ -56,7 +57,7 @@ def save(out_dir: str, params: Mapping, config: ml_collections.ConfigDict, embed
     path = os.path.join(out_dir, PARAMS_FILE)
     save_file(_tensors(params), path, metadata={"format": FORMAT})
     with open(os.path.join(out_dir, CONFIG_FILE), "w") as f:
-        json.dump(model_config_dict(config, embedding), f, indent=2, sort_keys=True)
+        json.dump(model_config_dict(spec, embedding), f, indent=2, sort_keys=True)
     return path
 
 

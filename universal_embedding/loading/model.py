@@ -1,10 +1,11 @@
-"""One place that turns a config into a model plus its weights.
+"""One place that turns a model spec and a weight source into a model plus its weights.
 
 Weights come from a training workdir (`train_dir`: its config.json defines the model, its best /
 latest / step-N checkpoint the params; a workdir of the original UnED code, with flax
 `checkpoint_<step>` files, is read too: see original/workdir.py), a pretrained file
 (`pretrained_ckpt`: backbone only) or a seeded random init (`allow_random_init=True` for
-evaluation; the default start of training).
+evaluation; the default start of training). `resolve_spec` reads the model a workdir was trained
+with (once, at the entry point); `load_model` builds it and loads its weights.
 Training, `knn_main`, `extract_dir_descriptors`, the demo and the trainer's evaluators all call
 this module; missing weights fail loudly.
 """
@@ -17,13 +18,13 @@ import os
 from collections.abc import Mapping
 
 import jax
-import ml_collections
 from absl import logging
 
 from universal_embedding.checkpoint import restore_params
 from universal_embedding.data.normalization import normalization_name
 from universal_embedding.loading import exported
 from universal_embedding.models import embedding_model, udon
+from universal_embedding.models.spec import ModelSpec
 from universal_embedding.original import checkpoint as original_ckpt
 from universal_embedding.original import workdir as original_workdir
 
@@ -35,24 +36,36 @@ SOURCES = ("train_dir", "pretrained", "random")
 
 
 @dataclasses.dataclass(frozen=True)
+class WeightSource:
+    """Where the weights come from: a training workdir and which of its checkpoints, a
+    pretrained backbone file, or a seeded random init (only when allowed on purpose).
+    `init_ckpt` (training only) starts every tensor from a trained model."""
+
+    train_dir: str = ""
+    checkpoint: str = "best"  # 'best' | 'latest' | '<step>' of train_dir
+    pretrained_ckpt: str = ""
+    allow_random_init: bool = False
+    rng_seed: int = 0
+    init_ckpt: str = ""
+
+
+@dataclasses.dataclass(frozen=True)
 class LoadedModel:
-    """A model without heads, its params, and the resolved config that defines it."""
+    """A model without heads, its params, and the resolved spec that defines it."""
 
     model: embedding_model.EmbeddingModel | udon.UdonModel
     params: dict
-    config: ml_collections.ConfigDict  # model fields as trained (train_dir) or as given
+    spec: ModelSpec  # the model as trained (train_dir) or as given
     normalization: str  # 'clip' | 'imagenet': how its images must be normalised
 
 
-def resolve_model_config(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
-    """A copy of `config` whose model definition is read from `train_dir`/config.json (if set)."""
-    c = config.copy_and_resolve_references()
-    if not config.train_dir:
-        return c
-    if original_ckpt.is_original_workdir(config.train_dir):
-        with c.unlocked():
-            return original_workdir.resolve(c, config.train_dir)
-    path = os.path.join(config.train_dir, "config.json")
+def resolve_spec(spec: ModelSpec, source: WeightSource) -> ModelSpec:
+    """`spec` with the model definition read from `source.train_dir`/config.json (if set)."""
+    if not source.train_dir:
+        return spec
+    if original_ckpt.is_original_workdir(source.train_dir):
+        return original_workdir.resolve(spec, source.train_dir, source.checkpoint)
+    path = os.path.join(source.train_dir, "config.json")
     if not os.path.isfile(path):
         raise FileNotFoundError(
             f"{path} not found: --config.train_dir must be a training workdir written by "
@@ -61,16 +74,19 @@ def resolve_model_config(config: ml_collections.ConfigDict) -> ml_collections.Co
         )
     with open(path) as f:
         trained = json.load(f)
-    with c.unlocked():  # command-line configs are locked; the trained model may add fields
-        for field in MODEL_FIELDS:
-            if field in trained:
-                c[field] = trained[field]
-        if udon.is_udon(trained.get("model_class", "")):  # teachers are numbered by these
-            c.dataset_name = trained["dataset_name"]
-        for field, value in saved_model_fields(trained, path).items():
-            if field not in COMPUTE_FIELDS:
-                c.model[field] = value
-    return c
+    changes = {field: trained[field] for field in MODEL_FIELDS if field in trained}
+    if udon.is_udon(trained.get("model_class", "")):  # teachers are numbered by these
+        changes["domains"] = tuple(
+            n.strip() for n in trained["dataset_name"].split(",") if n.strip()
+        )
+    saved = saved_model_fields(trained, path)
+    resolved = dataclasses.replace(spec, **changes)
+    return resolved.with_model_fields({k: v for k, v in saved.items() if k not in COMPUTE_FIELDS})
+
+
+def normalization_of(spec: ModelSpec) -> str:
+    """'clip' | 'imagenet': how the images of `spec`'s model must be normalised."""
+    return normalization_name(spec.model_class, spec.normalization)
 
 
 def saved_model_fields(trained: Mapping, path: str) -> dict:
@@ -87,16 +103,16 @@ def saved_model_fields(trained: Mapping, path: str) -> dict:
     return fields
 
 
-def check_same_numerics(config: ml_collections.ConfigDict, workdir: str) -> None:
+def check_same_numerics(spec: ModelSpec, workdir: str) -> None:
     """Resuming `workdir` must keep the model numerics it was trained with (its config.json)."""
     path = os.path.join(workdir, "config.json")
     if not os.path.isfile(path):
         return
     with open(path) as f:
         trained = saved_model_fields(json.load(f), path)
-    family = udon.backbone_family(config.model_class)
+    family = udon.backbone_family(spec.model_class)
     name = "gelu_approximate"
-    now = config.model.get(name, True)
+    now = spec.gelu_approximate
     if family == "vit_with_embedding" and name in trained and trained[name] != now:
         raise ValueError(
             f"{workdir} was trained with config.model.{name}={trained[name]} and is resumed with "
@@ -104,29 +120,29 @@ def check_same_numerics(config: ml_collections.ConfigDict, workdir: str) -> None
         )
 
 
-def weights_source(config: ml_collections.ConfigDict) -> str:
+def weights_source(source: WeightSource) -> str:
     """'train_dir', 'pretrained' or 'random'; raises when no weights were named on purpose."""
-    if config.train_dir:
-        if original_ckpt.is_checkpoint_file(config.train_dir):
+    if source.train_dir:
+        if original_ckpt.is_checkpoint_file(source.train_dir):
             raise FileNotFoundError(
-                f"train_dir {config.train_dir} is a checkpoint file: give the workdir holding it "
-                f"(--config.train_dir={os.path.dirname(os.path.abspath(config.train_dir))}) and "
+                f"train_dir {source.train_dir} is a checkpoint file: give the workdir holding it "
+                f"(--config.train_dir={os.path.dirname(os.path.abspath(source.train_dir))}) and "
                 "pick the step with --config.checkpoint=best|latest|<step>."
             )
-        if not os.path.isdir(config.train_dir):
+        if not os.path.isdir(source.train_dir):
             raise FileNotFoundError(
-                f"train_dir {config.train_dir} does not exist: give a training workdir "
+                f"train_dir {source.train_dir} does not exist: give a training workdir "
                 "(it holds config.json and checkpoints/)."
             )
         return "train_dir"
-    if config.pretrained_ckpt:
-        if not os.path.isfile(config.pretrained_ckpt):
+    if source.pretrained_ckpt:
+        if not os.path.isfile(source.pretrained_ckpt):
             raise FileNotFoundError(
-                f"pretrained_ckpt {config.pretrained_ckpt} does not exist. Give an existing "
+                f"pretrained_ckpt {source.pretrained_ckpt} does not exist. Give an existing "
                 "weight file (.npz / .npy / .pt / .bin / .safetensors) or a --config.train_dir."
             )
         return "pretrained"
-    if config.allow_random_init:
+    if source.allow_random_init:
         return "random"
     raise ValueError(
         "No weights given: set --config.train_dir=<training workdir> or "
@@ -135,24 +151,24 @@ def weights_source(config: ml_collections.ConfigDict) -> str:
     )
 
 
-def initial_params(config: ml_collections.ConfigDict, model) -> dict:
-    """Seeded random init of every part of `model`; then every tensor from config.init_ckpt
+def initial_params(spec: ModelSpec, model, source: WeightSource) -> dict:
+    """Seeded random init of every part of `model`; then every tensor from source.init_ckpt
     (a trained model: backbone, projection, heads) or else the backbone from
-    config.pretrained_ckpt, if set."""
+    source.pretrained_ckpt, if set."""
     params = embedding_model.init_params(
-        model, jax.random.PRNGKey(config.rng_seed), config.image_size
+        model, jax.random.PRNGKey(source.rng_seed), spec.image_size
     )
-    if config.get("init_ckpt"):
-        if not os.path.exists(config.init_ckpt):
+    if source.init_ckpt:
+        if not os.path.exists(source.init_ckpt):
             raise FileNotFoundError(
-                f"init_ckpt {config.init_ckpt} does not exist: give a checkpoint_<step> file or "
+                f"init_ckpt {source.init_ckpt} does not exist: give a checkpoint_<step> file or "
                 "a training workdir (of this project or of the original code)."
             )
-        return original_workdir.init_params(params, config.init_ckpt, config.model_class)
-    if config.pretrained_ckpt:
+        return original_workdir.init_params(params, source.init_ckpt, spec.model_class)
+    if source.pretrained_ckpt:
         from universal_embedding.pretrained import load_pretrained
 
-        params = load_pretrained(params, config.pretrained_ckpt, config)
+        params = load_pretrained(params, source.pretrained_ckpt, spec)
     return params
 
 
@@ -161,36 +177,36 @@ def without_heads(params: Mapping) -> dict:
     return {k: v for k, v in params.items() if k != "heads"}
 
 
-def load_model(config: ml_collections.ConfigDict) -> LoadedModel:
-    """The model without heads plus the weights the config names (workdir, file or random)."""
-    source = weights_source(config)
-    mconfig = resolve_model_config(config)
-    model = embedding_model.build_model(mconfig, None)
-    if source == "train_dir" and original_ckpt.is_original_workdir(config.train_dir):
+def load_model(spec: ModelSpec, source: WeightSource) -> LoadedModel:
+    """The model without heads plus the weights `source` names (workdir, file or random).
+
+    `spec` is the resolved one (`resolve_spec(spec, source)`, done once by the entry point)."""
+    kind = weights_source(source)
+    model = embedding_model.build_model(spec, None)
+    if kind == "train_dir" and original_ckpt.is_original_workdir(source.train_dir):
         params, info = original_workdir.load_params(
-            config.train_dir, config.checkpoint, model, mconfig
+            source.train_dir, source.checkpoint, model, spec
         )
         logging.info("Weights: %s (original UnED checkpoint)", info["path"])
-    elif source == "train_dir":
-        params, info = restore_params(config.train_dir, config.checkpoint)
+    elif kind == "train_dir":
+        params, info = restore_params(source.train_dir, source.checkpoint)
         logging.info(
             "Weights: %s checkpoint of %s (step %s)",
-            config.checkpoint,
-            config.train_dir,
+            source.checkpoint,
+            source.train_dir,
             info.get("step"),
         )
     else:
-        params = initial_params(mconfig, model)
-        if source == "random":
+        params = initial_params(spec, model, source)
+        if kind == "random":
             logging.warning("No weights given: evaluating a RANDOMLY initialised model.")
         else:
-            logging.info("Weights: %s", config.pretrained_ckpt)
-            if mconfig.embedd_to_eval == "projected" and mconfig.model.output_dim > 0:
+            logging.info("Weights: %s", source.pretrained_ckpt)
+            if spec.embedd_to_eval == "projected" and spec.output_dim > 0:
                 logging.warning(
                     "Pretrained weights have no trained projection: 'projected' is a random "
                     "%d-d projection. Use --config.embedd_to_eval=backbone_out for the "
                     "off-the-shelf backbone.",
-                    mconfig.model.output_dim,
+                    spec.output_dim,
                 )
-    norm = normalization_name(mconfig.model_class, mconfig.normalization)
-    return LoadedModel(model, without_heads(params), mconfig, norm)
+    return LoadedModel(model, without_heads(params), spec, normalization_of(spec))

@@ -17,11 +17,11 @@ from collections.abc import Mapping, Sequence
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
-import ml_collections
 
 from universal_embedding.models.attention import pad_multiple, resolve_implementation
 from universal_embedding.models.clip_vit import ClipViT
 from universal_embedding.models.heads import CosineHeads, l2_normalize
+from universal_embedding.models.spec import ModelSpec
 from universal_embedding.models.vit import ViT
 
 ALL_HEADS = "*"  # head=ALL_HEADS: every head's cosines concatenated (train step, init_params)
@@ -75,12 +75,12 @@ def size_name(size: BackboneSize, compare_heads: bool = True) -> str | None:
     return None
 
 
-def backbone_size(config: ml_collections.ConfigDict) -> BackboneSize:
-    """Sizes from config.model_type, each overridable by config.model.<field> when not None."""
-    size = size_from_type(config.model_type)
+def backbone_size(spec: ModelSpec) -> BackboneSize:
+    """Sizes from spec.model_type, each overridable by the spec's size field when not None."""
+    size = size_from_type(spec.model_type)
     overrides = {}
     for field in dataclasses.fields(BackboneSize):
-        value = config.model[field.name]
+        value = getattr(spec, field.name)
         if value is not None:
             overrides[field.name] = int(value)
     return dataclasses.replace(size, **overrides)
@@ -121,25 +121,23 @@ class EmbeddingModel(nn.Module):
         return out
 
 
-def build_model(
-    config: ml_collections.ConfigDict, classes_per_head: Mapping[str, int] | None
-) -> nn.Module:
-    """The embedding model config.model_class / model_type / model.* describe."""
+def build_model(spec: ModelSpec, classes_per_head: Mapping[str, int] | None) -> nn.Module:
+    """The embedding model spec.model_class / model_type / model.* fields describe."""
     from universal_embedding.models import udon  # UDON: same backbones, other projections
 
-    family = udon.backbone_family(config.model_class)
+    family = udon.backbone_family(spec.model_class)
     if family not in MODEL_CLASSES:
         valid = sorted([*MODEL_CLASSES, *udon.BACKBONE_FAMILY])
-        raise ValueError(f"Unknown config.model_class={config.model_class!r}; valid: {valid}.")
-    dtype_name = config.model.dtype
+        raise ValueError(f"Unknown config.model_class={spec.model_class!r}; valid: {valid}.")
+    dtype_name = spec.dtype
     if dtype_name not in DTYPES:
         raise ValueError(f"Unknown config.model.dtype={dtype_name!r}; valid: {sorted(DTYPES)}.")
     dtype = DTYPES[dtype_name]
-    requested = config.model.attention
-    size = backbone_size(config)
+    requested = spec.attention
+    size = backbone_size(spec)
     extra = {}
     if family == "vit_with_embedding":  # CLIP keeps its quick-GELU
-        extra["gelu_approximate"] = bool(config.model.get("gelu_approximate", True))
+        extra["gelu_approximate"] = bool(spec.gelu_approximate)
     backbone = MODEL_CLASSES[family](
         **dataclasses.asdict(size),
         dtype=dtype,
@@ -147,10 +145,10 @@ def build_model(
         pad_multiple=pad_multiple(requested),
         **extra,
     )
-    if udon.is_udon(config.model_class):
-        return udon.build_udon_model(config, classes_per_head, backbone)
+    if udon.is_udon(spec.model_class):
+        return udon.build_udon_model(spec, classes_per_head, backbone)
     heads = tuple((str(k), int(v)) for k, v in (classes_per_head or {}).items())
-    return EmbeddingModel(backbone, config.model.output_dim, heads)
+    return EmbeddingModel(backbone, spec.output_dim, heads)
 
 
 def init_params(model: EmbeddingModel, rng: jax.Array, image_size: int) -> dict:

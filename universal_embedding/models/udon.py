@@ -160,9 +160,10 @@ class UdonModel(nn.Module):
         return out
 
 
-def build_udon_model(config, classes_per_head, backbone: nn.Module) -> UdonModel:
-    """UdonModel for config (teachers for config.dataset_name; heads when classes are given)."""
-    domains = tuple(n.strip() for n in config.dataset_name.split(",") if n.strip())
+def build_udon_model(spec, classes_per_head, backbone: nn.Module) -> UdonModel:
+    """UdonModel for a ModelSpec (teachers for spec.domains, the training domains in
+    config.dataset_name order; heads when classes are given)."""
+    domains = tuple(spec.domains)
     if not domains:
         raise ValueError("A UDON model needs its training domains: config.dataset_name is empty.")
     classes: tuple[int, ...] = ()
@@ -177,8 +178,8 @@ def build_udon_model(config, classes_per_head, backbone: nn.Module) -> UdonModel
         backbone,
         domains,
         classes,
-        teacher_dim=_widths(config.model.teacher_dim, "teacher_dim"),
-        student_dim=_widths(config.model.universal_student_dim, "universal_student_dim"),
+        teacher_dim=_widths(spec.teacher_dim or (), "teacher_dim"),
+        student_dim=_widths(spec.universal_student_dim or (), "universal_student_dim"),
     )
 
 

@@ -1,24 +1,25 @@
 """A training workdir of the original UnED code as a model config plus weights.
 
-`resolve` reads the model from the workdir's config.json (model_class, model_type, model.*;
+`resolve` reads the model spec from the workdir's config.json (model_class, model_type, model.*;
 inferred from the checkpoint's shapes when there is no config.json); `load_params` maps the
 chosen checkpoint's backbone + projection strictly onto the model (classifier heads are
 checked by name and dropped); `init_params` gives training a start from a checkpoint's
-backbone + projection + heads (`config.init_ckpt`).
+backbone + projection + heads (`init_ckpt`).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from collections.abc import Mapping
 
 import jax
 import jax.numpy as jnp
-import ml_collections
 import numpy as np
 from absl import logging
 
 from universal_embedding.models import udon
+from universal_embedding.models.spec import ModelSpec
 from universal_embedding.original import checkpoint as ckpt
 from universal_embedding.original import params as mapping
 
@@ -54,14 +55,14 @@ def _read(path: str) -> tuple[dict, int | None]:
     return _LAST_READ[key]
 
 
-def resolve(c: ml_collections.ConfigDict, workdir: str) -> ml_collections.ConfigDict:
-    """`c` (a copy, unlocked by the caller) with the original run's model definition.
+def resolve(spec: ModelSpec, workdir: str, which: str = "best") -> ModelSpec:
+    """`spec` with the original run's model definition (`which`: the checkpoint to load).
 
     config.json gives model_class, model_type and model.*; without one they are read off the
     checkpoint's shapes. The image size is always the checkpoint's (its position embedding):
     224 for every run of the original code."""
     trained = ckpt.read_config(workdir)
-    _, path = ckpt.pick(workdir, str(c.get("checkpoint", "best")))
+    _, path = ckpt.pick(workdir, str(which))
     flat = mapping.flatten(_read(path)[0])
     fam = mapping.family(flat, path)
     if trained is not None and trained.get("model_class"):
@@ -69,19 +70,18 @@ def resolve(c: ml_collections.ConfigDict, workdir: str) -> ml_collections.Config
     else:
         logging.warning("%s has no config.json: model read off the shapes in %s", workdir, path)
         fields = {"model_class": fam, "model": mapping.infer_model(flat, fam)}
-    model_class = fields.get("model_class", c.model_class)
+    model_class = fields.get("model_class", spec.model_class)
     if model_class not in (mapping.VIT, mapping.CLIP):
         raise ValueError(
             f"{workdir}: model_class {model_class!r} is not a model class of the original UnED "
             f"code ({mapping.VIT}, {mapping.CLIP})."
         )
-    c.model_class = model_class
-    if "model_type" in fields:
-        c.model_type = fields["model_type"]
-    for field, value in fields["model"].items():
-        c.model[field] = value
-    c.image_size = mapping.image_size(flat, fam)
-    return c
+    model_type = fields.get("model_type", spec.model_type)
+    image_size = mapping.image_size(flat, fam)
+    spec = dataclasses.replace(
+        spec, model_class=model_class, model_type=model_type, image_size=image_size
+    )
+    return spec.with_model_fields(fields["model"])
 
 
 def _template(model, image_size: int) -> dict:
@@ -100,9 +100,7 @@ def _check_family(flat: Mapping, path: str, model_class: str) -> str:
     return fam
 
 
-def load_params(
-    workdir: str, which: str, model, mconfig: ml_collections.ConfigDict
-) -> tuple[dict, dict]:
+def load_params(workdir: str, which: str, model, spec: ModelSpec) -> tuple[dict, dict]:
     """(params without heads, {'step', 'path'}) of checkpoint `which` of an original workdir."""
     step, path = ckpt.pick(workdir, which)
     if str(which).strip() == "best" and step != ckpt.BEST_STEP:
@@ -113,8 +111,8 @@ def load_params(
         )
     params, global_step = _read(path)
     _LAST_READ.clear()
-    fam = _check_family(mapping.flatten(params), path, mconfig.model_class)
-    loaded = mapping.merge_strict(_template(model, mconfig.image_size), params, fam, path)
+    fam = _check_family(mapping.flatten(params), path, spec.model_class)
+    loaded = mapping.merge_strict(_template(model, spec.image_size), params, fam, path)
     return loaded, {"step": step, "global_step": global_step, "path": path}
 
 

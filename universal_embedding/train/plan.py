@@ -12,7 +12,7 @@ import dataclasses
 import ml_collections
 import numpy as np
 
-from universal_embedding.data import custom_domains, info_files, registry
+from universal_embedding.data import info_files, registry
 from universal_embedding.train import optimizers, samplers
 
 
@@ -71,7 +71,6 @@ def make_plan(
     num_classes: dict[str, int] | None = None,
 ) -> TrainPlan:
     """The TrainPlan of a config; sizes/classes are read from the info files unless given."""
-    custom_domains.use_config_domains(config)
     domains = tuple(d.name for d in registry.parse_domains(config.dataset_name))
     if config.classifier not in ("separate", "joint"):
         raise ValueError(

@@ -31,14 +31,15 @@ from universal_embedding.models import embedding_model
 from universal_embedding.report import results_files
 from universal_embedding.train import (
     guards,
+    method,
     optimizers,
     plan,
     preemption,
     replay,
     samplers,
     steps,
-    udon,
 )
+from universal_embedding.train.settings import TrainSettings
 
 
 def _log(msg: str, *args) -> None:
@@ -57,10 +58,10 @@ def _check_batching(config: ml_collections.ConfigDict) -> None:
         )
 
 
-def _init_params(config: ml_collections.ConfigDict, model) -> dict:
+def _init_params(config: ml_collections.ConfigDict, ts: TrainSettings, model) -> dict:
     """Random init (seeded); all of it from config.init_ckpt, or the backbone from
     config.pretrained_ckpt, when given."""
-    params = loading.initial_params(config, model)
+    params = loading.initial_params(ts.model, model, ts.weights)
     if config.get("init_ckpt"):
         _log("All weights (backbone, projection, heads): %s", config.init_ckpt)
     elif config.pretrained_ckpt:
@@ -127,7 +128,9 @@ def _summarise(pending: list, domains: tuple[str, ...]) -> dict[str, float]:
     return out
 
 
-def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[str, float]:
+def train_and_evaluate(
+    config: ml_collections.ConfigDict, workdir: str, ts: TrainSettings
+) -> dict[str, float]:
     """Train per the config in workdir (resuming if it holds a checkpoint); final test results.
 
     Holds the workdir's lock (checkpoint.lock) throughout. SIGTERM/SIGINT: checkpoint the
@@ -135,20 +138,23 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
     """
     lead = jax.process_index() == 0
     with checkpoint.WorkdirLock(workdir, enabled=lead), preemption.SignalWatch() as watch:
-        return _train(config, workdir, watch)
+        return _train(config, workdir, ts, watch)
 
 
-def _train(config: ml_collections.ConfigDict, workdir: str, watch) -> dict[str, float]:
+def _train(
+    config: ml_collections.ConfigDict, workdir: str, ts: TrainSettings, watch
+) -> dict[str, float]:
     config = config.copy_and_resolve_references()
     lead = jax.process_index() == 0
 
     # ------------------------------------------------------------------ plan
     tplan = plan.make_plan(config)
-    udon.check_config(config)
-    sampler = udon.make_sampler(config, tplan, plan.domain_schedule(config, tplan))
+    method.check_config(config)
+    sampler = method.make_sampler(config, tplan, plan.domain_schedule(config, tplan))
     norm = normalization.normalization_name(config.model_class, config.normalization)
     _check_batching(config)
-    descriptor_path = knn_descriptors.descriptor_file(config, workdir, -1)  # -1: best checkpoint
+    output = ts.descriptors
+    descriptor_path = knn_descriptors.descriptor_file(output, workdir, -1)  # -1: best checkpoint
     _log(
         "Training %s on %s: %d images, %d steps/epoch, %d steps (%d frozen), heads %s",
         config.model_class,
@@ -162,12 +168,13 @@ def _train(config: ml_collections.ConfigDict, workdir: str, watch) -> dict[str, 
 
     # ------------------------------------------------------------------ mesh, model, optimiser
     mesh = mesh_lib.make_mesh()
-    model = embedding_model.build_model(config, tplan.classes_per_head)
+    spec = ts.model
+    model = embedding_model.build_model(spec, tplan.classes_per_head)
     tx = optimizers.make_optimizer(config, tplan.steps_per_epoch, tplan.total_steps)
     lr_fns = optimizers.lr_schedules(config, tplan.steps_per_epoch, tplan.total_steps)
-    state = steps.create_train_state(_init_params(config, model), tx, mesh)
+    state = steps.create_train_state(_init_params(config, ts, model), tx, mesh)
     pixel_stats = normalization.mean_std(norm)  # the steps normalise the uint8 batches
-    train_step = udon.train_steps(config, tplan, model, tx, mesh, pixel_stats)
+    train_step = method.train_steps(config, tplan, model, tx, mesh, pixel_stats)
 
     # ------------------------------------------------------------------ checkpoints, resume
     ckpts = checkpoint.Checkpoints(
@@ -178,21 +185,21 @@ def _train(config: ml_collections.ConfigDict, workdir: str, watch) -> dict[str, 
     )
     start = 0
     if ckpts.latest_step() is not None:
-        loading.check_same_numerics(config, workdir)
+        loading.check_same_numerics(spec, workdir)
         state, extra = ckpts.restore_latest(state)
         start = int(jax.device_get(state.step))
         sampler.restore(extra, start, workdir)
         _log("resumed from step %d", start)
     if lead:  # only now: a failed resume leaves the run's config.json as it was
-        writers.write_config_json(config, os.path.join(workdir, "config.json"))
-    writer = writers.create_writer(workdir, config.wandb, writers.flat_hparams(config))
+        writers.write_config_json(ts.config_dict, os.path.join(workdir, "config.json"))
+    writer = writers.create_writer(workdir, config.wandb, writers.flat_hparams(ts.config_dict))
     writer = replay.skip_logged(writer, workdir, start)
     if start == 0 and sampler.initial_scalars():
         writer.write_scalars(0, sampler.initial_scalars())
 
     # ------------------------------------------------------------------ evaluators
-    eval_data = evaluator.EvalData.from_config(config, norm)
-    val_plan = evaluator.validation_plan(config)
+    eval_data = ts.eval_data
+    val_plan = ts.validation_plan
     val_eval = None
     if val_plan is not None:
         val_eval = evaluator.KnnEvaluator(model, val_plan, eval_data, config.embedd_to_eval, mesh)
@@ -284,7 +291,7 @@ def _train(config: ml_collections.ConfigDict, workdir: str, watch) -> dict[str, 
     if config.do_final_testing:
         best_params, info = checkpoint.restore_params(workdir, "best", mesh_lib.replicated(mesh))
         _log("Final test on the best checkpoint (step %s).", info["step"])
-        test_plan = evaluator.test_plan(config)
+        test_plan = ts.test_plan
         test_eval = evaluator.KnnEvaluator(model, test_plan, eval_data, config.embedd_to_eval, mesh)
         results, descr = test_eval.run(loading.without_heads(best_params))
         writer.write_scalars(final_step, results_files.summary_scalars(results))
@@ -293,7 +300,7 @@ def _train(config: ml_collections.ConfigDict, workdir: str, watch) -> dict[str, 
             workdir,
             results,
             test_plan,
-            descr if config.save_descriptors else None,
+            descr if output.save else None,
             descriptor_path,
         )
     writer.flush()

@@ -1,4 +1,5 @@
-"""A config as JSON (the one writer of config.json / knn_config.json) and as flat hparams."""
+"""A config (as a plain dict) as JSON (the one writer of config.json / knn_config.json) and as
+flat hparams. The entry points pass `config.to_dict()`."""
 
 from __future__ import annotations
 
@@ -7,26 +8,16 @@ import os
 from collections.abc import Mapping
 from typing import Any
 
-import ml_collections
 
-
-def _as_dict(config: ml_collections.ConfigDict | Mapping[str, Any]) -> dict:
-    if isinstance(config, ml_collections.ConfigDict):
-        return config.to_dict()
-    return dict(config)
-
-
-def write_config_json(
-    config: ml_collections.ConfigDict | Mapping[str, Any], path: str, with_provenance: bool = True
-) -> str:
-    """Write `config` (ConfigDict or dict) to `path`: JSON, sorted keys, indent 2, plus a
+def write_config_json(values: Mapping[str, Any], path: str, with_provenance: bool = True) -> str:
+    """Write `values` (a config as a dict) to `path`: JSON, sorted keys, indent 2, plus a
     "provenance" object (package versions, git commit, devices) unless asked not to."""
     from universal_embedding.writers.provenance import provenance
 
     parent = os.path.dirname(path)
     if parent:
         os.makedirs(parent, exist_ok=True)
-    data = _as_dict(config)
+    data = dict(values)
     if with_provenance:
         data["provenance"] = provenance()
     with open(path, "w") as f:
@@ -34,7 +25,7 @@ def write_config_json(
     return path
 
 
-def flat_hparams(config: ml_collections.ConfigDict | Mapping[str, Any]) -> dict[str, Any]:
+def flat_hparams(values: Mapping[str, Any]) -> dict[str, Any]:
     """{'model.output_dim': 64, ...}: the bool / int / float / str leaves, dotted keys.
 
     None (unset size overrides) and lists are left out: hparams back ends take scalars only.
@@ -48,5 +39,5 @@ def flat_hparams(config: ml_collections.ConfigDict | Mapping[str, Any]) -> dict[
         elif isinstance(value, (bool, int, float, str)):
             flat[prefix[:-1]] = value
 
-    visit("", _as_dict(config))
+    visit("", dict(values))
     return flat

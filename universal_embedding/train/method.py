@@ -1,7 +1,8 @@
-"""What the trainer does differently for UDON models: train steps, sampler, checks.
+"""The training method's parts: per-domain train steps, domain sampler, checks.
 
-The trainer asks this module for its per-domain train steps and its domain sampler; with a
-non-UDON model both fall back to the standard ones (one step per head, a fixed schedule).
+The trainer asks this module for its per-domain train steps and its domain sampler: UDON's
+(teacher + student steps, dynamic sampler) for a UDON model, else the standard ones (one step
+per head, a fixed schedule).
 """
 
 from __future__ import annotations
