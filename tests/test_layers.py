@@ -75,7 +75,7 @@ ENTRY_POINTS = {
 
 
 def _owner(path: pathlib.Path) -> str:
-    """'knn' for universal_embedding/knn/x.py; 'knn_main' for universal_embedding/knn_main.py."""
+    """'knn' for a module in universal_embedding/knn/; 'knn_main' for knn_main.py."""
     rel = path.relative_to(ROOT).parts
     return rel[0] if len(rel) > 1 else path.stem
 

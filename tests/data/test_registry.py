@@ -1,4 +1,4 @@
-"""Registry facts pinned to UNED_SPEC section 2."""
+"""Registry facts pinned to docs/uned-benchmark.md §2."""
 
 import pytest
 

@@ -1,4 +1,4 @@
-"""UnED metrics (UNED_SPEC section 3) on hand-computed cases and against a per-query reference."""
+"""UnED metrics (docs/uned-benchmark.md §3): hand-computed cases and a per-query reference."""
 
 import numpy as np
 import pytest
@@ -82,7 +82,7 @@ def test_label_inputs_agree():
 
 
 def _reference(ids, queries, index, n_rel, k):
-    """Per-query loop straight from UNED_SPEC section 3."""
+    """Per-query loop straight from docs/uned-benchmark.md §3."""
     out = {"top_1": [], f"mp_{k}": [], f"map_{k}": []}
     for i, q in enumerate(queries):
         rel = [j >= 0 and bool(set(q) & set(index[j])) for j in ids[i]]

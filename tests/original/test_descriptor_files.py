@@ -1,4 +1,4 @@
-"""Descriptor and results files of the original UnED code and of UDON (UNED_SPEC section 7)."""
+"""The original UnED code's and UDON's descriptor and results files (docs/uned-benchmark.md §7)."""
 
 import json
 import os

@@ -1,4 +1,4 @@
-"""UDON's dynamic sampler on a made-up loss history (UDON_SPEC section 3)."""
+"""UDON's dynamic sampler on a made-up loss history (docs/udon-method.md §3)."""
 
 from __future__ import annotations
 

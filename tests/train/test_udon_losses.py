@@ -1,4 +1,4 @@
-"""UDON's loss terms against numpy computations of UDON_SPEC section 2 on fixed inputs."""
+"""UDON's loss terms against numpy computations of docs/udon-method.md §2 on fixed inputs."""
 
 from __future__ import annotations
 

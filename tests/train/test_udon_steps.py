@@ -1,4 +1,4 @@
-"""Where UDON's gradients go (UDON_SPEC pitfalls 1 and 2) and the step's loss value."""
+"""Where UDON's gradients go (docs/udon-method.md pitfalls 1 and 2) and the step's loss value."""
 
 from __future__ import annotations
 

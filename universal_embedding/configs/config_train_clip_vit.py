@@ -1,6 +1,6 @@
 """Train a universal embedding from OpenAI CLIP ViT-B/16 (`python -m universal_embedding.main`).
 
-The paper's recipe (UNED_SPEC section 5). Runs are picked with an argument string, e.g.
+The paper's recipe (docs/uned-benchmark.md §5). Runs are picked with an argument string, e.g.
 `--config=universal_embedding/configs/config_train_clip_vit.py:classifier=separate,sampling=round_robin`
 (USCRR); the keys are those of `config_train_vit.py`.
 """

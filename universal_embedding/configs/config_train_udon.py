@@ -1,5 +1,5 @@
 """Train UDON (`python -m universal_embedding.main`): per-domain teachers distilled online into
-the 64-d universal student, with loss-driven domain sampling (UDON_SPEC).
+the 64-d universal student, with loss-driven domain sampling (docs/udon-method.md).
 
 `--config=universal_embedding/configs/config_train_udon.py` trains the AugReg ImageNet-21k
 ViT-B/16 variant (`udon_vit_with_embedding`); `...config_train_udon.py:backbone=clip` the CLIP

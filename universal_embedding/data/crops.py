@@ -1,4 +1,4 @@
-"""Final training crops decoded from only the JPEG pixels they need (UNED_SPEC section 4).
+"""Final training crops decoded from only the JPEG pixels they need (docs/uned-benchmark.md §4).
 
 The geometry is the spec's (resize to a square, random crop, flip), computed as bilinear sample
 positions in the original image, the same positions `tf.image.resize` + slicing use

@@ -1,4 +1,4 @@
-"""Per-backbone image normalisation statistics (UNED_SPEC section 4); no TensorFlow."""
+"""Per-backbone image normalisation statistics (docs/uned-benchmark.md §4); no TensorFlow."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""TensorFlow image transforms of UNED_SPEC section 4: decode, train/eval geometry, normalise."""
+"""TensorFlow image transforms (docs/uned-benchmark.md §4): decode, geometry, normalise."""
 
 from __future__ import annotations
 

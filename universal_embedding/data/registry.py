@@ -1,4 +1,4 @@
-"""The 8 UnED domains as plain, frozen data (UNED_SPEC sections 1 and 2), plus user domains.
+"""The 8 UnED domains as plain, frozen data (docs/uned-benchmark.md §1, §2), plus user domains.
 
 Everything that needs a domain fact (training, both evaluators, the converter)
 reads it from here. The sizes are facts about the real benchmark; code that

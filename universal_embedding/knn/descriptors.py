@@ -1,7 +1,7 @@
 """Descriptor files (npz native; original and UDON JSON), input checks, and batched extraction.
 
-Descriptor dicts are keyed 'domain/split', rows in info-file order (UNED_SPEC
-sections 1 and 7); files of several embeddings per image (UDON) are keyed
+Descriptor dicts are keyed 'domain/split', rows in info-file order (docs/uned-benchmark.md
+§1, §7); files of several embeddings per image (UDON) are keyed
 'domain/split/embedding'. JSON layouts (also under the original's `.pkl` name):
 original/descriptor_files.py.
 Nothing here imports JAX or TensorFlow: `extract` takes any function that maps an image

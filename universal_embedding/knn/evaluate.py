@@ -1,4 +1,4 @@
-"""kNN evaluation: separate and merged (common) protocols (UNED_SPEC sections 2, 3 and 7).
+"""kNN evaluation: separate and merged (common) protocols (docs/uned-benchmark.md §2, §3, §7).
 
 Shared by the trainer's validation, `knn_main` and `descr_eval`. Separate: one
 search per domain against its own index split. Merged: all evaluated domains'
@@ -84,7 +84,7 @@ def evaluate(
     labels: Mapping[str, Sequence[tuple[int, ...]]],
     **plan,
 ) -> dict[str, float]:
-    """Flat UNED_SPEC section 7 results ('cars:separate:test_knn:top_1', ...), fractions.
+    """Flat docs/uned-benchmark.md §7 results ('cars:separate:test_knn:top_1', ...), fractions.
 
     `plan` are run_evaluation's keywords (domains, separate_knns, merged_knns, k, backend).
     """

@@ -124,7 +124,7 @@ class KnnEvaluator:
     def evaluate(
         self, descriptors: Mapping[str, np.ndarray], keep_neighbours: bool = False
     ) -> knn_evaluate.KnnOutput:
-        """Results (UNED_SPEC section 7 keys), neighbours on request, timings."""
+        """Results (docs/uned-benchmark.md §7 keys), neighbours on request, timings."""
         if multi_embedding.is_multi(self.embeddings):
             return multi_embedding.evaluate(
                 descriptors, self.labels, self.plan, self.embeddings, keep_neighbours

@@ -1,4 +1,4 @@
-"""UnED retrieval metrics as vectorised numpy (UNED_SPEC section 3).
+"""UnED retrieval metrics as vectorised numpy (docs/uned-benchmark.md §3).
 
 Labels are sets: a retrieved image is relevant when it shares ANY label with the
 query (same domain is the caller's job: pass domain-local index ids, -1 for

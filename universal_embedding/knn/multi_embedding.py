@@ -1,8 +1,9 @@
-"""Several embeddings per image (UDON_SPEC section 5): extraction, evaluation, results keys.
+"""Several embeddings per image (docs/udon-method.md §5): extraction, evaluation, results keys.
 
 `embedd_to_eval` may list several model outputs, e.g. 'universal_student_embedd,teacher_embedd'.
 Each evaluated domain is embedded with its own teacher (the domain's position in the model's
-training domains; UDON_SPEC pitfall 4: matched by name, not by position in knn_eval_names).
+training domains, matched by name, not by position in knn_eval_names: docs/udon-method.md
+pitfall 4).
 Descriptor dicts then hold 'domain/split/embedding' keys (one name: plain 'domain/split').
 Results: the first listed ("universal") embedding under the usual keys, so results.json,
 best-checkpoint choice and reports read it unchanged; every other one under

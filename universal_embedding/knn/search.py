@@ -1,4 +1,4 @@
-"""Exact top-k inner-product search in bounded memory, deterministic ties (UNED_SPEC section 3).
+"""Exact top-k inner-product search, bounded memory, deterministic ties (docs/uned-benchmark.md §3).
 
 `search` returns the k best index rows per query by inner product (cosine on
 L2-normalised descriptors), ties broken by index position, optionally never

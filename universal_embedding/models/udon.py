@@ -1,4 +1,4 @@
-"""The UDON model (UDON_SPEC section 1): one backbone, per-domain teachers, one universal student.
+"""The UDON model (docs/udon-method.md §1): a backbone, per-domain teachers, a universal student.
 
 backbone -> f = L2norm(class token) -> per domain d a teacher `Mlp(teacher_dim)` -> t_d and one
 student `Mlp(universal_student_dim)` -> s, both L2-normalised; per domain a teacher cosine head

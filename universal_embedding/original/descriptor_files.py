@@ -1,6 +1,6 @@
 """Descriptor and results files in the layouts of the original UnED code and of UDON.
 
-Descriptors (UNED_SPEC section 7): JSON text, even under the original's `.pkl` name
+Descriptors (docs/uned-benchmark.md §7): JSON text, even under the original's `.pkl` name
 (`<base>/descriptors/descriptors_step_<step>.pkl`, step -1 = best checkpoint;
 `descriptors_no_project/` for backbone features). The original wraps each split's n x d array
 in a ONE-element list, `{"domain": {"split": [ [[...], ...] ]}}`; UDON names the embedding,

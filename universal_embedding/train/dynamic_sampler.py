@@ -1,4 +1,4 @@
-"""UDON's dynamic domain sampler (UDON_SPEC section 3): more batches for slower-learning domains.
+"""UDON's dynamic domain sampler (docs/udon-method.md §3): more batches for slower-learning domains.
 
 Steps are numbered s = 1..total_steps here as in the original (the trainer's 0-based loop
 index k is s - 1). The schedule starts as the configured one (round robin by default). Before

@@ -1,4 +1,4 @@
-"""Normalised-softmax losses on cosine logits (UNED_SPEC section 5): normface, cosface, arcface.
+"""Normalised-softmax losses on cosines (docs/uned-benchmark.md §5): normface, cosface, arcface.
 
 Pure functions of (cosines, labels); the model's cosine heads produce the cosines.
 """

@@ -1,4 +1,4 @@
-"""Which domain each training step uses: fixed, seeded schedules (UNED_SPEC section 5).
+"""Which domain each training step uses: fixed, seeded schedules (docs/uned-benchmark.md §5).
 
 A schedule is a plain int array of domain positions (index into the trained domain list),
 one entry per step, so resuming only needs the step number: `domain_positions` says how

@@ -1,4 +1,4 @@
-"""UDON's loss terms (UDON_SPEC section 2): pure functions of cosines and embeddings.
+"""UDON's loss terms (docs/udon-method.md §2): pure functions of cosines and embeddings.
 
 Each batch comes from one domain. With teacher cosines cos_T (teacher embedding t on its
 domain's teacher head) and student cosines cos_S (universal student s on its student head):
