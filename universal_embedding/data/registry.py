@@ -157,7 +157,7 @@ def get_domain(name: str) -> Domain:
     if name not in _BY_NAME:
         raise ValueError(
             f"Unknown UnED domain: '{name}'. Valid names: {', '.join(domain_names())}. Declare a "
-            "domain of your own in a JSON file given as --config.domains_file (README: "
+            "domain of your own in a JSON file given as --config.domains_file (docs/data.md, "
             "'Your own domains')."
         )
     return _BY_NAME[name]

@@ -151,7 +151,8 @@ def resolve_path(path: str) -> str:
     if not os.path.isfile(path):
         raise FileNotFoundError(
             f"Pretrained checkpoint {path} does not exist; check --config.pretrained_ckpt "
-            "(see README for where to download AugReg .npz / CLIP vit_b16.npy files)."
+            "(`python -m universal_embedding.download_models` fetches the AugReg and CLIP files; "
+            "docs/using-a-model.md)."
         )
     return path
 
