@@ -27,6 +27,7 @@ import functools
 import io
 import os
 import sys
+import warnings
 from collections.abc import Iterable, Sequence
 
 import numpy as np
@@ -53,11 +54,16 @@ def read_image_bytes(path: str, max_bytes: int = MAX_IMAGE_BYTES) -> bytes:
     return raw
 
 
+class TooManyPixels(ValueError):
+    """An image over Pillow's MAX_IMAGE_PIXELS, refused before its pixels are decoded."""
+
+
 def check_pixels(width: int, height: int) -> None:
-    """ValueError when width x height is over Pillow's MAX_IMAGE_PIXELS (decompression bombs)."""
+    """TooManyPixels when width x height is over Pillow's MAX_IMAGE_PIXELS (decompression
+    bombs)."""
     limit = Image.MAX_IMAGE_PIXELS
     if limit and width * height > limit:
-        raise ValueError(f"{width}x{height} pixels, over Pillow's MAX_IMAGE_PIXELS={limit}.")
+        raise TooManyPixels(f"{width}x{height} pixels, over Pillow's MAX_IMAGE_PIXELS={limit}.")
 
 
 def decode_jpeg_fast(raw: bytes) -> np.ndarray:
@@ -77,7 +83,10 @@ def decode_jpeg_fast(raw: bytes) -> np.ndarray:
 def decode_pillow(raw: bytes) -> np.ndarray:
     """uint8 [H, W, 3] through Pillow: alpha dropped, grayscale and palettes expanded; 16-bit
     grayscale PNGs keep their high byte, as TensorFlow's PNG decoder does."""
-    with Image.open(io.BytesIO(raw)) as im:
+    with warnings.catch_warnings():  # the size is checked here, not warned about
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+        im = Image.open(io.BytesIO(raw))
+    with im:
         check_pixels(*im.size)
         if raw.startswith(PNG_MAGIC) and im.mode.startswith("I;16"):
             high = (np.asarray(im).astype(np.uint16) >> 8).astype(np.uint8)
@@ -91,7 +100,7 @@ def decode(raw: bytes) -> np.ndarray:
         if raw.startswith(JPEG_MAGIC):
             return decode_jpeg_fast(raw)
         return decode_pillow(raw)
-    except ValueError:
+    except TooManyPixels:
         raise
     except Exception as e:  # decoders raise many types for bad data
         raise ValueError(f"undecodable image ({type(e).__name__}: {e})") from e
