@@ -7,7 +7,7 @@ DEMO_DIR ?= demo_work
 TEST_WORKERS ?= 2
 LINT_PATHS := universal_embedding tests benchmarks convert_to_tfrecord_from_file.py
 
-.PHONY: install install-test demo test lint clean gpu-wheels
+.PHONY: install install-onnx install-test demo test lint clean gpu-wheels
 
 $(VENV)/.installed: requirements.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -15,11 +15,19 @@ $(VENV)/.installed: requirements.txt pyproject.toml
 	$(PY) -m pip install -q --no-deps -e .
 	touch $@
 
-$(VENV)/.installed-test: $(VENV)/.installed requirements-test.txt
+# export --format=onnx and onnxruntime; jax2onnx without its declared dependencies (see the file)
+$(VENV)/.installed-onnx: $(VENV)/.installed requirements-onnx.txt requirements-nodeps.txt
+	$(PY) -m pip install -q -r requirements-onnx.txt
+	$(PY) -m pip install -q --no-deps -r requirements-nodeps.txt
+	touch $@
+
+$(VENV)/.installed-test: $(VENV)/.installed-onnx requirements-test.txt
 	$(PY) -m pip install -q -r requirements-test.txt
 	touch $@
 
 install: $(VENV)/.installed
+
+install-onnx: $(VENV)/.installed-onnx
 
 install-test: $(VENV)/.installed-test
 

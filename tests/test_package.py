@@ -1,4 +1,5 @@
-"""The pip package: dependency ranges admit the pins, console scripts exist, configs by name."""
+"""The pip package: dependency ranges admit the pins, console scripts exist, configs by name;
+the light `serve` install (slow: a fresh venv) embeds without TensorFlow or JAX."""
 
 from __future__ import annotations
 
@@ -20,9 +21,12 @@ SCRIPTS = ("ue-train", "ue-knn", "ue-descr-eval", "ue-extract-dir", "ue-convert"
            "ue-export", "ue-index", "ue-synthetic", "ue-demo", "ue-download-models")  # fmt: skip
 
 
-def _pins() -> dict[str, str]:
+EXTRAS = PYPROJECT["optional-dependencies"]
+
+
+def _pins(file: str = "requirements.txt") -> dict[str, str]:
     pins = {}
-    for line in (REPO / "requirements.txt").read_text().splitlines():
+    for line in (REPO / file).read_text().splitlines():
         line = line.split("#")[0].strip()
         if "==" in line:
             name, version = line.split("==")
@@ -30,9 +34,16 @@ def _pins() -> dict[str, str]:
     return pins
 
 
+def _requirements(*extras: str) -> list[Requirement]:
+    """The base dependencies and those of `extras` (self-references left out)."""
+    specs = PYPROJECT["dependencies"] + [s for e in extras for s in EXTRAS[e]]
+    return [r for r in map(Requirement, specs) if r.name != "universal_embedding"]
+
+
 def test_runtime_ranges_admit_every_pin():
+    """requirements.txt pins exactly the base + `train` dependencies, inside their ranges."""
     pins = _pins()
-    reqs = [Requirement(r) for r in PYPROJECT["dependencies"]]
+    reqs = _requirements("train")
     here = [r for r in reqs if r.marker is None or r.marker.evaluate()]
     names = {r.name.lower() for r in here}
     assert names == set(pins), names ^ set(pins)  # every pin declared, nothing unpinned
@@ -50,15 +61,26 @@ def test_runtime_ranges_admit_every_pin():
     ],
 )
 def test_tensorflow_cpu_only_where_it_has_wheels(env, expected):
-    reqs = [Requirement(r) for r in PYPROJECT["dependencies"]]
+    reqs = _requirements("train")
     chosen = [r.name for r in reqs if r.name.startswith("tensorflow") and r.marker is not None
               and r.marker.evaluate(env)]  # fmt: skip
     assert chosen == [expected]
 
 
+def test_serve_and_onnx_extras_admit_their_pins_and_leave_out_tensorflow_and_jax():
+    pins = _pins("requirements-onnx.txt")
+    assert EXTRAS["onnx"][0] == "universal_embedding[serve]"
+    light = _requirements("serve", "onnx")
+    for r in light:
+        assert r.name.lower() in ("numpy", "pillow") or r.specifier.contains(pins[r.name]), r
+    assert {r.name.lower() for r in light} == {"numpy", "pillow", "onnxruntime", "simplejpeg",
+                                               "onnx", "onnx-ir"}  # fmt: skip
+    assert _pins("requirements-nodeps.txt") == {"jax2onnx": "0.17.1"}
+
+
 def test_python_and_extras():
     assert PYPROJECT["requires-python"] == ">=3.11"
-    assert set(PYPROJECT["optional-dependencies"]) == {"cuda12", "cuda13", "tpu", "test", "wandb"}
+    assert set(EXTRAS) == {"train", "serve", "onnx", "cuda12", "cuda13", "tpu", "test", "wandb"}
     test_pins = {}
     for line in (REPO / "requirements-test.txt").read_text().splitlines():
         if "==" in line:
@@ -116,8 +138,8 @@ def test_packaged_config_used_outside_the_repository(tmp_path):
 def test_pip_install_into_a_fresh_venv(tmp_path):
     venv = tmp_path / "venv"
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=600)
-    pip = subprocess.run([str(venv / "bin" / "pip"), "install", str(REPO)], capture_output=True,
-                         text=True, timeout=3600)  # fmt: skip
+    pip = subprocess.run([str(venv / "bin" / "pip"), "install", f"{REPO}[train]"],
+                         capture_output=True, text=True, timeout=3600)  # fmt: skip
     assert pip.returncode == 0, pip.stdout[-3000:] + pip.stderr[-3000:]
     for name in ("jax", "flax", "faiss-cpu", "safetensors", "universal_embedding"):
         assert subprocess.run([str(venv / "bin" / "pip"), "show", name]).returncode == 0, name

@@ -164,3 +164,73 @@ def test_index_of_final_descriptors_finds_each_image_first(trained, embedder, tm
     assert [r["neighbours"][0]["path"] for r in results] == rel[:3]
     html = index.write_html(str(tmp_path / "q.html"), results, os.path.join(root, "images"))
     assert open(html).read().count('<img src="data:image/jpeg') == 3 * 3
+
+
+# numpy, Pillow, onnxruntime (+ what it needs) and simplejpeg alone: `python -S` with a
+# PYTHONPATH of links to those distributions only, so TensorFlow and JAX are not installed there.
+SERVE_DISTRIBUTIONS = ("numpy", "pillow", "onnxruntime", "flatbuffers", "protobuf", "packaging",
+                       "simplejpeg")  # fmt: skip
+_SERVE_ONLY = """
+import importlib.util, json, sys
+import numpy as np
+absent = [m for m in ("tensorflow", "jax", "flax", "universal_embedding")
+          if importlib.util.find_spec(m) is not None]
+sys.path.insert(0, sys.argv[1])
+import embed_onnx
+files = json.loads(sys.argv[2])
+np.save(sys.argv[3], embed_onnx.embed(files, batch_size=5))
+print(json.dumps(absent))
+"""
+
+
+def _serve_only_path(root) -> str:
+    """A folder of links to the top-level entries of SERVE_DISTRIBUTIONS (nothing else)."""
+    import importlib.metadata
+
+    os.makedirs(root)
+    for name in SERVE_DISTRIBUTIONS:
+        dist = importlib.metadata.distribution(name)
+        for top in {str(f).split("/")[0] for f in dist.files if not str(f).startswith("..")}:
+            target = os.path.join(root, top)
+            if not os.path.exists(target) and top not in ("bin", "__pycache__"):
+                os.symlink(str(dist.locate_file(top)), target)
+    return str(root)
+
+
+@pytest.fixture(scope="module")
+def onnx_export(trained, tmp_path_factory):
+    """The command line `export --format=onnx` on the trained workdir: (out dir, its output)."""
+    out = str(tmp_path_factory.mktemp("onnx"))
+    proc = subprocess.run(
+        [sys.executable, "-m", "universal_embedding.export", f"--workdir={trained[1]}",
+         f"--out={out}", "--format=onnx"],
+        capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return out, proc.stdout
+
+
+def test_onnx_export_embeds_without_tensorflow_or_jax(trained, embedder, onnx_export, tmp_path):
+    root, _, expected, files = trained
+    out, stdout = onnx_export
+    assert sorted(os.listdir(out)) == ["embed_onnx.py", "model.onnx"]
+    assert os.path.join(out, "model.onnx") in stdout
+    pngs = [str(tmp_path / f"{i}.png") for i in range(3)]  # PNG copies of three JPEGs
+    for src, dst in zip(files, pngs, strict=False):
+        Image.open(src).convert("RGB").save(dst)
+    files_all = files + pngs
+    reference = np.concatenate([expected, embedder.embed(pngs)])
+    env = {"PYTHONPATH": _serve_only_path(tmp_path / "site"), "PATH": os.environ["PATH"]}
+    result = str(tmp_path / "emb.npy")
+    proc = subprocess.run(
+        [sys.executable, "-S", "-c", textwrap.dedent(_SERVE_ONLY), out, json.dumps(files_all),
+         result],
+        capture_output=True, text=True, cwd=str(tmp_path), env=env, timeout=300,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert json.loads(proc.stdout.strip().splitlines()[-1]) == []  # none of them importable
+    is_png = np.array([open(f, "rb").read(4) == b"\x89PNG" for f in files_all])
+    assert is_png.sum() >= 3 and (~is_png).sum() >= 10
+    got = np.load(result)
+    assert got.dtype == np.float32 and got.shape == reference.shape
+    np.testing.assert_allclose(got, reference, atol=TOL, rtol=0)  # JPEGs too: TF's pixels
