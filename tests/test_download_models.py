@@ -150,3 +150,35 @@ def test_an_unreachable_server_fails_in_one_line_keeping_the_part(tmp_path):
     with pytest.raises(OSError, match="download failed after 2 tries"):
         dm.download_file("http://127.0.0.1:9/x.npz", str(tmp_path / "x.npz"), retries=2)
     assert (tmp_path / "x.npz.part").read_bytes() == b"abc"
+
+
+# The DINOv2 backbones of facebookresearch/dinov2's README (B/14 and L/14, with registers too).
+DINOV2_URLS = (
+    "https://dl.fbaipublicfiles.com/dinov2/dinov2_vitb14/dinov2_vitb14_pretrain.pth",
+    "https://dl.fbaipublicfiles.com/dinov2/dinov2_vitb14/dinov2_vitb14_reg4_pretrain.pth",
+    "https://dl.fbaipublicfiles.com/dinov2/dinov2_vitl14/dinov2_vitl14_pretrain.pth",
+    "https://dl.fbaipublicfiles.com/dinov2/dinov2_vitl14/dinov2_vitl14_reg4_pretrain.pth",
+)
+
+
+def test_dinov2_addresses_and_config_defaults():
+    from universal_embedding.configs import config_train_dinov2
+
+    assert {f"{dm.DINOV2_BASE_URL}/{rel}" for rel in dm.DINOV2_FILES} == set(DINOV2_URLS)
+    defaults = {
+        config_train_dinov2.get_config(f"variant={v},registers={r}").pretrained_ckpt
+        for v in ("B/14", "L/14")
+        for r in ("false", "true")
+    }
+    assert defaults == {f"data/models/dinov2/{rel}" for rel in dm.DINOV2_FILES}
+
+
+def test_dinov2_set_downloads_into_its_folder(tmp_path):
+    files = {rel: os.urandom(20_000 + i) for i, rel in enumerate(dm.DINOV2_FILES)}
+    with _Server(files) as server:
+        dm.download_sets(str(tmp_path / "data"), ["dinov2"], server.url)
+    for rel, data in files.items():
+        assert (tmp_path / "data" / "models" / "dinov2" / rel).read_bytes() == data
+    assert len(server.requests) == 4
+    with pytest.raises(ValueError, match="--weights=siglip9: valid sets are original, dinov2"):
+        dm.download_sets(str(tmp_path / "data"), ["siglip9"])

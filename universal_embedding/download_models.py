@@ -2,10 +2,15 @@
 fetches), into the same paths under --data_dir:
 
     python -m universal_embedding.download_models [--data_dir data] [--base_url URL]
+        [--weights original,dinov2]
 
     <data_dir>/models/clip/vit_b16.npy                     OpenAI CLIP ViT-B/16
     <data_dir>/models/imagenet/B_16-i21k-...-res_224.npz   AugReg ViT-B/16 (ImageNet-21k + 1k)
     <data_dir>/models/imagenet/S_16-i21k-...-res_224.npz   AugReg ViT-S/16
+
+`--weights=dinov2` fetches the DINOv2 torch hub backbones B/14 and L/14, with and without
+registers, from Meta's server (the addresses of facebookresearch/dinov2's README and
+dinov2/hub/backbones.py) into `<data_dir>/models/dinov2/<arch>/<arch>[_reg4]_pretrain.pth`.
 
 A file already in place is skipped. Each download goes to `<file>.part`, resumes from what is
 there (HTTP Range) after a dropped connection or an interrupted run, is checked against the
@@ -35,6 +40,18 @@ FILES = (
     f"imagenet/{config_train_vit.AUGREG_CHECKPOINTS['B/16']}",
     f"imagenet/{config_train_vit.AUGREG_CHECKPOINTS['S/16']}",
 )
+DINOV2_BASE_URL = "https://dl.fbaipublicfiles.com/dinov2"
+# Paths relative to <data_dir>/models/dinov2/ and to DINOV2_BASE_URL.
+DINOV2_FILES = tuple(
+    f"{arch}/{arch}{reg}_pretrain.pth"
+    for arch in ("dinov2_vitb14", "dinov2_vitl14")
+    for reg in ("", "_reg4")
+)
+# --weights name -> (default base URL, files, folder under <data_dir>/models/).
+WEIGHT_SETS = {
+    "original": (BASE_URL, FILES, ""),
+    "dinov2": (DINOV2_BASE_URL, DINOV2_FILES, "dinov2"),
+}
 # SHA-256 of the files, where known: checked after download ('' = size check only).
 SHA256: dict[str, str] = {}
 CHUNK = 1 << 20
@@ -146,10 +163,13 @@ def _verify(url: str, part: str, total: int | None, expected: int | None, sha: s
         raise ValueError(f"{url}: SHA-256 differs from {sha}; rerun to download it again.")
 
 
-def download_all(data_dir: str, base_url: str = BASE_URL, files: Sequence[str] = FILES) -> None:
-    """Every starting-weight file into <data_dir>/models/<file>, from <base_url>/<file>."""
+def download_all(
+    data_dir: str, base_url: str = BASE_URL, files: Sequence[str] = FILES, folder: str = ""
+) -> None:
+    """Every starting-weight file into <data_dir>/models/[<folder>/]<file>, from
+    <base_url>/<file>."""
     for rel in files:
-        dest = os.path.join(data_dir, "models", *rel.split("/"))
+        dest = os.path.join(data_dir, "models", *folder.split("/"), *rel.split("/"))
         url = f"{base_url.rstrip('/')}/{rel}"
         if download_file(url, dest, sha256=SHA256.get(rel, "")):
             print(f"downloaded {dest}", flush=True)
@@ -159,12 +179,23 @@ def download_all(data_dir: str, base_url: str = BASE_URL, files: Sequence[str] =
 
 def define_flags() -> None:
     flags.DEFINE_string("data_dir", "data", "Weights go to <data_dir>/models/{clip,imagenet}/.")
-    flags.DEFINE_string("base_url", BASE_URL, "Where the files are (a mirror of the original).")
+    flags.DEFINE_string("base_url", "", "Where the files are (a mirror); '' = each set's own.")
+    flags.DEFINE_list("weights", ["original"], f"Weight sets: {', '.join(WEIGHT_SETS)}.")
+
+
+def download_sets(data_dir: str, names: Sequence[str], base_url: str = "") -> None:
+    """The files of each named weight set (WEIGHT_SETS), from base_url when given."""
+    unknown = [n for n in names if n not in WEIGHT_SETS]
+    if unknown:
+        raise ValueError(f"--weights={','.join(unknown)}: valid sets are {', '.join(WEIGHT_SETS)}.")
+    for name in names:
+        default_url, files, folder = WEIGHT_SETS[name]
+        download_all(data_dir, base_url or default_url, files, folder)
 
 
 def main(argv: Sequence[str]) -> None:
     """absl main: download the files with the parsed flags."""
-    download_all(flags.FLAGS.data_dir, flags.FLAGS.base_url)
+    download_sets(flags.FLAGS.data_dir, flags.FLAGS.weights, flags.FLAGS.base_url)
 
 
 def cli() -> None:

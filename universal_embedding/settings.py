@@ -51,9 +51,28 @@ def model_spec(config: ml_collections.ConfigDict) -> ModelSpec:
         mlp_dim=m.get("mlp_dim"),
         num_layers=m.get("num_layers"),
         patch_size=m.get("patch_size"),
+        num_registers=_num_registers(config),
+        pos_interpolation=str(m.get("pos_interpolation", "") or ""),
+        remat=bool(m.get("remat", False)),
         domains=names(config.get("dataset_name", "")),
         **udon_widths,
     )
+
+
+def _num_registers(config: ml_collections.ConfigDict) -> int | None:
+    """config.model.num_registers; for a DINOv2 model left at None, the register tokens of
+    config.pretrained_ckpt (0 without one), so that the model is built to fit the file."""
+    from universal_embedding.models.udon import backbone_family
+
+    given = config.model.get("num_registers")
+    if given is not None or backbone_family(config.model_class) != "dinov2_vit_with_embedding":
+        return given
+    path = config.get("pretrained_ckpt", "") or ""
+    if not path or config.get("train_dir"):
+        return 0
+    from universal_embedding.pretrained import dinov2
+
+    return dinov2.registers_in_file(path)
 
 
 def weight_source(config: ml_collections.ConfigDict) -> loading.WeightSource:
@@ -174,5 +193,13 @@ def train_settings(config: ml_collections.ConfigDict) -> TrainSettings:
         validation_plan=validation_plan(config),
         test_plan=test_plan(config),
         descriptors=descriptor_output(config),
-        config_dict=config.to_dict(),
+        config_dict=_resolved_dict(config, spec),
     )
+
+
+def _resolved_dict(config: ml_collections.ConfigDict, spec: ModelSpec) -> dict:
+    """The config as a dict (config.json) with the register count found in the checkpoint."""
+    out = config.to_dict()
+    if spec.num_registers is not None:
+        out["model"]["num_registers"] = spec.num_registers
+    return out

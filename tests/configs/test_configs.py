@@ -18,6 +18,8 @@ CONFIG_KEYS = {
     "config_train_clip_vit": ("classifier", "sampling", "variant"),
     "config_knn_vit": ("variant",),
     "config_knn_clip_vit": ("variant",),
+    "config_train_dinov2": ("variant", "image_size", "registers", "classifier", "sampling"),
+    "config_knn_dinov2": ("variant", "image_size", "registers"),
     "config_extract_dir_descriptors": ("model_class", "variant"),
     "config_knn_descr_eval": (),
     "config_descr_eval": (),  # the original's path of config_knn_descr_eval
@@ -147,3 +149,18 @@ def test_entry_point_fields_are_declared():
     d = demo.get_config("data_dir=/d,dtype=bfloat16")
     assert (d.info_files_dir, d.model.dtype, d.stop_after_steps) == ("/d/info_files", "bfloat16", 0)
     assert tiny.get_config("data_dir=/t").train_dataset_dir == "/t/tfds"
+
+
+@pytest.mark.parametrize(
+    "arg, message",
+    [
+        ("variant=B/16", r"variant='B/16': choose one of B/14, L/14"),
+        ("image_size=225", r"image_size=225: give a positive multiple of the patch size 14"),
+        ("sampling=random", r"sampling='random' is not one of"),
+    ],
+)
+def test_dinov2_config_arguments_are_checked(arg, message):
+    from universal_embedding.configs import config_train_dinov2
+
+    with pytest.raises(ValueError, match=message):
+        config_train_dinov2.get_config(arg)

@@ -5,7 +5,6 @@ import io
 import os
 import pickle
 import sys
-import zipfile
 from typing import Tuple  # noqa: UP035  (TorchScript wants typing.Tuple)
 
 import ml_dtypes
@@ -110,8 +109,7 @@ def test_plain_npy_array_is_not_a_dict(tmp_path):
 
 
 def test_pt_hint_without_torch_recommends_no_pickle_format(tmp_path, monkeypatch):
-    with zipfile.ZipFile(tmp_path / "model.pt", "w") as z:
-        z.writestr("archive/data.pkl", pickle.dumps({}, protocol=2))
+    (tmp_path / "model.pt").write_bytes(pickle.dumps({}, protocol=2))  # legacy torch pickle
     monkeypatch.setitem(sys.modules, "torch", None)
     with pytest.raises(ImportError, match="needs torch") as e:
         read_checkpoint(str(tmp_path / "model.pt"))
@@ -172,7 +170,13 @@ def test_torch_pickle_that_runs_code_is_refused(tmp_path, zip_format):
     path = tmp_path / "open_clip.bin"
     state = {"visual.conv1.weight": torch.ones(2), "x": WritesMarker(marker)}
     torch.save(state, path, _use_new_zipfile_serialization=zip_format)
-    with pytest.raises(CheckpointError, match=r"weights_only=True.*system") as e:
+    # zip: the restricted reader of safe_pickle.py; legacy pickles: torch.load(weights_only=True)
+    refusal = (
+        r"pickled \w+\.system.*nothing in it was run"
+        if zip_format
+        else r"weights_only=True.*system"
+    )
+    with pytest.raises(CheckpointError, match=refusal) as e:
         read_checkpoint(str(path))
     assert "\n" not in str(e.value)
     assert not marker.exists()
@@ -182,3 +186,26 @@ def test_npz_with_pickled_object_array_is_refused(tmp_path):
     np.savez(tmp_path / "w.npz", a=np.ones(2), b=np.array([{"k": 1}], dtype=object))
     with pytest.raises(CheckpointError, match="not plain numbers"):
         read_checkpoint(str(tmp_path / "w.npz"))
+
+
+def test_torch_save_zip_read_without_torch(tmp_path, monkeypatch):
+    """A zip-format torch.save state dict (DINOv2's .pth) through the restricted reader."""
+    big = torch.arange(10.0)
+    layer = torch.nn.Linear(3, 2)
+    state = layer.state_dict()  # an OrderedDict with _metadata, as model.state_dict() saves
+    state["half"] = torch.tensor([0.5, 1.5], dtype=torch.float16)
+    state["bf16"] = torch.tensor([1.0, 3.0], dtype=torch.bfloat16)
+    state["view"] = big[2:8:2]
+    state["steps"] = torch.tensor([7], dtype=torch.int64)
+    path = tmp_path / "dinov2_vitb14_pretrain.pth"
+    torch.save({"model": state, "epoch": 3}, path)
+    want_w = layer.weight.detach().numpy().copy()
+    monkeypatch.setitem(sys.modules, "torch", None)
+    container, arrays = read_checkpoint(str(path))
+    assert container == "torch_zip"
+    assert sorted(arrays) == ["bf16", "bias", "half", "steps", "view", "weight"]
+    np.testing.assert_array_equal(arrays["weight"], want_w)
+    np.testing.assert_array_equal(arrays["half"], [0.5, 1.5])
+    np.testing.assert_array_equal(arrays["bf16"], [1.0, 3.0])
+    np.testing.assert_array_equal(arrays["view"], [2.0, 4.0, 6.0])
+    assert arrays["steps"].dtype == np.int64 and arrays["steps"].tolist() == [7]

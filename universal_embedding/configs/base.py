@@ -92,7 +92,9 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     c.reduced_jpeg_decode = False
 
     # ---- model ----
-    c.model_class = "vit_with_embedding"  # or 'clip_vit_with_embedding'
+    c.model_class = (
+        "vit_with_embedding"  # or 'clip_vit_with_embedding', 'dinov2_vit_with_embedding'
+    )
     c.model_type = "B/16"  # S/16, B/16 (or Ti/16, L/16)
     c.pretrained_ckpt = ""  # .npz / .npy / .pt / .bin / .safetensors; '' = random init
     c.model = ml_collections.ConfigDict()
@@ -108,6 +110,14 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     c.model.mlp_dim = ml_collections.FieldReference(None, field_type=int)
     c.model.num_layers = ml_collections.FieldReference(None, field_type=int)
     c.model.patch_size = ml_collections.FieldReference(None, field_type=int)
+    # Rematerialise each transformer block in the backward pass (less memory, same gradients).
+    c.model.remat = False
+    # DINOv2 only: register tokens (None: as many as the pretrained checkpoint holds, else 0) and
+    # how the checkpoint's position embedding is resized to the training grid: '' = by the file
+    # (Hugging Face -> 'transformers', torch hub .pth -> 'timm') | 'transformers' | 'timm' | 'meta'
+    # (docs/backbones.md).
+    c.model.num_registers = ml_collections.FieldReference(None, field_type=int)
+    c.model.pos_interpolation = ""
     c.embedd_to_eval = "projected"  # or 'backbone_out'
 
     # ---- heads and loss ----

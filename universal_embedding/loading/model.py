@@ -33,6 +33,7 @@ MODEL_FIELDS = ("model_class", "model_type", "image_size", "normalization")
 # model.* fields that are compute settings of this run, not part of the trained model.
 COMPUTE_FIELDS = ("dtype", "attention")
 SOURCES = ("train_dir", "pretrained", "random")
+DINOV2 = "dinov2_vit_with_embedding"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -172,6 +173,15 @@ def initial_params(spec: ModelSpec, model, source: WeightSource) -> dict:
     return params
 
 
+def with_file_registers(spec: ModelSpec, path: str) -> ModelSpec:
+    """A DINOv2 spec whose register count is not given takes the count the file holds."""
+    if spec.num_registers is not None or udon.backbone_family(spec.model_class) != DINOV2:
+        return spec
+    from universal_embedding.pretrained import dinov2
+
+    return dataclasses.replace(spec, num_registers=dinov2.registers_in_file(path))
+
+
 def without_heads(params: Mapping) -> dict:
     """Params of the embedding alone (backbone + projection): what extraction needs."""
     return {k: v for k, v in params.items() if k != "heads"}
@@ -182,6 +192,8 @@ def load_model(spec: ModelSpec, source: WeightSource) -> LoadedModel:
 
     `spec` is the resolved one (`resolve_spec(spec, source)`, done once by the entry point)."""
     kind = weights_source(source)
+    if kind == "pretrained":
+        spec = with_file_registers(spec, source.pretrained_ckpt)
     model = embedding_model.build_model(spec, None)
     if kind == "train_dir" and original_ckpt.is_original_workdir(source.train_dir):
         params, info = original_workdir.load_params(

@@ -20,12 +20,17 @@ import jax.numpy as jnp
 
 from universal_embedding.models.attention import pad_multiple, resolve_implementation
 from universal_embedding.models.clip_vit import ClipViT
+from universal_embedding.models.dinov2 import Dinov2ViT
 from universal_embedding.models.heads import CosineHeads, l2_normalize
 from universal_embedding.models.spec import ModelSpec
 from universal_embedding.models.vit import ViT
 
 ALL_HEADS = "*"  # head=ALL_HEADS: every head's cosines concatenated (train step, init_params)
-MODEL_CLASSES = {"vit_with_embedding": ViT, "clip_vit_with_embedding": ClipViT}
+MODEL_CLASSES = {
+    "vit_with_embedding": ViT,
+    "clip_vit_with_embedding": ClipViT,
+    "dinov2_vit_with_embedding": Dinov2ViT,
+}
 DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
 # name -> (hidden_size, num_heads, mlp_dim, num_layers); the patch size follows the '/'.
 VARIANTS = {
@@ -138,6 +143,9 @@ def build_model(spec: ModelSpec, classes_per_head: Mapping[str, int] | None) -> 
     extra = {}
     if family == "vit_with_embedding":  # CLIP keeps its quick-GELU
         extra["gelu_approximate"] = bool(spec.gelu_approximate)
+    if family == "dinov2_vit_with_embedding":
+        extra["num_registers"] = int(spec.num_registers or 0)
+        extra["remat"] = bool(spec.remat)
     backbone = MODEL_CLASSES[family](
         **dataclasses.asdict(size),
         dtype=dtype,

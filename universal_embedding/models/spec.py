@@ -17,6 +17,8 @@ MODEL_FIELDS = (
     "mlp_dim",
     "num_layers",
     "patch_size",
+    "num_registers",
+    "pos_interpolation",
 )
 UDON_FIELDS = ("teacher_dim", "universal_student_dim")  # present only on UDON configs
 
@@ -40,6 +42,9 @@ class ModelSpec:
     mlp_dim: int | None = None
     num_layers: int | None = None
     patch_size: int | None = None
+    num_registers: int | None = None  # DINOv2 register tokens; None: from the checkpoint, else 0
+    pos_interpolation: str = ""  # DINOv2 position-embedding resize: '' (by file) | see POS_MODES
+    remat: bool = False  # rematerialise each transformer block in the backward pass
     teacher_dim: tuple[int, ...] | None = None
     universal_student_dim: tuple[int, ...] | None = None
     domains: tuple[str, ...] = ()  # training domains, in dataset_name order (UDON teachers)

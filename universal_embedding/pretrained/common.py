@@ -162,16 +162,22 @@ def _listing(title: str, lines: list[str]) -> str:
 
 
 def merge_strict(
-    backbone: Mapping, conv: Converted, source: str, posemb_path: str, headline: str = ""
+    backbone: Mapping,
+    conv: Converted,
+    source: str,
+    posemb_path: str,
+    headline: str = "",
+    resize: Callable[[np.ndarray, int], np.ndarray] = resize_position_embedding,
 ) -> dict:
-    """Backbone params from the checkpoint; any missing/unexpected/mis-shaped tensor raises."""
+    """Backbone params from the checkpoint; any missing/unexpected/mis-shaped tensor raises.
+    A position embedding of another grid is resized by `resize(posemb, num_tokens)`."""
     expected = {p: tuple(np.shape(v)) for p, v in flatten(backbone).items()}  # arrays or abstract
     got = dict(conv.params)
     pos = got.get(posemb_path)
     if pos is not None and posemb_path in expected and pos.shape != expected[posemb_path]:
         want = expected[posemb_path]
         if pos.shape[:-2] == want[:-2] and pos.shape[-1] == want[-1]:
-            got[posemb_path] = resize_position_embedding(pos, want[-2])
+            got[posemb_path] = resize(pos, want[-2])
 
     def named(p: str) -> str:
         src = conv.sources.get(p)

@@ -3,8 +3,9 @@
 File containers are told apart by their first bytes: `.npz` (zip of .npy), `.npy` (pickled
 dict), TorchScript (zip with constants.pkl), PyTorch (zip with data.pkl, or legacy pickle) and
 safetensors (8-byte header length then JSON); a file named `.safetensors` must be one. No code
-in a weight file runs: pickles are read by restricted unpicklers (safe_pickle.py) or by
-`torch.load(weights_only=True)`; torch is imported only for non-TorchScript PyTorch files.
+in a weight file runs: pickles are read by restricted unpicklers (safe_pickle.py; TorchScript
+and zip-format torch.save files, without torch) or, for legacy (non-zip) torch pickles only, by
+`torch.load(weights_only=True)`.
 """
 
 from __future__ import annotations
@@ -29,7 +30,8 @@ def _is_safetensors(head: bytes, file_size: int) -> bool:
 
 
 def detect_container(path: str) -> str:
-    """'npz' | 'npy' | 'torchscript' | 'torch' | 'safetensors' from the file's content."""
+    """'npz' | 'npy' | 'torchscript' | 'torch_zip' | 'torch' (legacy pickle) | 'safetensors'
+    from the file's content."""
     with open(path, "rb") as f:
         head = f.read(16)
     if _is_safetensors(head, os.path.getsize(path)):
@@ -46,7 +48,7 @@ def detect_container(path: str) -> str:
             names = z.namelist()
         if names and all(n.endswith(".npy") for n in names):
             return "npz"
-        return "torchscript" if safe_pickle.is_torchscript(names) else "torch"
+        return "torchscript" if safe_pickle.is_torchscript(names) else "torch_zip"
     if head[:1] == b"\x80":
         return "torch"  # legacy (non-zip) torch.save pickle
     raise CheckpointError(
@@ -113,11 +115,7 @@ def _read_torch(path: str) -> dict[str, np.ndarray]:
             f"{path}: refused by torch.load(weights_only=True), nothing in it was run ({why}). "
             "Use the original weights or a .safetensors file."
         ) from None
-    for wrapper in ("state_dict", "model"):
-        if isinstance(state, dict) and isinstance(state.get(wrapper), dict):
-            state = state[wrapper]
-    if not isinstance(state, dict):
-        raise CheckpointError(f"{path} holds a {type(state).__name__}, not a state dict.")
+    state = _state_dict(path, state)
     return {
         k.removeprefix("module."): v.detach().to(torch.float32).numpy()
         if v.is_floating_point()
@@ -125,6 +123,22 @@ def _read_torch(path: str) -> dict[str, np.ndarray]:
         for k, v in state.items()
         if torch.is_tensor(v)
     }
+
+
+def _state_dict(path: str, state: object) -> dict:
+    """The state dict inside a training checkpoint's 'state_dict' / 'model' wrapper, if any."""
+    for wrapper in ("state_dict", "model"):
+        if isinstance(state, dict) and isinstance(state.get(wrapper), dict):
+            state = state[wrapper]
+    if not isinstance(state, dict):
+        raise CheckpointError(f"{path} holds a {type(state).__name__}, not a state dict.")
+    return state
+
+
+def _read_torch_zip(path: str) -> dict[str, np.ndarray]:
+    """A zip-format torch.save state dict through the restricted reader (torch not needed)."""
+    state = _state_dict(path, safe_pickle.load_torch_zip(path))
+    return {k.removeprefix("module."): v for k, v in state.items() if isinstance(v, np.ndarray)}
 
 
 def _read_npz(path: str) -> dict[str, np.ndarray]:
@@ -139,7 +153,7 @@ def _read_npz(path: str) -> dict[str, np.ndarray]:
 
 READERS = {"npz": _read_npz, "npy": safe_pickle.load_npy_dict}
 READERS |= {"torchscript": safe_pickle.load_torchscript}
-READERS |= {"safetensors": _read_safetensors, "torch": _read_torch}
+READERS |= {"safetensors": _read_safetensors, "torch": _read_torch, "torch_zip": _read_torch_zip}
 
 
 def resolve_path(path: str) -> str:

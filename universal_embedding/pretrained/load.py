@@ -20,12 +20,13 @@ import numpy as np
 
 from universal_embedding.models.spec import ModelSpec
 from universal_embedding.models.udon import backbone_family
-from universal_embedding.pretrained import augreg, clip, hf
+from universal_embedding.pretrained import augreg, clip, dinov2, hf
 from universal_embedding.pretrained.common import (
     CheckpointError,
     Converted,
     flatten,
     merge_strict,
+    resize_position_embedding,
 )
 from universal_embedding.pretrained.files import read_checkpoint, resolve_path
 
@@ -41,9 +42,26 @@ class Format:
     detect: Callable[[set[str]], bool]
     convert: Callable[[Mapping[str, np.ndarray], int], Converted]
     posemb: str
+    pos_reference: str = ""  # DINOv2: the implementation whose posemb resize the file is held to
 
 
 FORMATS = (
+    Format(
+        "Hugging Face DINOv2",
+        dinov2.FAMILY,
+        dinov2.is_hf_dinov2,
+        dinov2.convert_hf,
+        dinov2.POSEMB,
+        "transformers",
+    ),  # fmt: skip
+    Format(
+        "DINOv2 torch hub",
+        dinov2.FAMILY,
+        dinov2.is_hub_dinov2,
+        dinov2.convert_hub,
+        dinov2.POSEMB,
+        "timm",
+    ),  # fmt: skip
     Format("AugReg ViT", augreg.FAMILY, augreg.is_augreg, augreg.convert, augreg.POSEMB),
     Format("OpenAI CLIP", clip.FAMILY, clip.is_openai_clip, clip.convert, clip.POSEMB),
     Format("Hugging Face CLIP", hf.CLIP_FAMILY, hf.is_hf_clip, hf.convert_clip, clip.POSEMB),
@@ -66,6 +84,13 @@ SIZE_PATHS = {
         "transformer/resblocks_0/attn/query/kernel",
         r"transformer/resblocks_(\d+)/",
     ),
+    "dinov2_vit_with_embedding": (
+        "cls_token",
+        "blocks_0/mlp/Dense_0/kernel",
+        "patch_embed/kernel",
+        "blocks_0/attn/query/kernel",
+        r"blocks_(\d+)/",
+    ),
 }
 
 
@@ -76,8 +101,8 @@ def detect_format(path: str, names: set[str]) -> Format:
             return fmt
     sample = ", ".join(sorted(names)[:8])
     raise CheckpointError(
-        f"{path}: unknown tensor names (e.g. {sample}); expected AugReg ViT, OpenAI CLIP "
-        "or Hugging Face CLIPVisionModel/ViTModel weights."
+        f"{path}: unknown tensor names (e.g. {sample}); expected AugReg ViT, OpenAI CLIP, "
+        "DINOv2 (torch hub) or Hugging Face CLIPVisionModel/ViTModel/Dinov2Model weights."
     )
 
 
@@ -125,7 +150,10 @@ def load_pretrained(params: dict, path: str, spec: ModelSpec) -> dict:
     _check_heads(path, fmt, model_size.num_heads, model_size.hidden_size)
     conv = fmt.convert(arrays, model_size.num_heads)
     headline = _size_headline(model_size, _size(conv.params, fmt.family), spec)
-    loaded = merge_strict(params["backbone"], conv, path, fmt.posemb, headline)
+    resize = resize_position_embedding
+    if fmt.pos_reference:
+        resize = dinov2.posemb_resizer(spec.pos_interpolation or fmt.pos_reference, conv)
+    loaded = merge_strict(params["backbone"], conv, path, fmt.posemb, headline, resize)
     _check_finite(loaded, conv.sources, path)
     log.info(
         "Loaded %d backbone tensors from %s (%s, %s); skipped %d: %s",

@@ -4,8 +4,9 @@ A pickle names the callables that rebuild its objects, and the standard unpickle
 calls whatever it names, so a crafted weight file could run any code. These unpicklers look
 every name up in a fixed table (importing nothing) and refuse any other, naming it. Two
 containers are read this way: OpenAI's `vit_b16.npy` (an object .npy holding a pickled dict of
-arrays) and TorchScript archives (OpenAI's `ViT-B-16.pt`), whose `data.pkl` is read for its
-tensors while the TorchScript code next to it is never compiled or run.
+arrays), TorchScript archives (OpenAI's `ViT-B-16.pt`), whose `data.pkl` is read for its
+tensors while the TorchScript code next to it is never compiled or run, and the zip archives
+of `torch.save` (DINOv2's torch hub `.pth`), read the same way without importing torch.
 """
 
 from __future__ import annotations
@@ -208,21 +209,36 @@ def is_torchscript(names: list[str]) -> bool:
     )
 
 
-def load_torchscript(path: str) -> dict[str, np.ndarray]:
-    """{dotted name: array} of every tensor attribute of a TorchScript archive's modules."""
+class _TorchSaveUnpickler(_TorchScriptUnpickler):
+    """torch.save archives: tensors and plain containers, no TorchScript objects."""
+
+    def find_class(self, module: str, name: str) -> Any:
+        return _Restricted.find_class(self, module, name)
+
+
+def load_torch_zip(path: str) -> Any:
+    """The object a zip-format `torch.save` file holds, tensors as numpy arrays."""
+    return _read_archive(path, _TorchSaveUnpickler)
+
+
+def _read_archive(path: str, unpickler_class: type) -> Any:
+    """The unpickled data.pkl of a torch zip archive, its storages read from data/<key>."""
     with zipfile.ZipFile(path) as z:
         data_pkl = min((n for n in z.namelist() if n.endswith("/data.pkl")), key=len)
         root = data_pkl.removesuffix("data.pkl")
         byteorder = root + "byteorder"
         if byteorder in z.namelist() and z.read(byteorder).strip() != b"little":
             raise CheckpointError(f"{path}: big-endian TorchScript archives are not supported.")
-        unpickler = _TorchScriptUnpickler(
-            io.BytesIO(z.read(data_pkl)), lambda name: z.read(root + name)
-        )
+        unpickler = unpickler_class(io.BytesIO(z.read(data_pkl)), lambda name: z.read(root + name))
         try:
-            obj = _load(unpickler, path)
+            return _load(unpickler, path)
         except KeyError as e:
             raise CheckpointError(f"{path}: missing archive record {e}.") from None
+
+
+def load_torchscript(path: str) -> dict[str, np.ndarray]:
+    """{dotted name: array} of every tensor attribute of a TorchScript archive's modules."""
+    obj = _read_archive(path, _TorchScriptUnpickler)
     out: dict[str, np.ndarray] = {}
     try:
         _named_tensors(obj, "", out, set())
