@@ -71,6 +71,7 @@ ENTRY_POINTS = {
     "index",
     "download_models",
     "settings",
+    "train_settings",
 }
 
 
