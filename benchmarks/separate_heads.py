@@ -28,7 +28,7 @@ import numpy as np
 import optax
 import train_throughput
 
-from universal_embedding import settings
+from universal_embedding import settings, train_settings
 from universal_embedding.data import registry
 from universal_embedding.distributed import mesh as mesh_lib
 from universal_embedding.models import embedding_model
@@ -96,17 +96,17 @@ def print_flops_table(config, batch: int, classes: dict[str, int]) -> None:
     print(f"{100 * np.average(extra, weights=sizes):.4f}%")
 
 
-def per_head_loss_fn(model, loss_config, name):
+def per_head_loss_fn(model, loss_settings, name):
     """The previous loss: cosines of head `name` alone, softmax over its classes."""
 
     def loss_fn(params, images, labels):
         cosines = model.apply({"params": params}, images, train=True, head=name)["logits"]
-        return losses.loss_from_config(cosines, labels, loss_config)
+        return losses.loss_from_settings(cosines, labels, loss_settings)
 
     return loss_fn
 
 
-def switch_loss_fn(model, loss_config):
+def switch_loss_fn(model, loss_settings):
     """One program: backbone once, then lax.switch over per-head cosines + loss."""
     names = [n for n, _ in model.classes_per_head]
 
@@ -114,7 +114,7 @@ def switch_loss_fn(model, loss_config):
         def fn(projected, head_params, labels):
             kernel = l2_normalize(head_params[name]["kernel"], axis=0)
             cosines = l2_normalize(projected) @ kernel
-            return losses.loss_from_config(cosines, labels, loss_config)
+            return losses.loss_from_settings(cosines, labels, loss_settings)
 
         return fn
 
@@ -145,12 +145,13 @@ def jit_step(loss_fn, tx, mesh):
 def build(variant, model, tx, mesh, config) -> dict:
     """The programs of one variant: {name: step(state, batch)} per head, or {ALL: step(state,
     batch, head)} for the one-program variants."""
+    loss = train_settings.loss_settings(config.loss)
     if variant == "per_head":
         names = [n for n, _ in model.classes_per_head]
-        return {n: jit_step(per_head_loss_fn(model, config.loss, n), tx, mesh) for n in names}
+        return {n: jit_step(per_head_loss_fn(model, loss, n), tx, mesh) for n in names}
     if variant == "one_program":
-        return {ALL: steps.make_train_step(model, tx, mesh, loss_config=config.loss)}
-    return {ALL: jit_step(switch_loss_fn(model, config.loss), tx, mesh)}
+        return {ALL: steps.make_train_step(model, tx, mesh, loss=loss)}
+    return {ALL: jit_step(switch_loss_fn(model, loss), tx, mesh)}
 
 
 def run_step(programs: dict, state, batch, name: str, head):
@@ -185,7 +186,8 @@ def main(argv=None) -> None:
     params = jax.device_get(
         embedding_model.init_params(model, jax.random.key(0), config.image_size)
     )
-    tx = optimizers.make_optimizer(config, steps_per_epoch=1000, total_steps=100_000)
+    opt = train_settings.optimizer_settings(config)
+    tx = optimizers.make_optimizer(opt, steps_per_epoch=1000, total_steps=100_000)
     rng = np.random.default_rng(0)
     shape = (args.batch_size, config.image_size, config.image_size, 3)
     batches = {

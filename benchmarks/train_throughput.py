@@ -30,7 +30,7 @@ import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 
-from universal_embedding import settings
+from universal_embedding import settings, train_settings  # noqa: E402
 from universal_embedding.configs import base  # noqa: E402
 from universal_embedding.data import registry  # noqa: E402
 from universal_embedding.distributed import mesh as mesh_lib  # noqa: E402
@@ -125,7 +125,8 @@ def bench_jax(args, dtype: str, attention: str, mesh) -> dict:
     heads = classes_per_head(args.tiny)
     model = embedding_model.build_model(settings.model_spec(config), heads)
     params = embedding_model.init_params(model, jax.random.key(0), config.image_size)
-    tx = optimizers.make_optimizer(config, steps_per_epoch=1000, total_steps=100_000)
+    opt = train_settings.optimizer_settings(config)
+    tx = optimizers.make_optimizer(opt, steps_per_epoch=1000, total_steps=100_000)
     state = steps.create_train_state(params, tx, mesh)
     rng = np.random.default_rng(0)
     shape = (args.batch_size, config.image_size, config.image_size, 3)
@@ -137,7 +138,11 @@ def bench_jax(args, dtype: str, attention: str, mesh) -> dict:
         mesh,
     )
     step = steps.make_train_step(
-        model, tx, mesh, loss_config=config.loss, train_backbone=not args.frozen
+        model,
+        tx,
+        mesh,
+        loss=train_settings.loss_settings(config.loss),
+        train_backbone=not args.frozen,
     )
     head = steps.head_index(model, args.head, mesh)
     t0 = time.perf_counter()

@@ -13,16 +13,6 @@ import pathlib
 
 ROOT = pathlib.Path(__file__).resolve().parents[1] / "universal_embedding"
 SKIPPED = {"configs", "iccv_configs", "original"}
-# Still taking a config, each moved by another part of the refactor: knn/report.py's
-# evaluate_and_report (unused by now; the report/ package replaces the module) and the
-# trainer's modules (to take a TrainSettings built by universal_embedding/settings.py).
-PENDING = {
-    "knn/report.py",
-    "train/optimizers.py",
-    "train/plan.py",
-    "train/trainer.py",
-    "train/method.py",
-}
 
 
 def _checked(path: pathlib.Path) -> bool:
@@ -63,13 +53,7 @@ def _all_violations() -> dict[str, list[str]]:
 
 
 def test_no_library_module_takes_a_config():
-    found = {m: v for m, v in _all_violations().items() if m not in PENDING}
-    assert found == {}
-
-
-def test_pending_modules_still_need_their_move():
-    """A module that no longer takes a config leaves PENDING (so the list stays true)."""
-    assert set(_all_violations()) >= PENDING
+    assert _all_violations() == {}
 
 
 def test_the_checker_sees_a_planted_config_parameter():

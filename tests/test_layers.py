@@ -72,6 +72,7 @@ ENTRY_POINTS = {
     "index",
     "download_models",
     "settings",
+    "train_settings",
 }
 
 

@@ -38,14 +38,15 @@ def make_data(data_dir: str) -> None:
 
 def evaluate_untrained(config, out_dir: str) -> dict[str, float]:
     """Test kNN of the model training starts from (same seed, no step taken)."""
-    from universal_embedding import loading, settings
+    from universal_embedding import loading, settings, train_settings
     from universal_embedding.knn import evaluator
     from universal_embedding.models import embedding_model
     from universal_embedding.report import results_files
     from universal_embedding.train import plan
 
     spec = settings.model_spec(config)
-    model = embedding_model.build_model(spec, plan.make_plan(config).classes_per_head)
+    heads = plan.make_plan(train_settings.plan_settings(config)).classes_per_head
+    model = embedding_model.build_model(spec, heads)
     params = loading.initial_params(spec, model, settings.weight_source(config))
     data = settings.eval_data(config, spec)
     knn = evaluator.KnnEvaluator(model, settings.test_plan(config), data, config.embedd_to_eval)
@@ -123,7 +124,7 @@ def run_demo(
 
     print("[3/4] training (rerun the same command to resume after an interruption)", flush=True)
     trained_dir = os.path.join(workdir, f"{prefix}trained")
-    trainer.train_and_evaluate(config, trained_dir, settings.train_settings(config))
+    trainer.train_and_evaluate(trained_dir, settings.train_settings(config))
     timings["train+test"] = time.time() - t0 - sum(timings.values())
 
     print("[4/4] results (test kNN; merged index of all 8 domains)\n", flush=True)

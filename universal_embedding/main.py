@@ -12,7 +12,7 @@ def main(config: ml_collections.ConfigDict, workdir: str) -> dict[str, float]:
     """Register the config's own domains (domains_file), build the trainer's typed settings
     once, then train and test."""
     settings.register_domains(config)
-    return trainer.train_and_evaluate(config, workdir, settings.train_settings(config))
+    return trainer.train_and_evaluate(workdir, settings.train_settings(config))
 
 
 def cli() -> None:

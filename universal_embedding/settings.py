@@ -1,7 +1,8 @@
 """The one place a ConfigDict becomes the typed values the library takes.
 
 Every entry point (main, knn_main, descr_eval, extract_dir_descriptors, demo) calls these once
-and passes the values down; nothing below the entry points reads a config. Comma strings
+and passes the values down; nothing below the entry points reads a config. The trainer's parts
+(plan, optimiser, method, data, run) are built in train_settings.py and gathered here. Comma strings
 (dataset_name, knn_eval_names, eval_knns, disabled_*_knns) are split here, once. Domains of a
 `domains_file` are registered by `register_domains`, which every entry point calls first.
 """
@@ -181,18 +182,27 @@ def descriptor_output(config: ml_collections.ConfigDict) -> DescriptorOutput:
 
 
 def train_settings(config: ml_collections.ConfigDict) -> TrainSettings:
-    """Everything typed the trainer takes: model spec, starting weights, evaluation data and
-    plans, descriptor output, and the config as a dict (config.json, hparams)."""
+    """Everything typed the trainer takes (train/settings.py): model spec, starting weights,
+    plan inputs, optimiser, method (losses, sampling), training data, evaluation data and plans,
+    descriptor output, run settings, and the config as a dict (config.json, hparams). The
+    trainer's own parts come from train_settings.py; register_domains must run first."""
+    from universal_embedding import train_settings as parts
     from universal_embedding.train.settings import TrainSettings
 
+    config = config.copy_and_resolve_references()
     spec = model_spec(config)
     return TrainSettings(
         model=spec,
         weights=weight_source(config),
+        plan=parts.plan_settings(config),
+        optimizer=parts.optimizer_settings(config),
+        method=parts.method_settings(config),
+        data=parts.train_data(config),
         eval_data=eval_data(config, spec),
         validation_plan=validation_plan(config),
         test_plan=test_plan(config),
         descriptors=descriptor_output(config),
+        run=parts.run_settings(config),
         config_dict=_resolved_dict(config, spec),
     )
 

@@ -8,7 +8,7 @@ import jax
 import numpy as np
 import pytest
 
-from universal_embedding import checkpoint
+from universal_embedding import checkpoint, train_settings
 from universal_embedding.configs import base
 from universal_embedding.distributed import mesh as mesh_lib
 from universal_embedding.train import optimizers, steps
@@ -20,7 +20,9 @@ def _state(mesh, seed=0, width=3):
         "backbone": {"w": rng.normal(size=(4, width)).astype(np.float32)},
         "heads": {"cars": {"kernel": rng.normal(size=(width, 5)).astype(np.float32)}},
     }
-    tx = optimizers.make_optimizer(base.get_config(), steps_per_epoch=1, total_steps=10)
+    tx = optimizers.make_optimizer(
+        train_settings.optimizer_settings(base.get_config()), steps_per_epoch=1, total_steps=10
+    )
     return steps.create_train_state(params, tx, mesh)
 
 

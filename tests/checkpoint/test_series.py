@@ -9,7 +9,7 @@ import numpy as np
 import optax
 import pytest
 
-from universal_embedding import checkpoint
+from universal_embedding import checkpoint, train_settings
 from universal_embedding.configs import base
 from universal_embedding.distributed import mesh as mesh_lib
 from universal_embedding.train import optimizers, steps
@@ -25,7 +25,9 @@ def _state(mesh, seed=0):
         "heads": {"cars": {"kernel": rng.normal(size=(3, 5)).astype(np.float32)}},
     }
     # the project's optimiser: multi_transform + freeze wrapper state must round-trip too
-    tx = optimizers.make_optimizer(base.get_config(), steps_per_epoch=1, total_steps=10)
+    tx = optimizers.make_optimizer(
+        train_settings.optimizer_settings(base.get_config()), steps_per_epoch=1, total_steps=10
+    )
     state = steps.create_train_state(params, tx, mesh)
     grads = jax.tree.map(jnp.ones_like, state.params)  # give Adam non-zero moments
     updates, opt_state = jax.jit(tx.update)(grads, state.opt_state, state.params)

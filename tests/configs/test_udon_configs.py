@@ -2,8 +2,8 @@
 
 import pytest
 
+from universal_embedding import train_settings
 from universal_embedding.configs import config_train_udon, demo
-from universal_embedding.train import udon_losses
 
 
 def test_udon_config_has_the_original_defaults():
@@ -18,7 +18,7 @@ def test_udon_config_has_the_original_defaults():
     assert c.update_sampler_logit_type == "teacher"
     assert tuple(c.model.teacher_dim) == (256,) and tuple(c.model.universal_student_dim) == (64,)
     assert c.embedd_to_eval == "universal_student_embedd,teacher_embedd"
-    udon_losses.UdonLossConfig.from_config(c.loss)  # every loss field present and valid
+    train_settings.udon_loss(c.loss)  # every loss field present and valid
     clip = config_train_udon.get_config("backbone=clip")
     assert clip.model_class == "udon_clip_vit_with_embedding"
     assert clip.pretrained_ckpt == "data/models/clip/vit_b16.npy"

@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 
-from universal_embedding import settings
+from universal_embedding import settings, train_settings
 from universal_embedding.configs import config_knn_descr_eval
 from universal_embedding.data import custom_domains, registry
 
@@ -97,7 +97,7 @@ def test_ninth_domain_from_synthetic_data_through_prepare_and_evaluation(tmp_pat
     c.dataset_name = c.knn_eval_names = "toys"
     c.domains_file = domains_file
     settings.register_domains(c)  # the entry point's first step
-    p = plan.make_plan(c)
+    p = plan.make_plan(train_settings.plan_settings(c))
     labels = info_files.load_split(c.info_files_dir, "toys", "train").labels
     assert p.domains == ("toys",) and p.train_sizes == (len(labels),)
     assert p.classes_per_head == {"joint": max(max(x) for x in labels) + 1}

@@ -21,6 +21,7 @@ from universal_embedding import (
     knn_main,
     loading,
     settings,
+    train_settings,
     writers,
 )
 from universal_embedding import main as train_main
@@ -325,7 +326,7 @@ def test_init_ckpt_gives_every_tensor_heads_included(
 
     monkeypatch.setattr(embedding_model, "init_params", shaped_init)
     c = train_config(data_dir, classifier=classifier)
-    heads = plan.make_plan(c).classes_per_head
+    heads = plan.make_plan(train_settings.plan_settings(c)).classes_per_head
     params = random_params(c, heads, seed=3)
     # the original run listed the domains the other way round: heads are matched by name
     domains = ["sop", "cars"] if classifier == "separate" else ["joint"]
@@ -338,7 +339,9 @@ def test_init_ckpt_gives_every_tensor_heads_included(
             loading.initial_params(settings.model_spec(c), model, settings.weight_source(c)), params
         )
     c.classifier = "joint" if classifier == "separate" else "separate"
-    other = embedding_model.build_model(settings.model_spec(c), plan.make_plan(c).classes_per_head)
+    other = embedding_model.build_model(
+        settings.model_spec(c), plan.make_plan(train_settings.plan_settings(c)).classes_per_head
+    )
     c.init_ckpt = str(tmp_path)
     with pytest.raises(ckpt.OriginalCheckpointError, match="output_projection_"):
         loading.initial_params(settings.model_spec(c), other, settings.weight_source(c))
@@ -349,7 +352,9 @@ def test_init_ckpt_gives_every_tensor_heads_included(
 
 def test_training_starts_from_init_ckpt(data_dir, tmp_path, assert_trees_equal):
     c = train_config(data_dir, num_training_steps=1)
-    params = random_params(c, plan.make_plan(c).classes_per_head, seed=4)
+    params = random_params(
+        c, plan.make_plan(train_settings.plan_settings(c)).classes_per_head, seed=4
+    )
     write_original_workdir(str(tmp_path / "orig"), c, params, ["joint"], classifier="joint")
     c.init_ckpt = str(tmp_path / "orig" / "checkpoint_-1")
     train_main.main(c, str(tmp_path / "run"))

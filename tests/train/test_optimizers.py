@@ -6,16 +6,18 @@ import numpy as np
 import optax
 import pytest
 
+from universal_embedding import train_settings
 from universal_embedding.configs import base
 from universal_embedding.train import optimizers
 
 
-def _config(**overrides):
+def _config(**overrides) -> optimizers.OptimizerSettings:
+    """The base config's optimiser settings, weight decay 0 unless overridden."""
     c = base.get_config()
     c.weight_decay = 0.0
     for k, v in overrides.items():
         setattr(c, k, v)
-    return c
+    return train_settings.optimizer_settings(c)
 
 
 def _params():
@@ -72,7 +74,7 @@ def test_first_adam_step_is_lr_for_heads_and_lr_times_multiplier_for_backbone():
 
 def test_frozen_epochs_leave_backbone_bit_identical_then_release_it():
     tx = optimizers.make_optimizer(_config(frozen_epochs=1.5), steps_per_epoch=2, total_steps=8)
-    assert optimizers.frozen_steps(_config(frozen_epochs=1.5), 2, 8) == 3
+    assert optimizers.frozen_steps(1.5, 2, 8) == 3
     hist = _run(tx, _params(), 4)
     frozen0 = {k: hist[0][k] for k in ("backbone", "projection")}
     for t in (1, 2, 3):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from universal_embedding import train_settings
 from universal_embedding.configs import base, config_train_clip_vit, config_train_vit, demo
 from universal_embedding.train import plan, samplers
 
@@ -33,8 +34,13 @@ def _config(info_dir: str, **overrides):
     return c
 
 
+def make_plan(config) -> plan.TrainPlan:
+    """The plan of `config`, through the entry point's PlanSettings."""
+    return plan.make_plan(train_settings.plan_settings(config))
+
+
 def test_steps_per_epoch_and_classes_come_from_info_files(info_dir):
-    p = plan.make_plan(_config(info_dir, num_epochs=3.0, frozen_epochs=1.5, log_eval_steps=-1))
+    p = make_plan(_config(info_dir, num_epochs=3.0, frozen_epochs=1.5, log_eval_steps=-1))
     assert p.train_sizes == (100, 70, 30)
     assert p.num_classes == (3, 5, 7)
     assert p.steps_per_epoch == 200 // 16 == 12
@@ -49,18 +55,18 @@ def test_steps_per_epoch_and_classes_come_from_info_files(info_dir):
 def test_negative_intervals_are_times_per_epoch(info_dir):
     """-N: N times per epoch (the original's *_steps_frequency fields); 12 steps per epoch."""
     c = _config(info_dir, log_eval_steps=-4, checkpoint_steps=-5, log_summary_steps=-3)
-    p = plan.make_plan(c)
+    p = make_plan(c)
     assert (p.log_eval_steps, p.checkpoint_steps, p.log_summary_steps) == (3, 2, 4)
-    p = plan.make_plan(_config(info_dir, checkpoint_steps=0, log_summary_steps=0))
+    p = make_plan(_config(info_dir, checkpoint_steps=0, log_summary_steps=0))
     assert (p.checkpoint_steps, p.log_summary_steps) == (12, 1)
-    p = plan.make_plan(_config(info_dir, checkpoint_steps=7, log_summary_steps=100))
+    p = make_plan(_config(info_dir, checkpoint_steps=7, log_summary_steps=100))
     assert (p.checkpoint_steps, p.log_summary_steps) == (7, 100)
 
 
 def test_joint_head_offsets_and_overrides(info_dir):
     c = _config(info_dir, classifier="joint", num_training_steps=7, frozen_epochs=-1.0)
     c.log_eval_steps = 5
-    p = plan.make_plan(c)
+    p = make_plan(c)
     assert p.classes_per_head == {"joint": 15}
     assert p.label_offsets == (0, 3, 8)
     assert p.head_of("met") == "joint"
@@ -69,11 +75,13 @@ def test_joint_head_offsets_and_overrides(info_dir):
 
 def test_schedule_and_stream_positions(info_dir):
     c = _config(info_dir, num_training_steps=20, sampling_strategy="dataset_size")
-    p = plan.make_plan(c)
-    schedule = plan.domain_schedule(c, p)
+    p = make_plan(c)
+    schedule = plan.domain_schedule(train_settings.sampling_settings(c), p)
     # 100:70:30 of 20 steps = 10, 7, 3 exactly; seeded order.
     assert np.bincount(schedule, minlength=3).tolist() == [10, 7, 3]
-    np.testing.assert_array_equal(schedule, plan.domain_schedule(c, p))
+    np.testing.assert_array_equal(
+        schedule, plan.domain_schedule(train_settings.sampling_settings(c), p)
+    )
     at = 9
     expected = [int(np.sum(schedule[:at] == i)) for i in range(3)]
     assert samplers.domain_positions(schedule, at, 3).tolist() == expected
@@ -81,11 +89,11 @@ def test_schedule_and_stream_positions(info_dir):
 
 def test_plan_errors_speak_to_the_user(info_dir):
     with pytest.raises(ValueError, match="larger than all training sets"):
-        plan.make_plan(_config(info_dir, batch_size=1024))
+        make_plan(_config(info_dir, batch_size=1024))
     with pytest.raises(FileNotFoundError, match="inat"):
-        plan.make_plan(_config(info_dir, dataset_name="cars,inat"))
+        make_plan(_config(info_dir, dataset_name="cars,inat"))
     with pytest.raises(ValueError, match="classifier"):
-        plan.make_plan(_config(info_dir, classifier="both"))
+        make_plan(_config(info_dir, classifier="both"))
 
 
 def test_paper_runs_from_argument_strings():

@@ -9,7 +9,7 @@ import numpy as np
 import optax
 import pytest
 
-from universal_embedding import settings
+from universal_embedding import settings, train_settings
 from universal_embedding.configs import base
 from universal_embedding.distributed import mesh as mesh_lib
 from universal_embedding.models import embedding_model
@@ -37,20 +37,20 @@ def model_and_params():
     return model, jax.device_get(embedding_model.init_params(model, jax.random.key(0), IMAGE))
 
 
-def per_head_loss_fn(model, loss_config, name):
+def per_head_loss_fn(model, loss_settings, name):
     """The previous loss: cosines of head `name` alone, softmax over its classes."""
 
     def loss_fn(params, images, labels):
         cosines = model.apply({"params": params}, images, train=True, head=name)["logits"]
-        loss = losses.loss_from_config(cosines, labels, loss_config)
+        loss = losses.loss_from_settings(cosines, labels, loss_settings)
         return loss, losses.precision_at_1(cosines, labels)
 
     return loss_fn
 
 
-def per_head_step(model, tx, loss_config, name):
+def per_head_step(model, tx, loss_settings, name):
     """The previous train step of head `name` (one compiled program per head)."""
-    loss_fn = per_head_loss_fn(model, loss_config, name)
+    loss_fn = per_head_loss_fn(model, loss_settings, name)
 
     def step(state, batch):
         grad_fn = jax.value_and_grad(loss_fn, has_aux=True)
@@ -94,11 +94,12 @@ def test_loss_and_gradients_equal_the_per_head_step(
     model, params = model_and_params
     config = _config()
     config.loss.type, config.loss.margin, config.loss.label_smoothing = loss_type, margin, smoothing
-    one_program = jax.jit(jax.value_and_grad(steps.make_loss_fn(model, config.loss), has_aux=True))
+    loss = train_settings.loss_settings(config.loss)
+    one_program = jax.jit(jax.value_and_grad(steps.make_loss_fn(model, loss), has_aux=True))
     for name in names:
         i = list(HEADS).index(name)
         batch = _batch(name, seed=i)
-        old = jax.value_and_grad(per_head_loss_fn(model, config.loss, name), has_aux=True)
+        old = jax.value_and_grad(per_head_loss_fn(model, loss, name), has_aux=True)
         (loss_old, prec_old), grads_old = jax.jit(old)(params, batch["images"], batch["labels"])
         (loss_new, prec_new), grads_new = one_program(
             params, batch["images"], batch["labels"], np.int32(i)
@@ -122,10 +123,11 @@ def test_steps_over_several_domains_match_the_per_head_steps(model_and_params):
     steps, in the old step as much as in the new."""
     model, params = model_and_params
     config = _config(weight_decay=0.1, grad_clip_norm=1.0, frozen_epochs=4.0)  # 8 steps frozen
-    tx = optimizers.make_optimizer(config, steps_per_epoch=2, total_steps=40)
+    opt, loss = train_settings.optimizer_settings(config), train_settings.loss_settings(config.loss)
+    tx = optimizers.make_optimizer(opt, steps_per_epoch=2, total_steps=40)
     mesh = mesh_lib.make_mesh()
-    new_step = steps.make_train_step(model, tx, mesh, loss_config=config.loss)
-    old_steps = {name: per_head_step(model, tx, config.loss, name) for name in HEADS}
+    new_step = steps.make_train_step(model, tx, mesh, loss=loss)
+    old_steps = {name: per_head_step(model, tx, loss, name) for name in HEADS}
     index = {name: steps.head_index(model, name, mesh) for name in HEADS}
     new = steps.create_train_state(params, tx, mesh)
     old = steps.create_train_state(params, tx, mesh)

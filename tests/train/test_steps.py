@@ -4,7 +4,7 @@ import jax
 import numpy as np
 import pytest
 
-from universal_embedding import settings
+from universal_embedding import settings, train_settings
 from universal_embedding.configs import base
 from universal_embedding.distributed import mesh as mesh_lib
 from universal_embedding.loading import embedder
@@ -33,8 +33,10 @@ def setup():
     model = embedding_model.build_model(settings.model_spec(config), HEADS)
     params = jax.device_get(embedding_model.init_params(model, jax.random.key(0), IMAGE))
     mesh = mesh_lib.make_mesh()
-    tx = optimizers.make_optimizer(config, steps_per_epoch=2, total_steps=40)
-    step = steps.make_train_step(model, tx, mesh, loss_config=config.loss)
+    tx = optimizers.make_optimizer(
+        train_settings.optimizer_settings(config), steps_per_epoch=2, total_steps=40
+    )
+    step = steps.make_train_step(model, tx, mesh, loss=train_settings.loss_settings(config.loss))
     return config, model, params, mesh, tx, step
 
 
@@ -92,7 +94,7 @@ def test_frozen_steps_then_loss_falls_on_a_fixed_batch(setup):
 def test_skipping_backbone_backward_matches_frozen_steps(setup):
     config, model, params, mesh, tx, full = setup
     heads_only = steps.make_train_step(
-        model, tx, mesh, loss_config=config.loss, train_backbone=False
+        model, tx, mesh, loss=train_settings.loss_settings(config.loss), train_backbone=False
     )
     sop = steps.head_index(model, "sop", mesh)
     state_a = steps.create_train_state(params, tx, mesh)
@@ -145,7 +147,9 @@ def test_uint8_batches_are_normalised_inside_the_step(setup):
 
     config, model, params, mesh, tx, float_step = setup
     stats = normalization.mean_std("clip")
-    uint8_step = steps.make_train_step(model, tx, mesh, loss_config=config.loss, pixel_stats=stats)
+    uint8_step = steps.make_train_step(
+        model, tx, mesh, loss=train_settings.loss_settings(config.loss), pixel_stats=stats
+    )
     pixels = np.random.default_rng(3).integers(0, 256, (8, IMAGE, IMAGE, 3), dtype=np.uint8)
     mean, std = (np.array(v, np.float32) for v in stats)
     floats = ((pixels.astype(np.float32) / 255 - mean) / std).astype(np.float32)

@@ -9,7 +9,7 @@ import jax
 import numpy as np
 import pytest
 
-from universal_embedding import checkpoint, settings, writers
+from universal_embedding import checkpoint, settings, train_settings, writers
 from universal_embedding import main as train_main
 from universal_embedding.configs import tiny
 from universal_embedding.data import info_files
@@ -47,7 +47,7 @@ def losses_by_step(workdir: str) -> dict[int, float]:
 
 
 def init_params(config) -> dict:
-    p = plan.make_plan(config)
+    p = plan.make_plan(train_settings.plan_settings(config))
     model = embedding_model.build_model(settings.model_spec(config), p.classes_per_head)
     return jax.device_get(
         embedding_model.init_params(model, jax.random.PRNGKey(config.rng_seed), config.image_size)
@@ -61,7 +61,7 @@ def test_one_step_smoke(data_dir, tmp_path, assert_trees_equal):
     rows = writers.read_metrics(workdir)
     assert [r["step"] for r in rows] == [1]
     # round robin: step 0 trains cars (8 images; cosines in [-1, 1] at scale 16)
-    n_classes = plan.make_plan(c).classes_per_head["joint"]
+    n_classes = plan.make_plan(train_settings.plan_settings(c)).classes_per_head["joint"]
     assert np.isfinite(rows[0]["train/cars/loss"]) and "train/sop/loss" not in rows[0]
     assert 0 < rows[0]["train/loss"] < 32 + np.log(n_classes)
     assert rows[0]["lr/heads"] == pytest.approx(1e-2) and rows[0]["train/grad_norm"] > 0
@@ -80,7 +80,7 @@ def test_separate_and_joint_head_shapes(data_dir, tmp_path):
     params = latest_params(str(tmp_path), 2)
     assert list(params["heads"]) == ["joint"]
     assert params["heads"]["joint"]["kernel"].shape == (8, classes["cars"] + classes["sop"])
-    assert plan.make_plan(c).label_offsets == (0, classes["cars"])
+    assert plan.make_plan(train_settings.plan_settings(c)).label_offsets == (0, classes["cars"])
     sep = init_params(tiny_config(data_dir, classifier="separate"))["heads"]
     assert {k: v["kernel"].shape for k, v in sep.items()} == {
         "cars": (8, classes["cars"]),
@@ -90,7 +90,7 @@ def test_separate_and_joint_head_shapes(data_dir, tmp_path):
 
 def test_frozen_steps_leave_backbone_bit_identical(data_dir, tmp_path, assert_trees_equal):
     c = tiny_config(data_dir, num_training_steps=FROZEN + 1, checkpoint_steps=1)
-    tplan = plan.make_plan(c)
+    tplan = plan.make_plan(train_settings.plan_settings(c))
     assert tplan.steps_per_epoch == 10 and tplan.frozen_steps == FROZEN
     train_main.main(c, str(tmp_path))
     start = init_params(c)
@@ -186,13 +186,15 @@ def _tensorboard_texts(workdir: str) -> dict[str, str]:
 
 def test_loss_falls_on_a_fixed_batch(data_dir):
     c = tiny_config(data_dir)
-    p = plan.make_plan(c)
+    p = plan.make_plan(train_settings.plan_settings(c))
     model = embedding_model.build_model(settings.model_spec(c), p.classes_per_head)
     params = embedding_model.init_params(model, jax.random.PRNGKey(0), 16)
-    tx = optimizers.make_optimizer(c, p.steps_per_epoch, p.total_steps)
+    tx = optimizers.make_optimizer(
+        train_settings.optimizer_settings(c), p.steps_per_epoch, p.total_steps
+    )
     mesh = mesh_lib.make_mesh()
     state = steps.create_train_state(params, tx, mesh)
-    step = steps.make_train_step(model, tx, mesh, loss_config=c.loss)
+    step = steps.make_train_step(model, tx, mesh, loss=train_settings.loss_settings(c.loss))
     joint = steps.head_index(model, "joint", mesh)
     rng = np.random.default_rng(0)
     batch = mesh_lib.shard_batch(
@@ -216,7 +218,7 @@ def test_train_knn_descriptors_follow_info_file_order(data_dir):
 
     c = tiny_config(data_dir, eval_knns="train_knn", disabled_separate_knns="")
     c.disabled_merged_knns = ""
-    tplan = plan.make_plan(c)
+    tplan = plan.make_plan(train_settings.plan_settings(c))
     model = embedding_model.build_model(settings.model_spec(c), tplan.classes_per_head)
     mesh = mesh_lib.make_mesh()
     params = jax.device_put(init_params(c), mesh_lib.replicated(mesh))

@@ -8,6 +8,7 @@ import ml_collections
 import numpy as np
 import pytest
 
+from universal_embedding import train_settings
 from universal_embedding.configs import base, config_train_udon
 from universal_embedding.train import udon_losses
 
@@ -61,7 +62,7 @@ def udon_cfg(**overrides) -> udon_losses.UdonLossConfig:
     c = config_train_udon.add_udon_fields(base.get_config())
     for key, value in overrides.items():
         c.loss[key] = value
-    return udon_losses.UdonLossConfig.from_config(c.loss)
+    return train_settings.udon_loss(c.loss)
 
 
 def test_config_fields_have_the_original_defaults():

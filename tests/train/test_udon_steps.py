@@ -6,7 +6,7 @@ import jax
 import numpy as np
 import pytest
 
-from universal_embedding import settings
+from universal_embedding import settings, train_settings
 from universal_embedding.configs import base, config_train_udon, tiny
 from universal_embedding.models import embedding_model, udon
 from universal_embedding.train import udon_losses, udon_steps
@@ -33,7 +33,7 @@ def grads_of(setup, domain: int, **loss_fields):
     c = c.copy_and_resolve_references()  # the module's config stays as built
     for key, value in loss_fields.items():
         c.loss[key] = value
-    cfg = udon_losses.UdonLossConfig.from_config(c.loss)
+    cfg = train_settings.udon_loss(c.loss)
     loss_fn = udon_steps.make_loss_fn(model, cfg)
     (loss, metrics), grads = jax.value_and_grad(loss_fn, has_aux=True)(
         params, images, labels, domain
@@ -70,7 +70,7 @@ def test_other_domains_get_zero_gradients_and_the_loss_is_the_weighted_mean(setu
     out = model.apply({"params": params}, images, domain=1)
     cos_t = udon.head_cosines(params, udon.teacher_head_name(1), 3, out["teacher_embedd"])
     cos_s = udon.head_cosines(params, udon.student_head_name(1), 3, out["universal_student_embedd"])
-    cfg = udon_losses.UdonLossConfig.from_config(c.loss)
+    cfg = train_settings.udon_loss(c.loss)
     terms = udon_losses.loss_terms(
         cos_t, cos_s, cos_s, out["teacher_embedd"], out["universal_student_embedd"], labels, cfg
     )
@@ -89,8 +89,10 @@ def test_uint8_batches_are_normalised_inside_the_udon_step(setup):
 
     c, model, params, _, labels = setup
     mesh = mesh_lib.make_mesh()
-    tx = optimizers.make_optimizer(c, steps_per_epoch=2, total_steps=10)
-    cfg = udon_losses.UdonLossConfig.from_config(c.loss)
+    tx = optimizers.make_optimizer(
+        train_settings.optimizer_settings(c), steps_per_epoch=2, total_steps=10
+    )
+    cfg = train_settings.udon_loss(c.loss)
     stats = normalization.mean_std("imagenet")
     pixels = np.random.default_rng(4).integers(0, 256, (B, 16, 16, 3), dtype=np.uint8)
     mean, std = (np.array(v, np.float32) for v in stats)

@@ -9,7 +9,7 @@ import jax
 import numpy as np
 import pytest
 
-from universal_embedding import checkpoint, settings, writers
+from universal_embedding import checkpoint, settings, train_settings, writers
 from universal_embedding import main as train_main
 from universal_embedding.configs import config_train_udon, tiny
 from universal_embedding.data import info_files
@@ -151,7 +151,9 @@ def test_student_under_usual_keys_teachers_prefixed_descriptors_hold_both(data_d
     from universal_embedding.data import input_pipeline
 
     best, _ = checkpoint.restore_params(full, "best")
-    model = embedding_model.build_model(settings.model_spec(c), plan.make_plan(c).classes_per_head)
+    model = embedding_model.build_model(
+        settings.model_spec(c), plan.make_plan(train_settings.plan_settings(c)).classes_per_head
+    )
     mesh = mesh_lib.make_mesh()
 
     def embed(p, x):

@@ -5,12 +5,24 @@ Pure functions of (cosines, labels); the model's cosine heads produce the cosine
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import jax
 import jax.numpy as jnp
 
 LOSS_TYPES = ("normface", "cosface", "arcface")
+
+
+@dataclasses.dataclass(frozen=True)
+class LossSettings:
+    """The config's classification loss (config.loss: type, scale, margin, label_smoothing)."""
+
+    loss_type: str = "normface"  # one of LOSS_TYPES
+    scale: float = 16.0
+    margin: float = 0.0
+    label_smoothing: float = 0.0
+
 
 # Keeps sin(theta) = sqrt(1 - cos^2) away from 0 so d/dcos stays finite at cos = +-1.
 _SIN_SQ_EPS = 1e-6
@@ -100,17 +112,17 @@ def classification_loss(
     return jnp.mean(per_example)
 
 
-def loss_from_config(
-    cosines: jax.Array, labels: jax.Array, loss_config, where: jax.Array | None = None
+def loss_from_settings(
+    cosines: jax.Array, labels: jax.Array, loss: LossSettings, where: jax.Array | None = None
 ) -> jax.Array:
-    """classification_loss with type/scale/margin/label_smoothing read from config.loss."""
+    """classification_loss with the type, scale, margin and label smoothing of `loss`."""
     return classification_loss(
         cosines,
         labels,
-        loss_type=loss_config.type,
-        scale=float(loss_config.scale),
-        margin=float(loss_config.margin),
-        label_smoothing=float(loss_config.label_smoothing),
+        loss_type=loss.loss_type,
+        scale=loss.scale,
+        margin=loss.margin,
+        label_smoothing=loss.label_smoothing,
         where=where,
     )
 

@@ -1,21 +1,21 @@
-"""The training method's parts: per-domain train steps, domain sampler, checks.
+"""The training method's parts: per-domain train steps, domain sampler.
 
 The trainer asks this module for its per-domain train steps and its domain sampler: UDON's
-(teacher + student steps, dynamic sampler) for a UDON model, else the standard ones (one step
-per head, a fixed schedule).
+(teacher + student steps, dynamic sampler) when `MethodSettings.udon_loss` is set (a UDON
+model), else the standard ones (one step per head, a fixed schedule).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 
 import jax
-import ml_collections
 import numpy as np
 
-from universal_embedding.models import udon as udon_model
 from universal_embedding.train import (
     dynamic_sampler,
+    losses,
     plan,
     samplers,
     steps,
@@ -24,35 +24,52 @@ from universal_embedding.train import (
 )
 
 
-def is_udon(config: ml_collections.ConfigDict) -> bool:
-    return udon_model.is_udon(config.model_class)
+@dataclasses.dataclass(frozen=True)
+class DynamicSamplerSettings:
+    """UDON's update_sampler: redraw the schedule every `every` steps from the `logit_type`
+    ('teacher' | 'universal_student') classification losses (train/dynamic_sampler.py)."""
+
+    every: int  # update_sampler_every_steps
+    logit_type: str  # update_sampler_logit_type
 
 
-def check_config(config: ml_collections.ConfigDict) -> None:
-    """UDON needs separate heads and the same domain order for training and evaluation."""
-    if not is_udon(config):
-        return
-    if config.classifier != "separate":
-        raise ValueError(
-            f"UDON trains a head per domain: set config.classifier='separate' "
-            f"(got {config.classifier!r})."
-        )
+@dataclasses.dataclass(frozen=True)
+class MethodSettings:
+    """The standard method's loss and the domain sampling; UDON's loss terms (set for a UDON
+    model, None otherwise) and its dynamic sampler (None: the fixed schedule)."""
+
+    loss: losses.LossSettings
+    sampling: plan.SamplingSettings
+    udon_loss: udon_losses.UdonLossConfig | None = None
+    dynamic_sampler: DynamicSamplerSettings | None = None
+
+    @property
+    def is_udon(self) -> bool:
+        return self.udon_loss is not None
 
 
-def train_steps(config, tplan: plan.TrainPlan, model, tx, mesh, pixel_stats=None) -> dict:
+def train_steps(
+    ms: MethodSettings,
+    tplan: plan.TrainPlan,
+    model,
+    tx,
+    mesh,
+    *,
+    train_backbone: bool,
+    pixel_stats=None,
+) -> dict:
     """{head name: step(state, batch)} for the standard model, {domain: step} for UDON;
+    `train_backbone=False` (frozen for all of training) skips the backbone's backward pass;
     `pixel_stats` (mean, std): the steps take uint8 images and normalise them on the device."""
-    train_backbone = config.frozen_epochs != -1
-    if is_udon(config):
-        cfg = udon_losses.UdonLossConfig.from_config(config.loss)
+    if ms.udon_loss is not None:
         return udon_steps.make_udon_train_steps(
-            model, tx, mesh, cfg, train_backbone=train_backbone, pixel_stats=pixel_stats
+            model, tx, mesh, ms.udon_loss, train_backbone=train_backbone, pixel_stats=pixel_stats
         )
     step = steps.make_train_step(  # one program for every head, the head index traced
         model,
         tx,
         mesh,
-        loss_config=config.loss,
+        loss=ms.loss,
         train_backbone=train_backbone,
         pixel_stats=pixel_stats,
     )
@@ -67,24 +84,26 @@ def _with_head(step, head: jax.Array, state, batch):
     return step(state, batch, head)
 
 
-def initial_weights(config, tplan: plan.TrainPlan, schedule: np.ndarray) -> np.ndarray:
+def initial_weights(strategy: str, tplan: plan.TrainPlan, schedule: np.ndarray) -> np.ndarray:
     """Weights the initial schedule stands for: 1/D for round robin, else its step shares."""
     n = len(tplan.domains)
-    if config.sampling_strategy == "round_robin":
+    if strategy == "round_robin":
         return np.full(n, 1.0 / n)
     return np.bincount(schedule, minlength=n) / len(schedule)
 
 
-def make_sampler(config, tplan: plan.TrainPlan, schedule: np.ndarray):
-    """UDON's dynamic sampler when config.update_sampler is on, else the fixed schedule."""
+def make_sampler(ms: MethodSettings, tplan: plan.TrainPlan):
+    """UDON's dynamic sampler when it is on, else the fixed schedule of `ms.sampling`."""
+    schedule = plan.domain_schedule(ms.sampling, tplan)
     n = len(tplan.domains)
-    if not (is_udon(config) and config.update_sampler):  # UDON configs declare update_sampler
+    dyn = ms.dynamic_sampler
+    if dyn is None:
         return samplers.StaticSampler(schedule, n)
     return dynamic_sampler.DynamicSampler(
         tplan.domains,
         schedule,
-        initial_weights(config, tplan, schedule),
-        every=config.update_sampler_every_steps,
-        logit_type=config.update_sampler_logit_type,
+        initial_weights(ms.sampling.strategy, tplan, schedule),
+        every=dyn.every,
+        logit_type=dyn.logit_type,
         batch_size=tplan.batch_size,
     )

@@ -1,14 +1,15 @@
 """Adam with decoupled weight decay, two learning rates and a frozen backbone phase.
 
-params['heads'] (and UDON's params['projections']) train with config.lr; params['backbone']
-and params['projection'] with config.lr * config.backbone_lr_multiplier, and get exactly no
-update (bit-identical parameters) for the first config.frozen_epochs epochs (-1: for all of
-training). As in the paper's "lr 0" freeze, Adam's moments of the frozen part keep
-accumulating meanwhile.
+params['heads'] (and UDON's params['projections']) train with `lr`; params['backbone'] and
+params['projection'] with lr * backbone_lr_multiplier, and get exactly no update (bit-identical
+parameters) for the first `frozen_epochs` epochs (-1: for all of training). As in the paper's
+"lr 0" freeze, Adam's moments of the frozen part keep accumulating meanwhile. The settings are
+an `OptimizerSettings` (the config's optimiser fields, built by the entry point).
 """
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Mapping
 from typing import Any, NamedTuple
 
@@ -22,6 +23,26 @@ _BACKBONE_KEYS = ("backbone", "projection")
 # UDON's teacher and student projections train with the heads from step 0 (params_early_train).
 UDON_PROJECTIONS = "projections"
 SCHEDULES = ("constant", "warmup_cosine")
+
+
+@dataclasses.dataclass(frozen=True)
+class OptimizerSettings:
+    """The config's optimiser fields (configs/base.py, "optimiser")."""
+
+    lr: float  # heads
+    backbone_lr_multiplier: float  # backbone and projection: lr * this
+    weight_decay: float  # decoupled
+    adam_b1: float
+    adam_b2: float
+    lr_schedule: str  # one of SCHEDULES
+    warmup_steps: int
+    frozen_epochs: float  # -1: frozen for all of training
+    grad_clip_norm: float  # 0: off
+
+    @property
+    def trains_backbone(self) -> bool:
+        """False when the backbone is frozen for all of training (frozen_epochs == -1)."""
+        return self.frozen_epochs != -1
 
 
 def param_labels(params: Mapping[str, Any]) -> dict[str, Any]:
@@ -41,9 +62,9 @@ def param_labels(params: Mapping[str, Any]) -> dict[str, Any]:
     return labels
 
 
-def frozen_steps(config, steps_per_epoch: int, total_steps: int) -> int:
+def frozen_steps(frozen_epochs: float, steps_per_epoch: int, total_steps: int) -> int:
     """Number of leading steps with a frozen backbone (all steps when frozen_epochs == -1)."""
-    epochs = config.frozen_epochs
+    epochs = frozen_epochs
     if epochs == -1:
         return total_steps
     if epochs < 0:
@@ -51,24 +72,26 @@ def frozen_steps(config, steps_per_epoch: int, total_steps: int) -> int:
     return int(round(epochs * steps_per_epoch))
 
 
-def head_schedule(config, total_steps: int) -> optax.Schedule:
+def head_schedule(opt: OptimizerSettings, total_steps: int) -> optax.Schedule:
     """Learning rate of the heads per step: constant (paper) or linear warmup + cosine."""
-    lr = config.lr
-    if config.lr_schedule == "constant":
+    lr = opt.lr
+    if opt.lr_schedule == "constant":
         return optax.constant_schedule(lr)
-    if config.lr_schedule == "warmup_cosine":
-        warmup = config.warmup_steps
+    if opt.lr_schedule == "warmup_cosine":
+        warmup = opt.warmup_steps
         return optax.warmup_cosine_decay_schedule(
             0.0, lr, warmup, max(total_steps, warmup + 1), end_value=0.0
         )
-    raise ValueError(f"Unknown config.lr_schedule '{config.lr_schedule}'. Valid: {SCHEDULES}.")
+    raise ValueError(f"Unknown config.lr_schedule '{opt.lr_schedule}'. Valid: {SCHEDULES}.")
 
 
-def lr_schedules(config, steps_per_epoch: int, total_steps: int) -> dict[str, optax.Schedule]:
+def lr_schedules(
+    opt: OptimizerSettings, steps_per_epoch: int, total_steps: int
+) -> dict[str, optax.Schedule]:
     """{'heads': schedule, 'backbone': schedule}; the backbone one is 0 while frozen."""
-    heads = head_schedule(config, total_steps)
-    mult = config.backbone_lr_multiplier
-    n_frozen = frozen_steps(config, steps_per_epoch, total_steps)
+    heads = head_schedule(opt, total_steps)
+    mult = opt.backbone_lr_multiplier
+    n_frozen = frozen_steps(opt.frozen_epochs, steps_per_epoch, total_steps)
 
     def backbone(step):
         return jnp.where(step < n_frozen, 0.0, heads(step) * mult)
@@ -107,30 +130,27 @@ def freeze_for(inner: optax.GradientTransformation, num_steps: int) -> optax.Gra
     return optax.GradientTransformation(init_fn, update_fn)
 
 
-def _adamw(config, schedule: Callable) -> optax.GradientTransformation:
-    return optax.adamw(
-        schedule,
-        b1=float(config.adam_b1),
-        b2=float(config.adam_b2),
-        weight_decay=config.weight_decay,
-    )
+def _adamw(opt: OptimizerSettings, schedule: Callable) -> optax.GradientTransformation:
+    return optax.adamw(schedule, b1=opt.adam_b1, b2=opt.adam_b2, weight_decay=opt.weight_decay)
 
 
-def make_optimizer(config, steps_per_epoch: int, total_steps: int) -> optax.GradientTransformation:
+def make_optimizer(
+    opt: OptimizerSettings, steps_per_epoch: int, total_steps: int
+) -> optax.GradientTransformation:
     """The training optimiser (see module docstring); apply with optax.apply_updates."""
     if steps_per_epoch <= 0 or total_steps <= 0:
         raise ValueError(
             f"steps_per_epoch ({steps_per_epoch}) and total_steps ({total_steps}) must be > 0."
         )
-    schedules = lr_schedules(config, steps_per_epoch, total_steps)
-    n_frozen = frozen_steps(config, steps_per_epoch, total_steps)
+    schedules = lr_schedules(opt, steps_per_epoch, total_steps)
+    n_frozen = frozen_steps(opt.frozen_epochs, steps_per_epoch, total_steps)
     tx = optax.multi_transform(
         {
-            HEADS: _adamw(config, schedules[HEADS]),
-            BACKBONE: freeze_for(_adamw(config, schedules[BACKBONE]), n_frozen),
+            HEADS: _adamw(opt, schedules[HEADS]),
+            BACKBONE: freeze_for(_adamw(opt, schedules[BACKBONE]), n_frozen),
         },
         param_labels,
     )
-    if config.grad_clip_norm > 0:
-        tx = optax.chain(optax.clip_by_global_norm(config.grad_clip_norm), tx)
+    if opt.grad_clip_norm > 0:
+        tx = optax.chain(optax.clip_by_global_norm(opt.grad_clip_norm), tx)
     return tx

@@ -9,11 +9,35 @@ from __future__ import annotations
 
 import dataclasses
 
-import ml_collections
 import numpy as np
 
-from universal_embedding.data import info_files, registry
+from universal_embedding.data import info_files
 from universal_embedding.train import optimizers, samplers
+
+
+@dataclasses.dataclass(frozen=True)
+class PlanSettings:
+    """What the plan is computed from: the config's domains, sizes and intervals."""
+
+    domains: tuple[str, ...]  # registered training domains, in config order (dataset_name)
+    info_files_dir: str  # <dir>/<domain>/train.json give the sizes and classes
+    batch_size: int  # global
+    num_epochs: float  # over the summed training sets
+    num_training_steps: int  # > 0 overrides num_epochs
+    classifier: str  # 'separate' | 'joint'
+    frozen_epochs: float  # -1: frozen for all of training
+    log_eval_steps: int  # intervals: N > 0 steps, -N: N times per epoch (see every_steps)
+    checkpoint_steps: int
+    log_summary_steps: int
+
+
+@dataclasses.dataclass(frozen=True)
+class SamplingSettings:
+    """How the domain of every step is drawn (train/samplers.py)."""
+
+    strategy: str  # one of samplers.STRATEGIES
+    shares: tuple[float, ...] | None  # specialist_top_steps only: one share per domain
+    seed: int  # rng_seed
 
 
 @dataclasses.dataclass(frozen=True)
@@ -66,45 +90,43 @@ def every_steps(value: int, steps_per_epoch: int, zero: int) -> int:
 
 
 def make_plan(
-    config: ml_collections.ConfigDict,
+    ps: PlanSettings,
     train_sizes: dict[str, int] | None = None,
     num_classes: dict[str, int] | None = None,
 ) -> TrainPlan:
-    """The TrainPlan of a config; sizes/classes are read from the info files unless given."""
-    domains = tuple(d.name for d in registry.parse_domains(config.dataset_name))
-    if config.classifier not in ("separate", "joint"):
-        raise ValueError(
-            f"config.classifier must be 'separate' or 'joint', not {config.classifier!r}."
-        )
+    """The TrainPlan of `ps`; sizes/classes are read from the info files unless given."""
+    domains = ps.domains
+    if ps.classifier not in ("separate", "joint"):
+        raise ValueError(f"config.classifier must be 'separate' or 'joint', not {ps.classifier!r}.")
     sizes, classes = [], []
     for d in domains:
         if train_sizes is None or num_classes is None:
-            split = info_files.load_split(config.info_files_dir, d, "train")
+            split = info_files.load_split(ps.info_files_dir, d, "train")
             if not len(split):
-                raise ValueError(f"Training split of '{d}' in {config.info_files_dir} is empty.")
+                raise ValueError(f"Training split of '{d}' in {ps.info_files_dir} is empty.")
             sizes.append(len(split))
             classes.append(max(max(labels) for labels in split.labels) + 1)
         else:
             sizes.append(int(train_sizes[d]))
             classes.append(int(num_classes[d]))
-    batch_size = config.batch_size
+    batch_size = ps.batch_size
     steps_per_epoch = sum(sizes) // batch_size
     if steps_per_epoch < 1:
         raise ValueError(
             f"batch_size {batch_size} is larger than all training sets together ({sum(sizes)} "
-            f"images in {config.info_files_dir}): lower config.batch_size."
+            f"images in {ps.info_files_dir}): lower config.batch_size."
         )
-    if config.num_training_steps > 0:
-        total = config.num_training_steps
+    if ps.num_training_steps > 0:
+        total = ps.num_training_steps
     else:
-        total = _epochs_to_steps(config.num_epochs, steps_per_epoch)
+        total = _epochs_to_steps(ps.num_epochs, steps_per_epoch)
     if total < 1:
         raise ValueError(
             "No training steps: set config.num_epochs or config.num_training_steps > 0."
         )
-    frozen = optimizers.frozen_steps(config, steps_per_epoch, total)
-    log_eval = every_steps(config.log_eval_steps, steps_per_epoch, zero=steps_per_epoch)
-    ckpt = every_steps(config.checkpoint_steps, steps_per_epoch, zero=steps_per_epoch)
+    frozen = optimizers.frozen_steps(ps.frozen_epochs, steps_per_epoch, total)
+    log_eval = every_steps(ps.log_eval_steps, steps_per_epoch, zero=steps_per_epoch)
+    ckpt = every_steps(ps.checkpoint_steps, steps_per_epoch, zero=steps_per_epoch)
     return TrainPlan(
         domains=domains,
         train_sizes=tuple(sizes),
@@ -115,23 +137,20 @@ def make_plan(
         frozen_steps=min(frozen, total),
         log_eval_steps=log_eval,
         checkpoint_steps=ckpt,
-        joint=config.classifier == "joint",
-        log_summary_steps=every_steps(config.log_summary_steps, steps_per_epoch, zero=1),
+        joint=ps.classifier == "joint",
+        log_summary_steps=every_steps(ps.log_summary_steps, steps_per_epoch, zero=1),
     )
 
 
-def domain_schedule(config: ml_collections.ConfigDict, plan: TrainPlan) -> np.ndarray:
-    """Domain position (index into plan.domains) of every step, fixed by the config's seed."""
-    shares = None
-    if config.sampling_strategy == "specialist_top_steps":
-        shares = [float(x) for x in config.specialist_top_steps.split(",") if x.strip()]
+def domain_schedule(sampling: SamplingSettings, plan: TrainPlan) -> np.ndarray:
+    """Domain position (index into plan.domains) of every step, fixed by the sampling seed."""
     return np.asarray(
         samplers.domain_schedule(
-            config.sampling_strategy,
+            sampling.strategy,
             plan.domains,
             plan.train_sizes,
             plan.total_steps,
-            config.rng_seed,
-            shares=shares,
+            sampling.seed,
+            shares=sampling.shares,
         )
     )

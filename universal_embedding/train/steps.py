@@ -48,7 +48,7 @@ def _without_backbone_grads(params: Any) -> Any:
 
 
 def make_loss_fn(
-    model: flax.linen.Module, loss_config: Any, train_backbone: bool = True
+    model: flax.linen.Module, loss: losses.LossSettings, train_backbone: bool = True
 ) -> Callable[[Any, jax.Array, jax.Array, jax.Array], tuple[jax.Array, jax.Array]]:
     """fn(params, images, labels, head) -> (loss, precision@1) of head number `head`.
 
@@ -65,8 +65,8 @@ def make_loss_fn(
         if len(classes_per_head) > 1:
             offset, columns = heads.head_classes(classes_per_head, head)
             labels = labels + offset
-        loss = losses.loss_from_config(cosines, labels, loss_config, where=columns)
-        return loss, losses.precision_at_1(cosines, labels, where=columns)
+        value = losses.loss_from_settings(cosines, labels, loss, where=columns)
+        return value, losses.precision_at_1(cosines, labels, where=columns)
 
     return loss_fn
 
@@ -83,7 +83,7 @@ def make_train_step(
     tx: optax.GradientTransformation,
     mesh: Mesh,
     *,
-    loss_config: Any,
+    loss: losses.LossSettings,
     train_backbone: bool = True,
     pixel_stats: pixels.PixelStats | None = None,
 ) -> Callable[
@@ -105,7 +105,7 @@ def make_train_step(
     Metrics stay on device (no host sync); convert them when logging.
     """
     rep = replicated(mesh)
-    loss_fn = make_loss_fn(model, loss_config, train_backbone)
+    loss_fn = make_loss_fn(model, loss, train_backbone)
 
     def step_fn(state: TrainState, batch: dict[str, jax.Array], head: jax.Array):
         grad_fn = jax.value_and_grad(loss_fn, has_aux=True)

@@ -1,10 +1,10 @@
 """Train a universal embedding on several UnED domains: one readable function in sections.
 
-`train_and_evaluate(config, workdir)` runs plan -> mesh/model/optimiser -> checkpoint/resume
+`train_and_evaluate(workdir, ts)` runs plan -> mesh/model/optimiser -> checkpoint/resume
 -> evaluators -> data streams -> loop (train, log, validate, checkpoint) -> final test.
 
 Exact resume: everything a step depends on is either in the latest checkpoint (params,
-optimiser state, step) or a pure function of the config and the step (the domain schedule,
+optimiser state, step) or a pure function of the settings and the step (the domain schedule,
 hence every domain stream's position; the augmentation seeds; there is no other randomness:
 the models have no dropout). Restarting the same command after a crash therefore ends with
 the same parameters as an uninterrupted run.
@@ -17,7 +17,6 @@ import time
 from collections import defaultdict
 
 import jax
-import ml_collections
 import numpy as np
 from absl import logging
 from tqdm import tqdm
@@ -39,7 +38,7 @@ from universal_embedding.train import (
     samplers,
     steps,
 )
-from universal_embedding.train.settings import TrainSettings
+from universal_embedding.train.settings import TrainData, TrainSettings
 
 
 def _log(msg: str, *args) -> None:
@@ -49,29 +48,29 @@ def _log(msg: str, *args) -> None:
         tqdm.write(msg % args if args else msg)
 
 
-def _check_batching(config: ml_collections.ConfigDict) -> None:
+def _check_batching(batch_size: int) -> None:
     n_dev, n_proc = jax.device_count(), jax.process_count()
-    if config.batch_size % n_dev:
+    if batch_size % n_dev:
         raise ValueError(
-            f"config.batch_size={config.batch_size} must be divisible by the {n_dev} devices "
+            f"config.batch_size={batch_size} must be divisible by the {n_dev} devices "
             f"({n_proc} process(es)): every device gets the same number of images."
         )
 
 
-def _init_params(config: ml_collections.ConfigDict, ts: TrainSettings, model) -> dict:
+def _init_params(ts: TrainSettings, model) -> dict:
     """Random init (seeded); all of it from config.init_ckpt, or the backbone from
     config.pretrained_ckpt, when given."""
     params = loading.initial_params(ts.model, model, ts.weights)
-    if config.get("init_ckpt"):
-        _log("All weights (backbone, projection, heads): %s", config.init_ckpt)
-    elif config.pretrained_ckpt:
-        _log("Backbone weights: %s", config.pretrained_ckpt)
+    if ts.weights.init_ckpt:
+        _log("All weights (backbone, projection, heads): %s", ts.weights.init_ckpt)
+    elif ts.weights.pretrained_ckpt:
+        _log("Backbone weights: %s", ts.weights.pretrained_ckpt)
     else:
         _log("Backbone weights: random initialisation (config.pretrained_ckpt is empty).")
     return params
 
 
-def _train_streams(config, tplan: plan.TrainPlan, sampler, start: int):
+def _train_streams(data: TrainData, tplan: plan.TrainPlan, sampler, start: int):
     """get(domain) -> the next train batch (uint8 images, normalised on the device) of that
     domain, every stream resuming exactly at step `start`.
 
@@ -85,19 +84,19 @@ def _train_streams(config, tplan: plan.TrainPlan, sampler, start: int):
     positions = sampler.positions_at(start)
     kw = dict(
         batch_size=tplan.batch_size,
-        image_size=config.image_size,
-        resize_size=config.resize_size,
+        image_size=data.image_size,
+        resize_size=data.resize_size,
         normalization=None,
         process_index=jax.process_index(),
         process_count=jax.process_count(),
-        shuffle_buffer_size=config.shuffle_buffer_size,
-        reduced_decode=config.reduced_jpeg_decode,
-        threads=config.input_threads,
+        shuffle_buffer_size=data.shuffle_buffer_size,
+        reduced_decode=data.reduced_decode,
+        threads=data.threads,
     )
-    seeds = [config.rng_seed * 1000 + registry.get_domain(d).id for d in domains]
+    seeds = [data.seed * 1000 + registry.get_domain(d).id for d in domains]
     if isinstance(sampler, samplers.StaticSampler):
         batches = train_stream.schedule_batches(
-            config.train_dataset_dir, domains, sampler.schedule[start:], seeds=seeds,
+            data.tfds_dir, domains, sampler.schedule[start:], seeds=seeds,
             label_offsets=tplan.label_offsets, start_batches=positions.tolist(), **kw,
         )  # fmt: skip
         return lambda d: next(batches)
@@ -106,7 +105,7 @@ def _train_streams(config, tplan: plan.TrainPlan, sampler, start: int):
     def get(i: int):
         if streams[i] is None:
             streams[i] = train_stream.train_batches(
-                config.train_dataset_dir, domains[i], seed=seeds[i],
+                data.tfds_dir, domains[i], seed=seeds[i],
                 label_offset=tplan.label_offsets[i], start_batch=int(positions[i]), **kw,
             )  # fmt: skip
         return next(streams[i])
@@ -128,36 +127,30 @@ def _summarise(pending: list, domains: tuple[str, ...]) -> dict[str, float]:
     return out
 
 
-def train_and_evaluate(
-    config: ml_collections.ConfigDict, workdir: str, ts: TrainSettings
-) -> dict[str, float]:
-    """Train per the config in workdir (resuming if it holds a checkpoint); final test results.
+def train_and_evaluate(workdir: str, ts: TrainSettings) -> dict[str, float]:
+    """Train per `ts` in workdir (resuming if it holds a checkpoint); final test results.
 
     Holds the workdir's lock (checkpoint.lock) throughout. SIGTERM/SIGINT: checkpoint the
     current step and raise preemption.Preempted; NaN/inf loss: raise guards.NonFinite.
     """
     lead = jax.process_index() == 0
     with checkpoint.WorkdirLock(workdir, enabled=lead), preemption.SignalWatch() as watch:
-        return _train(config, workdir, ts, watch)
+        return _train(workdir, ts, watch)
 
 
-def _train(
-    config: ml_collections.ConfigDict, workdir: str, ts: TrainSettings, watch
-) -> dict[str, float]:
-    config = config.copy_and_resolve_references()
+def _train(workdir: str, ts: TrainSettings, watch) -> dict[str, float]:
     lead = jax.process_index() == 0
+    spec, opt, run = ts.model, ts.optimizer, ts.run
 
     # ------------------------------------------------------------------ plan
-    tplan = plan.make_plan(config)
-    method.check_config(config)
-    sampler = method.make_sampler(config, tplan, plan.domain_schedule(config, tplan))
-    norm = normalization.normalization_name(config.model_class, config.normalization)
-    _check_batching(config)
+    tplan = plan.make_plan(ts.plan)
+    sampler = method.make_sampler(ts.method, tplan)
+    _check_batching(tplan.batch_size)
     output = ts.descriptors
     descriptor_path = knn_descriptors.descriptor_file(output, workdir, -1)  # -1: best checkpoint
     _log(
         "Training %s on %s: %d images, %d steps/epoch, %d steps (%d frozen), heads %s",
-        config.model_class,
+        spec.model_class,
         ",".join(tplan.domains),
         sum(tplan.train_sizes),
         tplan.steps_per_epoch,
@@ -168,19 +161,21 @@ def _train(
 
     # ------------------------------------------------------------------ mesh, model, optimiser
     mesh = mesh_lib.make_mesh()
-    spec = ts.model
     model = embedding_model.build_model(spec, tplan.classes_per_head)
-    tx = optimizers.make_optimizer(config, tplan.steps_per_epoch, tplan.total_steps)
-    lr_fns = optimizers.lr_schedules(config, tplan.steps_per_epoch, tplan.total_steps)
-    state = steps.create_train_state(_init_params(config, ts, model), tx, mesh)
-    pixel_stats = normalization.mean_std(norm)  # the steps normalise the uint8 batches
-    train_step = method.train_steps(config, tplan, model, tx, mesh, pixel_stats)
+    tx = optimizers.make_optimizer(opt, tplan.steps_per_epoch, tplan.total_steps)
+    lr_fns = optimizers.lr_schedules(opt, tplan.steps_per_epoch, tplan.total_steps)
+    state = steps.create_train_state(_init_params(ts, model), tx, mesh)
+    pixel_stats = normalization.mean_std(loading.normalization_of(spec))  # uint8 in, on device
+    backbone = opt.trains_backbone  # False: frozen throughout, no backward pass through it
+    train_step = method.train_steps(
+        ts.method, tplan, model, tx, mesh, train_backbone=backbone, pixel_stats=pixel_stats
+    )
 
     # ------------------------------------------------------------------ checkpoints, resume
     ckpts = checkpoint.Checkpoints(
         workdir,
         checkpoint_steps=tplan.checkpoint_steps,
-        max_to_keep=config.max_checkpoints_to_keep,
+        max_to_keep=run.max_checkpoints_to_keep,
         save_on_steps=(tplan.total_steps,),
     )
     start = 0
@@ -192,7 +187,7 @@ def _train(
         _log("resumed from step %d", start)
     if lead:  # only now: a failed resume leaves the run's config.json as it was
         writers.write_config_json(ts.config_dict, os.path.join(workdir, "config.json"))
-    writer = writers.create_writer(workdir, config.wandb, writers.flat_hparams(ts.config_dict))
+    writer = writers.create_writer(workdir, run.wandb, writers.flat_hparams(ts.config_dict))
     writer = replay.skip_logged(writer, workdir, start)
     if start == 0 and sampler.initial_scalars():
         writer.write_scalars(0, sampler.initial_scalars())
@@ -202,7 +197,7 @@ def _train(
     val_plan = ts.validation_plan
     val_eval = None
     if val_plan is not None:
-        val_eval = evaluator.KnnEvaluator(model, val_plan, eval_data, config.embedd_to_eval, mesh)
+        val_eval = evaluator.KnnEvaluator(model, val_plan, eval_data, spec.embedd_to_eval, mesh)
 
     def validate(step: int) -> None:
         t0 = time.time()
@@ -220,10 +215,10 @@ def _train(
         )
 
     # ------------------------------------------------------------------ data streams
-    next_batch = _train_streams(config, tplan, sampler, start)
+    next_batch = _train_streams(ts.data, tplan, sampler, start)
 
     # ------------------------------------------------------------------ loop
-    stop_after = config.stop_after_steps
+    stop_after = run.stop_after_steps
     log_every = tplan.log_summary_steps
     pending: list = []
     bar = tqdm(
@@ -288,11 +283,11 @@ def _train(
         ckpts.save_best_if_better(final_step, state.params, -1.0, {"note": "no validation"})
         ckpts.wait()
     results: dict[str, float] = {}
-    if config.do_final_testing:
+    if run.do_final_testing:
         best_params, info = checkpoint.restore_params(workdir, "best", mesh_lib.replicated(mesh))
         _log("Final test on the best checkpoint (step %s).", info["step"])
         test_plan = ts.test_plan
-        test_eval = evaluator.KnnEvaluator(model, test_plan, eval_data, config.embedd_to_eval, mesh)
+        test_eval = evaluator.KnnEvaluator(model, test_plan, eval_data, spec.embedd_to_eval, mesh)
         results, descr = test_eval.run(loading.without_heads(best_params))
         writer.write_scalars(final_step, results_files.summary_scalars(results))
         writer.write_texts(final_step, results_files.summary_texts(results, test_plan))

@@ -35,7 +35,8 @@ CLASSIF_ON = ("teacher", "universal_student")
 
 @dataclasses.dataclass(frozen=True)
 class UdonLossConfig:
-    """The UDON fields of config.loss (original names) and the classification settings."""
+    """The UDON fields of config.loss (original names) and the classification settings; the
+    entry point builds it (universal_embedding/train_settings.py:udon_loss)."""
 
     classif_losses_on: tuple[str, ...] = CLASSIF_ON
     distill_udon_logits: bool = True
@@ -53,37 +54,15 @@ class UdonLossConfig:
     margin: float = 0.0
     label_smoothing: float = 0.0
 
-    @classmethod
-    def from_config(cls, loss) -> UdonLossConfig:
-        """From config.loss (see configs/config_train_udon.py for every field)."""
-        on = tuple(x.strip() for x in loss.classif_losses_on.split(",") if x.strip())
-        bad = [x for x in on if x not in CLASSIF_ON]
+    def __post_init__(self) -> None:
+        bad = [x for x in self.classif_losses_on if x not in CLASSIF_ON]
         if bad:
             raise ValueError(
-                f"config.loss.classif_losses_on={loss.classif_losses_on!r}: unknown {bad}; "
-                f"valid: {', '.join(CLASSIF_ON)}."
+                f"config.loss.classif_losses_on={','.join(self.classif_losses_on)!r}: unknown "
+                f"{bad}; valid: {', '.join(CLASSIF_ON)}."
             )
-        temps = loss.distill_udon_logits_temperature
-        out = cls(
-            classif_losses_on=on,
-            distill_udon_logits=loss.distill_udon_logits,
-            temperature_teacher=temps.teacher,
-            temperature_student=temps.universal_student,
-            distill_udon_batch_simils=loss.distill_udon_batch_simils,
-            distill_udon_simils_groups=loss.distill_udon_simils_groups,
-            classif_udon_teacher_weight=loss.classif_udon_teacher_weight,
-            classif_udon_universal_student_weight=loss.classif_udon_universal_student_weight,
-            distill_udon_logits_weight=loss.distill_udon_logits_weight,
-            distill_udon_simils_weight=loss.distill_udon_simils_weight,
-            distill_grads_to_backbone=loss.distill_grads_to_backbone,
-            loss_type=loss.type,
-            scale=loss.scale,
-            margin=loss.margin,
-            label_smoothing=loss.label_smoothing,
-        )
-        if not any(out.weights().values()):
+        if not any(self.weights().values()):
             raise ValueError("UDON: every loss term is off or has weight 0 (config.loss).")
-        return out
 
     def weights(self) -> dict[str, float]:
         """{term: weight} of the enabled terms."""
