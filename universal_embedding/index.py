@@ -13,6 +13,7 @@ import json
 import os
 from collections.abc import Iterator, Sequence
 
+from universal_embedding.errors import limits
 from universal_embedding.knn import descriptor_arrays, saved_index
 
 
@@ -50,7 +51,9 @@ def build_from_file(
         from universal_embedding.data import info_files, registry
 
         domain, split = key.split("/", 1)  # any domain: its info file is all that is needed
-        entries = info_files.read_info_file(registry.info_file_path(info_files_dir, domain, split))
+        info_path = registry.info_file_path(info_files_dir, domain, split)
+        limits.inside(info_files_dir, info_path, f"Key '{key}' of {descriptors}: info file")
+        entries = info_files.read_info_file(info_path)
         paths = [e["path"] for e in entries]
     if paths is None:
         paths = RowNames(key or os.path.basename(descriptors), len(vectors))
