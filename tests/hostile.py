@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import json
 import os
 import pathlib
 import subprocess
@@ -12,7 +13,7 @@ import zipfile
 import numpy as np
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
-PEAK_BOUND_MB = 300  # "a few hundred MB": every bomb below declares more than this
+PEAK_BOUND_MB = 200  # growth allowed while reading a bomb; every bomb declares more than this
 
 
 def npy_header(shape: tuple[int, ...], descr: str = "<f4") -> bytes:
@@ -44,13 +45,24 @@ def zero_bomb_npz(path: str, members: dict[str, tuple[int, ...]], level: int = 9
     return path
 
 
-def peak_run(code: str, timeout: float = 120) -> tuple[int, str, float]:
-    """(exit code, stderr, peak resident MB) of `python -c code` with the worktree first on the
-    path; the peak is the child's ru_maxrss, printed by the child itself at exit."""
+def peak_runs(setup: str, calls: dict[str, str], timeout: float = 180) -> dict[str, dict]:
+    """Each of `calls` run in one fresh Python process after `setup` (imports: not counted),
+    with the worktree first on the path: {name: {'error': 'Type: message' or '', 'grown_mb':
+    how far the peak resident size (ru_maxrss) grew during that call}}. A call is measured
+    against the peak before it, so run the ones expected to stay small first."""
     wrapped = (
-        "import atexit, resource, sys\n"
-        "atexit.register(lambda: print('PEAK_KB', resource.getrusage(resource.RUSAGE_SELF)"
-        ".ru_maxrss, file=sys.stderr))\n" + code
+        "import json, resource, sys\n"
+        "peak = lambda: resource.getrusage(resource.RUSAGE_SELF).ru_maxrss\n"
+        f"{setup}\n"
+        f"calls = {calls!r}\n"
+        "for name, call in calls.items():\n"
+        "    base, error = peak(), ''\n"
+        "    try:\n"
+        "        exec(call)\n"
+        "    except BaseException as e:\n"
+        "        error = f'{type(e).__name__}: {e}'\n"
+        "    out = {'name': name, 'error': error, 'grown_mb': (peak() - base) / 1024}\n"
+        "    print('RESULT', json.dumps(out), flush=True)\n"
     )
     env = {k: v for k, v in os.environ.items() if k != "UE_VERBOSE"}
     env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
@@ -64,7 +76,8 @@ def peak_run(code: str, timeout: float = 120) -> tuple[int, str, float]:
         env=env,
         cwd=ROOT,
     )
-    lines = proc.stderr.splitlines()
-    peak = next((int(line.split()[1]) for line in lines if line.startswith("PEAK_KB")), -1)
-    err = "\n".join(line for line in lines if not line.startswith("PEAK_KB"))
-    return proc.returncode, err, peak / 1024
+    results = [
+        json.loads(line[7:]) for line in proc.stdout.splitlines() if line.startswith("RESULT ")
+    ]
+    assert len(results) == len(calls), proc.stderr[-3000:]
+    return {r.pop("name"): r for r in results}

@@ -231,8 +231,8 @@ def npz_headers(
         member = NpyMember(name, info, shape, fortran, dtype, header)
         if dtype.hasobject:
             raise ValueError(
-                f"{short(path)}: array '{short(name)}' holds Python objects (a pickle), not "
-                "numbers; refused without reading it. Save a float array."
+                f"'{short(path)}', key '{short(name)}': holds Python objects (a pickle), not "
+                "plain numbers; refused without reading it. Save a float array."
             )
         if info.file_size != header + member.nbytes:
             raise ValueError(
