@@ -185,6 +185,24 @@ def _check_header(f: BinaryIO) -> None:
         raise BadImageError(f"{width}x{height} pixels, over Pillow's MAX_IMAGE_PIXELS={limit}")
 
 
+def check_image_bytes(raw: bytes, max_bytes: int = DEFAULT_MAX_IMAGE_BYTES) -> bytes:
+    """`raw` after the checks a file gets: at most max_bytes, and a header Pillow identifies as
+    an image of at most MAX_IMAGE_PIXELS pixels (BadImageError otherwise)."""
+    if not raw:
+        raise BadImageError("empty image bytes")
+    if len(raw) > max_bytes:
+        raise BadImageError(f"{len(raw)} bytes, over --max_image_bytes={max_bytes}")
+    _check_header(io.BytesIO(raw))
+    return raw
+
+
+def check_pixel_count(height: int, width: int) -> None:
+    """BadImageError when an image array has more pixels than Pillow's MAX_IMAGE_PIXELS."""
+    limit = Image.MAX_IMAGE_PIXELS
+    if limit and height * width > limit:
+        raise BadImageError(f"{width}x{height} pixels, over Pillow's MAX_IMAGE_PIXELS={limit}")
+
+
 def check_image_file(full: str, max_bytes: int = DEFAULT_MAX_IMAGE_BYTES) -> str:
     """'' for a regular file within max_bytes whose header is an image's, else why not; the
     file is not read past its header."""
