@@ -120,3 +120,53 @@ def test_fifo_descriptor_file_is_refused_without_hanging(tmp_path):
         descriptors.load_all_descriptors(fifo)
     with pytest.raises(OSError, match="FIFO"):
         index.build_from_file(fifo, str(tmp_path / "idx"))
+
+
+def _built_index(tmp_path, n: int = 6, d: int = 4) -> str:
+    from universal_embedding.knn import saved_index
+
+    out = str(tmp_path / "idx")
+    saved_index.build(_unit_rows(n, d), [f"{i}.jpg" for i in range(n)], out)
+    return out
+
+
+def test_index_file_declaring_gigabytes_is_refused_before_faiss_reads_it(tmp_path):
+    import struct
+
+    from universal_embedding.knn import saved_index
+
+    out = _built_index(tmp_path)
+    # the 45-byte flat index of the issue: a header whose codes vector declares 2.5 GB
+    header = struct.pack("<4siqqq?i", b"IxFI", 4, 6, 1 << 20, 1 << 20, True, 0)
+    codes = struct.pack("<Q", 625_000_000)
+    (tmp_path / "idx" / "index.faiss").write_bytes(header + codes)
+    setup = "from universal_embedding.knn import saved_index"
+    runs = hostile.peak_runs(setup, {"open": f"saved_index.SavedIndex({out!r})"})
+    assert runs["open"]["error"].endswith("6 x 4 floats do not fit its 45 bytes.")
+    assert runs["open"]["grown_mb"] < hostile.PEAK_BOUND_MB
+    (tmp_path / "idx" / "index.faiss").write_bytes(header + codes + bytes(96))  # sizes fit
+    with pytest.raises(ValueError, match="declares 625,000,000 floats.*refused before reading"):
+        saved_index.SavedIndex(out)
+
+
+def test_index_files_of_another_dimension_are_one_line(tmp_path):
+    from universal_embedding.knn import saved_index
+
+    out = _built_index(tmp_path)
+    other = _built_index(tmp_path / "other", d=8)
+    os_replace = __import__("shutil").copy
+    os_replace(f"{other}/index.faiss", f"{out}/index.faiss")
+    with pytest.raises(ValueError, match="dimension 8, but meta.json says 6 of dimension 4"):
+        saved_index.SavedIndex(out)
+
+
+def test_fifo_index_file_is_refused_without_hanging(tmp_path):
+    import os
+
+    from universal_embedding.knn import saved_index
+
+    out = _built_index(tmp_path)
+    os.remove(f"{out}/index.faiss")
+    os.mkfifo(f"{out}/index.faiss")
+    with pytest.raises(OSError, match="FIFO"):
+        saved_index.SavedIndex(out)

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import errno
 import json
 import os
 import stat
@@ -94,12 +93,8 @@ def _kind(mode: int) -> str:
 
 def _refuse_special(path: str, mode: int, what: str) -> None:
     if not stat.S_ISREG(mode):
-        kind = _kind(mode)
         err = IsADirectoryError if stat.S_ISDIR(mode) else OSError
-        raise err(
-            errno.EISDIR if stat.S_ISDIR(mode) else errno.EINVAL,
-            f"{what} {short(path)} is {kind}, not a regular file; refused without reading it",
-        )
+        raise err(f"{what} {short(path)} is {_kind(mode)}, not a regular file; refused unread.")
 
 
 def regular_file(path: str, what: str = "file") -> str:
@@ -107,7 +102,7 @@ def regular_file(path: str, what: str = "file") -> str:
     try:
         st = os.stat(path)
     except FileNotFoundError:
-        raise FileNotFoundError(errno.ENOENT, f"{what} {short(path)} does not exist") from None
+        raise FileNotFoundError(f"{what} {short(path)} does not exist.") from None
     _refuse_special(path, st.st_mode, what)
     return path
 
