@@ -61,3 +61,18 @@ def test_bytes_and_arrays_get_the_pixel_limit(monkeypatch):
         embed_inputs.eval_image(b"not an image at all", image_size=16, normalization="")
     out = embed_inputs.eval_image(np.zeros((20, 30, 3), np.uint8), image_size=16, normalization="")
     assert out.shape == (16, 16, 3)
+
+
+def test_folder_entry_linking_outside_the_folder_is_refused(tmp_path):
+    from universal_embedding.data import image_files
+
+    (tmp_path / "secret").mkdir()
+    (tmp_path / "secret" / "s.png").write_bytes(_png(8, 8))
+    base = tmp_path / "images"
+    (base / "sub").mkdir(parents=True)
+    (base / "a.png").write_bytes(_png(8, 8))
+    (base / "sub" / "inside.png").symlink_to(base / "a.png")  # inside: kept
+    (base / "leak.png").symlink_to(tmp_path / "secret" / "s.png")
+    good, bad = image_files.scan_folder(str(base))
+    assert good == ["a.png", "sub/inside.png"]
+    assert bad == [("leak.png", f"a symlink leading outside {base}; refused")]

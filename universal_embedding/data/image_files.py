@@ -260,6 +260,16 @@ def _is_utf8(name: str) -> bool:
     return True
 
 
+def links_outside(base_dir: str, names: Sequence[str]) -> list[str]:
+    """The names (relative to base_dir) whose real path, symlinks resolved, is outside it."""
+    root = os.path.realpath(base_dir)
+    return [
+        n
+        for n in names
+        if os.path.commonpath([root, os.path.realpath(os.path.join(base_dir, n))]) != root
+    ]
+
+
 def scan_folder(
     base_dir: str, max_bytes: int = DEFAULT_MAX_IMAGE_BYTES
 ) -> tuple[list[str], list[tuple[str, str]]]:
@@ -272,6 +282,9 @@ def scan_folder(
     names, bad = _walk(base_dir)
     named = [n for n in names if _is_utf8(n)]
     bad += [(n, "file name is not valid UTF-8") for n in names if not _is_utf8(n)]
+    outside = set(links_outside(base_dir, named))
+    named = [n for n in named if n not in outside]
+    bad += [(n, f"a symlink leading outside {base_dir}; refused") for n in sorted(outside)]
     with concurrent.futures.ThreadPoolExecutor(min(32, os.cpu_count() or 1)) as pool:
         full = [os.path.join(base_dir, n) for n in named]
         reasons = list(pool.map(lambda p: check_image_file(p, max_bytes), full))
