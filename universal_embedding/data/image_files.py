@@ -127,16 +127,29 @@ def downscaled_bytes(raw: bytes, max_side: int, jpeg_quality: int = 90) -> bytes
 
 def outside_dir(files_dir: str, rel_paths: Sequence[str]) -> list[tuple[int, str]]:
     """(index, path) of info-file paths that lead outside files_dir (`..`, absolute paths, also
-    once `#U`-unescaped); judged on the names, so symlinked folders inside files_dir still work."""
-    root = os.path.abspath(files_dir)
+    once `#U`-unescaped, and symlinks: a file or folder inside files_dir that links outside)."""
+    root = os.path.realpath(files_dir)
     bad = []
     for i, rel in enumerate(rel_paths):
         for name in (rel, unescape_name(rel)):
-            full = os.path.normpath(os.path.join(root, name))
+            full = os.path.realpath(os.path.join(root, name))
             if os.path.commonpath([root, full]) != root:
                 bad.append((i, rel))
                 break
     return bad
+
+
+def repeated_paths(entries: Sequence[dict]) -> list[tuple[int, int, str]]:
+    """(first index, repeat index, path) of info-file entries naming a path already listed."""
+    first: dict[str, int] = {}
+    out = []
+    for i, entry in enumerate(entries):
+        path = entry["path"]
+        if path in first:
+            out.append((first[path], i, path))
+        else:
+            first[path] = i
+    return out
 
 
 def read_limited(f: BinaryIO, max_bytes: int) -> bytes:
