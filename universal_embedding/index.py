@@ -95,21 +95,27 @@ def write_html(path: str, results: Sequence[dict], images_dir: str, thumb: int =
     """A gallery: one row per query, its neighbours with similarity (images when found)."""
     import html
 
+    from universal_embedding.data import image_files
     from universal_embedding.report.neighbour_rows import thumbnail_uri
 
-    def cell(p: str, label: str, base: str) -> str:
-        full = p if os.path.isabs(p) or not base else os.path.join(base, p)
+    def cell(p: str, label: str, base: str | None) -> str:
+        # a query is the user's own file; an indexed path (from paths.bin) is read only inside
+        # the images folder, with the image size and header checks
+        inside = base is None or (base != "" and not image_files.outside_dir(base, [p]))
+        full = p if base is None else os.path.join(base, p)
         data = None
-        if os.path.isfile(full):
-            with open(full, "rb") as fh:
-                data = fh.read()
+        if inside and os.path.isfile(full):
+            try:
+                data = image_files.read_image_file(full)
+            except (OSError, image_files.BadImageError):
+                data = None
         uri = thumbnail_uri(data, thumb)
         img = f'<img src="{uri}">' if uri else "<div>image unavailable</div>"
         return f'<td title="{html.escape(p)}">{img}<br>{html.escape(label)}</td>'
 
     rows = []
     for r in results:
-        cells = [cell(r["query"], "query: " + os.path.basename(r["query"]), "")]
+        cells = [cell(r["query"], "query: " + os.path.basename(r["query"]), None)]
         cells += [
             cell(n["path"], f"{rank}. sim {n['score']:.3f}", images_dir)
             for rank, n in enumerate(r["neighbours"], 1)

@@ -76,3 +76,20 @@ def test_folder_entry_linking_outside_the_folder_is_refused(tmp_path):
     good, bad = image_files.scan_folder(str(base))
     assert good == ["a.png", "sub/inside.png"]
     assert bad == [("leak.png", f"a symlink leading outside {base}; refused")]
+
+
+def test_index_page_reads_no_indexed_path_outside_the_images_folder(tmp_path):
+    from universal_embedding import index
+
+    (tmp_path / "images").mkdir()
+    (tmp_path / "images" / "in.png").write_bytes(_png(8, 8))
+    (tmp_path / "secret.png").write_bytes(_png(8, 8))
+    query = str(tmp_path / "images" / "in.png")
+    hits = [
+        {"path": p, "score": 1.0} for p in ("in.png", "../secret.png", str(tmp_path / "secret.png"))
+    ]
+    page = index.write_html(str(tmp_path / "q.html"), [{"query": query, "neighbours": hits}],
+                            str(tmp_path / "images"))  # fmt: skip
+    html = open(page).read()
+    assert html.count("<img") == 2  # the query and in.png
+    assert html.count("image unavailable") == 2
