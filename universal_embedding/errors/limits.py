@@ -286,23 +286,3 @@ def read_zip_member(z: zipfile.ZipFile, name: str, path: str, limit: int) -> byt
         return z.read(info)
     except (zipfile.BadZipFile, EOFError, OSError) as e:
         raise ValueError(f"{short(path)}: member '{short(name)}' is damaged ({e}).") from None
-
-
-__all__ = [
-    "LimitError",
-    "NpyMember",
-    "budget",
-    "check_budget",
-    "check_zip_budget",
-    "inflate_ratio",
-    "inside",
-    "npz_headers",
-    "open_regular",
-    "open_zip",
-    "read_json_object",
-    "read_member",
-    "read_npz",
-    "read_zip_member",
-    "regular_file",
-    "short",
-]
