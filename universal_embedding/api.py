@@ -95,6 +95,10 @@ class Embedder:
             params, fields = exported.read(weights_file)
             spec = _spec(**{k: v for k, v in fields.items() if k != "embedd_to_eval"})
             model = embedding_model.build_model(spec, None)
+            config_json = os.path.join(
+                os.path.dirname(os.path.abspath(weights_file)), "config.json"
+            )
+            loading.check_loaded(model, params, spec, config_json)  # shapes, finite values
             loaded = loading.LoadedModel(model, params, spec, loading.normalization_of(spec))
             return cls(loaded, embedd_to_eval or fields.get("embedd_to_eval", "projected"))
         embedding = embedd_to_eval or "backbone_out"

@@ -13,6 +13,7 @@ import json
 import os
 from collections.abc import Iterator, Sequence
 
+from universal_embedding.errors import limits
 from universal_embedding.knn import descriptor_arrays, saved_index
 
 
@@ -50,7 +51,9 @@ def build_from_file(
         from universal_embedding.data import info_files, registry
 
         domain, split = key.split("/", 1)  # any domain: its info file is all that is needed
-        entries = info_files.read_info_file(registry.info_file_path(info_files_dir, domain, split))
+        info_path = registry.info_file_path(info_files_dir, domain, split)
+        limits.inside(info_files_dir, info_path, f"Key '{key}' of {descriptors}: info file")
+        entries = info_files.read_info_file(info_path)
         paths = [e["path"] for e in entries]
     if paths is None:
         paths = RowNames(key or os.path.basename(descriptors), len(vectors))
@@ -92,21 +95,27 @@ def write_html(path: str, results: Sequence[dict], images_dir: str, thumb: int =
     """A gallery: one row per query, its neighbours with similarity (images when found)."""
     import html
 
+    from universal_embedding.data import image_files
     from universal_embedding.report.neighbour_rows import thumbnail_uri
 
-    def cell(p: str, label: str, base: str) -> str:
-        full = p if os.path.isabs(p) or not base else os.path.join(base, p)
+    def cell(p: str, label: str, base: str | None) -> str:
+        # a query is the user's own file; an indexed path (from paths.bin) is read only inside
+        # the images folder, with the image size and header checks
+        inside = base is None or (base != "" and not image_files.outside_dir(base, [p]))
+        full = p if base is None else os.path.join(base, p)
         data = None
-        if os.path.isfile(full):
-            with open(full, "rb") as fh:
-                data = fh.read()
+        if inside and os.path.isfile(full):
+            try:
+                data = image_files.read_image_file(full)
+            except (OSError, image_files.BadImageError):
+                data = None
         uri = thumbnail_uri(data, thumb)
         img = f'<img src="{uri}">' if uri else "<div>image unavailable</div>"
         return f'<td title="{html.escape(p)}">{img}<br>{html.escape(label)}</td>'
 
     rows = []
     for r in results:
-        cells = [cell(r["query"], "query: " + os.path.basename(r["query"]), "")]
+        cells = [cell(r["query"], "query: " + os.path.basename(r["query"]), None)]
         cells += [
             cell(n["path"], f"{rank}. sim {n['score']:.3f}", images_dir)
             for rank, n in enumerate(r["neighbours"], 1)

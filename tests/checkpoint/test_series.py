@@ -191,3 +191,18 @@ def test_sigkill_during_saves_leaves_only_complete_checkpoints(tmp_path):
         assert extra == {"step": step}
         assert float(np.asarray(state["x"]).min()) == float(np.asarray(state["x"]).max()) == step
     ckpts.close()
+
+
+def test_best_params_linked_to_another_run_are_refused(tmp_path):
+    """checkpoints/best/<step>/params as a symlink to another run's parameters."""
+    mesh = mesh_lib.make_mesh()
+    for run, seed in (("mine", 0), ("other", 5)):
+        ckpts = checkpoint.Checkpoints(str(tmp_path / run), checkpoint_steps=1, max_to_keep=1)
+        ckpts.save_best_if_better(3, _state(mesh, seed).params, 0.5)
+        ckpts.close()
+    mine = os.path.join(checkpoint.checkpoint_dir(str(tmp_path / "mine"), "best"), "3", "params")
+    other = os.path.join(checkpoint.checkpoint_dir(str(tmp_path / "other"), "best"), "3", "params")
+    shutil.rmtree(mine)
+    os.symlink(other, mine)
+    with pytest.raises(ValueError, match=r"3/params is a symlink leading outside the workdir"):
+        checkpoint.restore_params(str(tmp_path / "mine"), "best")

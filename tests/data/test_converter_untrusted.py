@@ -132,3 +132,30 @@ def test_bad_class_id_names_entry_index_and_path(tmp_path, bad, what):
     with pytest.raises(ValueError, match=f"entry 1 \\(path 'b.png'\\).*{what}") as e:
         tfrecords.convert(info, str(tmp_path / "o" / "x"), str(img), progress=False)
     assert "\n" not in str(e.value)
+
+
+def test_symlink_inside_files_dir_leading_outside_is_refused(tmp_path):
+    img = tmp_path / "images"
+    _png(str(img / "ok.png"))
+    _png(str(tmp_path / "secret" / "s.png"), 1)
+    os.symlink(tmp_path / "secret" / "s.png", img / "leak.png")  # a file link
+    os.symlink(tmp_path / "secret", img / "linked")  # a folder link
+    info = _info(tmp_path / "info.json", ["ok.png", "leak.png", "linked/s.png"])
+    out = str(tmp_path / "out" / "x.test.tfrecord")
+    with pytest.raises(ValueError, match="2 path\\(s\\) lead outside") as e:
+        tfrecords.convert(info, out, str(img), progress=False)
+    assert "entry 1 'leak.png'" in str(e.value) and "entry 2 'linked/s.png'" in str(e.value)
+    s = tfrecords.convert(info, out, str(img), allow_outside_files_dir=True, progress=False)
+    assert s.written == 3
+
+
+def test_path_listed_twice_is_refused(tmp_path):
+    img = tmp_path / "images"
+    _png(str(img / "a.png"))
+    _png(str(img / "b.png"), 1)
+    info = _info(tmp_path / "info.json", ["a.png", "b.png", "a.png"], [0, 1, 2])
+    out = tmp_path / "out" / "x.test.tfrecord"
+    with pytest.raises(ValueError, match="listed twice") as e:
+        tfrecords.convert(info, str(out), str(img), progress=False)
+    assert "'a.png' as entry 0, class 0, and entry 2, class 2" in str(e.value)
+    assert not out.parent.exists() or os.listdir(out.parent) == []

@@ -14,6 +14,7 @@ import numpy as np
 import orbax.checkpoint as ocp
 
 from universal_embedding.checkpoint.series import BEST, LATEST, checkpoint_dir
+from universal_embedding.errors import limits
 
 
 def parse_which(which: str | int) -> tuple[str, int | None]:
@@ -59,6 +60,22 @@ def _restore_item(path: str, item: str, step: int | None, sharding: Any) -> tupl
     return out[item], dict(out["extra"] or {}), step
 
 
+def check_links_inside(workdir: str, path: str) -> None:
+    """Refuse a checkpoint folder with any entry (step folder, params, extra, their files) whose
+    real path leads outside `workdir` through a symlink: another run's parameters are never
+    read in this one's name."""
+    root = os.path.realpath(workdir)
+    for folder, dirs, files in os.walk(path, followlinks=False):
+        for name in dirs + files:
+            full = os.path.join(folder, name)
+            if os.path.commonpath([root, os.path.realpath(full)]) != root:
+                raise ValueError(
+                    f"Checkpoint entry {limits.short(full)} is a symlink leading outside the "
+                    f"workdir {limits.short(workdir)} (to {limits.short(os.path.realpath(full))}); "
+                    "refused. Copy the checkpoint into the workdir instead of linking it."
+                )
+
+
 def restore_params(
     workdir: str, which: str | int = "best", sharding: Any = None
 ) -> tuple[dict, dict]:
@@ -74,6 +91,7 @@ def restore_params(
             "--workdir), pick another workdir, or pass pretrained weights instead."
         )
     item = "params" if series == BEST else "state"
+    check_links_inside(workdir, path)
     tree, extra, step = _restore_item(path, item, step, sharding)
     params = tree if series == BEST else tree["params"]
     return dict(params), {**extra, "step": extra.get("step", step)}

@@ -68,6 +68,21 @@ def _sample(window: tf.Tensor, ys, xs, size: int, flip: tf.Tensor) -> tf.Tensor:
     return out
 
 
+def sample_crop(image: tf.Tensor, start: tf.Tensor, scale: tf.Tensor, size: int) -> tf.Tensor:
+    """float32 [size, size, 3]: output pixel (i, j) samples the decoded `image` bilinearly at
+    ((start[0] + i + 0.5) * scale[0] - 0.5, (start[1] + j + 0.5) * scale[1] - 0.5), reading only
+    the window of source pixels those positions need (a resize followed by a crop, without the
+    resize)."""
+    one = tf.constant(1, tf.int32)
+    hw = tf.shape(image)[:2]
+    y0, y1, wy, ny = _axis_window(hw[0], one, start[0], scale[0], size)
+    x0, x1, wx, nx = _axis_window(hw[1], one, start[1], scale[1], size)
+    window = tf.cast(image[wy : wy + ny, wx : wx + nx], tf.float32)
+    wyf, wxf = tf.cast(wy, tf.float32), tf.cast(wx, tf.float32)
+    flip = tf.constant(False)
+    return _sample(window, (y0 - wyf, y1 - wyf), (x0 - wxf, x1 - wxf), size, flip)
+
+
 def _decode_window(image_bytes: tf.Tensor, ratio: tf.Tensor, window: tf.Tensor) -> tf.Tensor:
     """decode_and_crop_jpeg at DCT scaling `ratio` (window in the reduced image's pixels)."""
 

@@ -66,8 +66,16 @@ def eval_image(item, *, image_size: int, normalization: str) -> np.ndarray:
     pixels_fn, bytes_fn = _transforms(image_size, normalization)
     if isinstance(item, (str, os.PathLike)):
         item = read_file_bytes(os.fspath(item))
-    if isinstance(item, bytes):
-        return bytes_fn(tf.constant(image_files.fast_compatible_bytes(item))).numpy()
+    try:  # bytes and arrays get the checks files get: size, header, pixel count
+        if isinstance(item, bytes):
+            raw = image_files.fast_compatible_bytes(image_files.check_image_bytes(item))
+            return bytes_fn(tf.constant(raw)).numpy()
+        if hasattr(item, "size") and hasattr(item, "mode"):  # PIL image: size is (w, h)
+            image_files.check_pixel_count(item.size[1], item.size[0])
+        elif np.ndim(item) >= 2:
+            image_files.check_pixel_count(*np.shape(item)[:2])
+    except image_files.BadImageError as e:
+        raise ValueError(f"Image {type(item).__name__}: {e}") from None
     return pixels_fn(tf.constant(as_rgb_array(item))).numpy()
 
 

@@ -127,16 +127,29 @@ def downscaled_bytes(raw: bytes, max_side: int, jpeg_quality: int = 90) -> bytes
 
 def outside_dir(files_dir: str, rel_paths: Sequence[str]) -> list[tuple[int, str]]:
     """(index, path) of info-file paths that lead outside files_dir (`..`, absolute paths, also
-    once `#U`-unescaped); judged on the names, so symlinked folders inside files_dir still work."""
-    root = os.path.abspath(files_dir)
+    once `#U`-unescaped, and symlinks: a file or folder inside files_dir that links outside)."""
+    root = os.path.realpath(files_dir)
     bad = []
     for i, rel in enumerate(rel_paths):
         for name in (rel, unescape_name(rel)):
-            full = os.path.normpath(os.path.join(root, name))
+            full = os.path.realpath(os.path.join(root, name))
             if os.path.commonpath([root, full]) != root:
                 bad.append((i, rel))
                 break
     return bad
+
+
+def repeated_paths(entries: Sequence[dict]) -> list[tuple[int, int, str]]:
+    """(first index, repeat index, path) of info-file entries naming a path already listed."""
+    first: dict[str, int] = {}
+    out = []
+    for i, entry in enumerate(entries):
+        path = entry["path"]
+        if path in first:
+            out.append((first[path], i, path))
+        else:
+            first[path] = i
+    return out
 
 
 def read_limited(f: BinaryIO, max_bytes: int) -> bytes:
@@ -182,6 +195,24 @@ def _check_header(f: BinaryIO) -> None:
         f.seek(0)
     limit = Image.MAX_IMAGE_PIXELS
     if limit and width * height > limit:
+        raise BadImageError(f"{width}x{height} pixels, over Pillow's MAX_IMAGE_PIXELS={limit}")
+
+
+def check_image_bytes(raw: bytes, max_bytes: int = DEFAULT_MAX_IMAGE_BYTES) -> bytes:
+    """`raw` after the checks a file gets: at most max_bytes, and a header Pillow identifies as
+    an image of at most MAX_IMAGE_PIXELS pixels (BadImageError otherwise)."""
+    if not raw:
+        raise BadImageError("empty image bytes")
+    if len(raw) > max_bytes:
+        raise BadImageError(f"{len(raw)} bytes, over --max_image_bytes={max_bytes}")
+    _check_header(io.BytesIO(raw))
+    return raw
+
+
+def check_pixel_count(height: int, width: int) -> None:
+    """BadImageError when an image array has more pixels than Pillow's MAX_IMAGE_PIXELS."""
+    limit = Image.MAX_IMAGE_PIXELS
+    if limit and height * width > limit:
         raise BadImageError(f"{width}x{height} pixels, over Pillow's MAX_IMAGE_PIXELS={limit}")
 
 
@@ -242,6 +273,16 @@ def _is_utf8(name: str) -> bool:
     return True
 
 
+def links_outside(base_dir: str, names: Sequence[str]) -> list[str]:
+    """The names (relative to base_dir) whose real path, symlinks resolved, is outside it."""
+    root = os.path.realpath(base_dir)
+    return [
+        n
+        for n in names
+        if os.path.commonpath([root, os.path.realpath(os.path.join(base_dir, n))]) != root
+    ]
+
+
 def scan_folder(
     base_dir: str, max_bytes: int = DEFAULT_MAX_IMAGE_BYTES
 ) -> tuple[list[str], list[tuple[str, str]]]:
@@ -254,6 +295,9 @@ def scan_folder(
     names, bad = _walk(base_dir)
     named = [n for n in names if _is_utf8(n)]
     bad += [(n, "file name is not valid UTF-8") for n in names if not _is_utf8(n)]
+    outside = set(links_outside(base_dir, named))
+    named = [n for n in named if n not in outside]
+    bad += [(n, f"a symlink leading outside {base_dir}; refused") for n in sorted(outside)]
     with concurrent.futures.ThreadPoolExecutor(min(32, os.cpu_count() or 1)) as pool:
         full = [os.path.join(base_dir, n) for n in named]
         reasons = list(pool.map(lambda p: check_image_file(p, max_bytes), full))

@@ -9,6 +9,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from universal_embedding.data import registry
+from universal_embedding.errors import limits
 
 
 @dataclasses.dataclass(frozen=True)
@@ -55,11 +56,12 @@ def _validate_entry(path: str, index: int, entry: Any) -> dict:
 
 def read_info_file(path: str) -> list[dict]:
     """The validated entries of one info file: [{'path': str, 'class_id': int | list[int]}]."""
-    try:
-        with open(path, encoding="utf-8") as f:
+    try:  # a FIFO or device is refused before it is read (it would block or never end)
+        with limits.open_regular(path, "Info file", mode="r") as f:
             data = json.load(f)
-    except json.JSONDecodeError as e:
-        raise ValueError(f"Info file {path} is not valid JSON: {e}") from e
+    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as e:
+        why = "nested too deeply" if isinstance(e, RecursionError) else limits.short(e, 160)
+        raise ValueError(f"Info file {limits.short(path)} is not valid JSON: {why}") from None
     if not isinstance(data, list):
         raise ValueError(f"Info file {path} must hold a JSON list, found {type(data).__name__}.")
     return [_validate_entry(path, i, entry) for i, entry in enumerate(data)]

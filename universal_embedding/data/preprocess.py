@@ -75,13 +75,42 @@ def eval_size(shape: tf.Tensor, image_size: int) -> tf.Tensor:
     return tf.stack([new_h, new_w])
 
 
-def eval_transform(image: tf.Tensor, *, image_size: int, norm: str) -> tf.Tensor:
-    """Resize (bilinear, no antialias) to eval_size, center crop image_size, normalise
-    (norm='' keeps pixels in 0..255)."""
-    new = eval_size(tf.shape(image)[:2], image_size)
+MAX_EVAL_RESIZE = 4  # the full resize holds at most this many output crops' worth of pixels
+
+
+def _resize_then_crop(image: tf.Tensor, new: tf.Tensor, image_size: int) -> tf.Tensor:
     image = tf.image.resize(image, new, method="bilinear")
     top = (new[0] - image_size) // 2
     left = (new[1] - image_size) // 2
-    image = image[top : top + image_size, left : left + image_size]
+    return image[top : top + image_size, left : left + image_size]
+
+
+def _sampled_crop(image: tf.Tensor, new: tf.Tensor, image_size: int) -> tf.Tensor:
+    """The centre crop of the resize to `new`, sampled at the positions that resize uses
+    (crops.sample_crop) from only the source pixels it needs: never the whole resize."""
+    from universal_embedding.data import crops
+
+    hw = tf.shape(image)[:2]
+    scale = tf.cast(hw, tf.float32) / tf.cast(new, tf.float32)
+    start = (new - image_size) // 2
+    return crops.sample_crop(image, start, scale, image_size)
+
+
+def eval_transform(image: tf.Tensor, *, image_size: int, norm: str) -> tf.Tensor:
+    """Resize (bilinear, no antialias) to eval_size, center crop image_size, normalise
+    (norm='' keeps pixels in 0..255).
+
+    When the resize would hold more than MAX_EVAL_RESIZE crops' pixels (a very long or tall
+    image: a 1 x 600000 PNG resized to 16 x 9.6M floats), the crop is sampled from the source
+    directly at the same positions instead (equal up to float rounding), so memory stays
+    proportional to the output."""
+    new = eval_size(tf.shape(image)[:2], image_size)
+    pixels = tf.cast(new[0], tf.int64) * tf.cast(new[1], tf.int64)
+    small = pixels <= MAX_EVAL_RESIZE * image_size * image_size
+    image = tf.cond(
+        small,
+        lambda: _resize_then_crop(image, new, image_size),
+        lambda: _sampled_crop(image, new, image_size),
+    )
     image.set_shape([image_size, image_size, 3])
     return normalize(image, norm) if norm else tf.cast(image, tf.float32)

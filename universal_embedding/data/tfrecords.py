@@ -214,6 +214,15 @@ def convert(
     outside = image_files.outside_dir(files_dir, [e["path"] for e in entries])
     if outside and not allow_outside_files_dir:
         raise _outside_error(info_file, files_dir, outside)
+    repeated = image_files.repeated_paths(entries)
+    if repeated:
+        i, j, path = repeated[0]
+        raise ValueError(
+            f"Info file {info_file}: {len(repeated)} path(s) listed twice (first: {path!r} as "
+            f"entry {i}, class {entries[i]['class_id']}, and entry {j}, class "
+            f"{entries[j]['class_id']}); nothing was read. List each image once (several "
+            "labels: a class_id list)."
+        )
     order = (
         np.random.default_rng(seed).permutation(len(entries)) if train else np.arange(len(entries))
     )

@@ -3,8 +3,9 @@
 Every program runs through `errors.command.run`, which wraps its absl main with
 `one_line_errors`. What counts as a user error: bad values, missing or unreadable files,
 mismatched data and weights (ValueError, OSError, KeyError, and RuntimeError, which is how
-some libraries report bad input). The traceback is printed only with `--verbose` or the
-environment variable `UE_VERBOSE=1`.
+some libraries report bad input), a missing optional dependency (ImportError) and a file whose
+declared sizes exceed the memory (MemoryError). The traceback is printed only with
+`--verbose` or the environment variable `UE_VERBOSE=1`.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import os
 import sys
 from collections.abc import Callable
 
-USER_ERRORS = (ValueError, OSError, KeyError, RuntimeError)
+USER_ERRORS = (ValueError, OSError, KeyError, RuntimeError, ImportError, MemoryError)
 MAX_CHARS = 2000
 
 
@@ -43,6 +44,11 @@ def one_line(error: BaseException) -> str:
     text = " | ".join(line.strip() for line in str(error).splitlines() if line.strip())
     if isinstance(error, KeyError) and len(error.args) == 1:
         text = f"missing key {error.args[0]!r}"
+    if isinstance(error, MemoryError):
+        text = (
+            f"out of memory{': ' + text if text else ''}; an input declares more data than this "
+            "machine holds (a damaged or hostile file, or a batch or model too large for it)"
+        )
     text = text or type(error).__name__
     if len(text) > MAX_CHARS:
         text = text[: MAX_CHARS - 3] + "..."

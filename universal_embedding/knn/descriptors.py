@@ -20,6 +20,7 @@ from absl import logging
 from tqdm import tqdm
 
 from universal_embedding.data import registry
+from universal_embedding.errors import limits
 from universal_embedding.original import descriptor_files
 
 UNIVERSAL = "universal_student_embedd"  # chosen by default from a several-embedding file
@@ -128,11 +129,12 @@ def select_embedding(
 
 def load_all_descriptors(path: str) -> dict[str, np.ndarray]:
     """Every array of a descriptor file, keyed 'domain/split' or 'domain/split/embedding'."""
-    if not os.path.isfile(path):
+    if not os.path.exists(path):
         raise FileNotFoundError(
-            f"Descriptor file '{path}' does not exist. "
+            f"Descriptor file '{limits.short(path)}' does not exist. "
             "Pass --config.descr_path=<.npz, .json or .pkl>."
         )
+    limits.regular_file(path, "Descriptor file")  # a FIFO or device would block or never end
     if path.endswith(descriptor_files.JSON_EXTENSIONS):  # JSON text, also under '.pkl'
         arrays = descriptor_files.load_json_arrays(path)
         return {  # popped one by one: the float64 parse and its float32 copy never all coexist
@@ -143,19 +145,19 @@ def load_all_descriptors(path: str) -> dict[str, np.ndarray]:
         raise ValueError(
             f"Descriptor file '{path}': expected a .npz, .json or (original JSON) .pkl file."
         )
-    with np.load(path, allow_pickle=False) as data:
-        out = {}
-        for key in data.files:
-            _split_key(key, path, allow_embedding=True)
-            where = f"Descriptor file '{path}', key '{key}'"
-            try:
-                arr = data[key]
-            except ValueError:  # object arrays need pickle, which is never used here
-                raise ValueError(
-                    f"{where}: holds Python objects, not numbers; save a float array."
-                ) from None
-            out[key] = _as_float32(arr, where)
-    return out
+    size = os.path.getsize(limits.regular_file(path, "Descriptor file"))
+    with limits.open_zip(path, "Descriptor file") as z:
+        members = limits.npz_headers(z, path)  # declared shapes, object arrays refused
+        for m in members:
+            _split_key(m.name, path, allow_embedding=True)
+        limits.check_budget(path, sum(m.nbytes for m in members), size, "its descriptor arrays")
+        return {
+            m.name: _as_float32(
+                limits.read_member(z, m, path),
+                f"Descriptor file '{limits.short(path)}', key '{m.name}'",
+            )
+            for m in members
+        }
 
 
 def _as_float32(arr: np.ndarray, where: str) -> np.ndarray:

@@ -11,16 +11,19 @@ from __future__ import annotations
 import json
 import math
 import os
+import struct
 from collections.abc import Iterable, Sequence
 
 import numpy as np
 
+from universal_embedding.errors import limits
 from universal_embedding.knn.search import search
 
 KINDS = ("flat", "ivf", "hnsw")
 INDEX_FILE, META_FILE = "index.faiss", "meta.json"
 PATHS_FILE, OFFSETS_FILE = "paths.bin", "paths_offsets.npy"
 ADD_BATCH = 65536
+MAX_PATH_BYTES = 65536  # one row's path in paths.bin
 HNSW_M, HNSW_EF_CONSTRUCTION, HNSW_EF_SEARCH = 32, 80, 128
 IVF_TRAIN_PER_LIST, IVF_NPROBE = 64, 16  # k-means sample per list (faiss: 39..256); lists probed
 
@@ -141,6 +144,40 @@ def build(
     return meta
 
 
+_FLAT = (b"IxFI", b"IxF2", b"IxFl")  # faiss IndexFlat (inner product, L2, other metric)
+_HEADER = struct.Struct("<4siqqq?i")  # fourcc, d, ntotal, 2 dummies, is_trained, metric_type
+
+
+def check_index_file(path: str, dim: int, count: int) -> None:
+    """Refuse an index.faiss that is not a regular file or whose header disagrees with
+    meta.json (dimension, row count) or with its own size, before faiss allocates what it
+    declares. A flat index is checked whole: its codes must be count x dim floats filling the
+    file; other kinds are checked by their header and by holding at least count x dim floats."""
+    size = os.path.getsize(limits.regular_file(path, "Index file"))
+    with limits.open_regular(path, "Index file") as f:
+        head = f.read(_HEADER.size + 12)
+    if len(head) < _HEADER.size:
+        raise ValueError(f"{limits.short(path)} is too short ({size} bytes) for a faiss index.")
+    fourcc, d, ntotal, _, _, _, metric = _HEADER.unpack_from(head)
+    if (d, ntotal) != (dim, count):
+        raise ValueError(
+            f"{limits.short(path)} holds {ntotal} vectors of dimension {d}, but meta.json says "
+            f"{count} of dimension {dim}: the index files do not belong together; rebuild it."
+        )
+    if d * ntotal * 4 > size:
+        raise ValueError(
+            f"{limits.short(path)}: {ntotal} x {d} floats do not fit its {size} bytes."
+        )
+    if fourcc in _FLAT:
+        at = _HEADER.size + (4 if metric > 1 else 0)
+        floats = int.from_bytes(head[at : at + 8], "little")
+        if floats != d * ntotal or at + 8 + 4 * floats != size:
+            raise ValueError(
+                f"{limits.short(path)} declares {floats:,} floats of codes for {ntotal} x {d} in a "
+                f"{size:,}-byte file (damaged or crafted); refused before reading it. Rebuild it."
+            )
+
+
 class SavedIndex:
     """An index folder opened for search; paths read on demand from paths.bin."""
 
@@ -151,15 +188,27 @@ class SavedIndex:
                 f"{meta_path} not found: build the index first "
                 "(python -m universal_embedding.index build --descriptors=... --out=INDEX)."
             )
-        with open(meta_path) as f:
-            self.meta = json.load(f)
+        self.meta = limits.read_json_object(meta_path, "Index meta")
+        try:
+            dim, count = int(self.meta["dim"]), int(self.meta["count"])
+            self.meta["kind"]
+        except (KeyError, TypeError, ValueError) as e:
+            raise ValueError(f"{meta_path}: no valid kind, dim and count ({e}).") from None
         self.dir = index_dir
+        check_index_file(os.path.join(index_dir, INDEX_FILE), dim, count)
         self.index = _faiss().read_index(os.path.join(index_dir, INDEX_FILE))
         if self.meta["kind"] == "ivf":
             self.index.nprobe = int(self.meta["nprobe"])
         if self.meta["kind"] == "hnsw":
             self.index.hnsw.efSearch = int(self.meta["ef_search"])
-        self._offsets = np.load(os.path.join(index_dir, OFFSETS_FILE), mmap_mode="r")
+        offsets_path = limits.regular_file(os.path.join(index_dir, OFFSETS_FILE), "Index paths")
+        self._offsets = np.load(offsets_path, mmap_mode="r", allow_pickle=False)
+        limits.regular_file(os.path.join(index_dir, PATHS_FILE), "Index paths")
+        if self._offsets.shape != (count + 1,) or self._offsets.dtype.kind not in "iu":
+            raise ValueError(
+                f"{offsets_path} holds {self._offsets.shape} {self._offsets.dtype} offsets for "
+                f"{count} rows: the index files do not belong together; rebuild the index."
+            )
 
     @property
     def dim(self) -> int:
@@ -167,6 +216,11 @@ class SavedIndex:
 
     def path(self, row: int) -> str:
         lo, hi = int(self._offsets[row]), int(self._offsets[row + 1])
+        if not 0 <= lo <= hi <= lo + MAX_PATH_BYTES:
+            raise ValueError(
+                f"{os.path.join(self.dir, OFFSETS_FILE)}: row {row} spans bytes {lo}..{hi} (at "
+                f"most {MAX_PATH_BYTES} per path); the index is damaged, rebuild it."
+            )
         with open(os.path.join(self.dir, PATHS_FILE), "rb") as f:
             f.seek(lo)
             return f.read(hi - lo).decode("utf-8")

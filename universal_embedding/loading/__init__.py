@@ -10,6 +10,7 @@ from universal_embedding.loading.embedder import (
 from universal_embedding.loading.model import (
     LoadedModel,
     WeightSource,
+    check_loaded,
     check_same_numerics,
     initial_params,
     load_model,
@@ -23,6 +24,7 @@ __all__ = [
     "EmbedFn",
     "cached_embed_fn",
     "LoadedModel",
+    "check_loaded",
     "check_same_numerics",
     "initial_params",
     "load_model",

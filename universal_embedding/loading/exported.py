@@ -14,7 +14,9 @@ from collections.abc import Mapping
 import numpy as np
 from flax import traverse_util
 
+from universal_embedding.errors import limits
 from universal_embedding.models.spec import ModelSpec
+from universal_embedding.pretrained import files
 
 FORMAT = "universal_embedding"
 PARAMS_FILE = "params.safetensors"
@@ -74,20 +76,35 @@ def is_exported(path: str) -> bool:
         return False
 
 
+def config_path_of(path: str) -> str:
+    """The config.json beside an exported params file."""
+    return os.path.join(os.path.dirname(os.path.abspath(path)), CONFIG_FILE)
+
+
 def read(path: str) -> tuple[dict, dict]:
     """(params tree, config dict) of an exported model; config.json must sit beside the file."""
     from safetensors.numpy import load_file
 
-    config_path = os.path.join(os.path.dirname(os.path.abspath(path)), CONFIG_FILE)
+    config_path = config_path_of(path)
     if not os.path.isfile(config_path):
         raise FileNotFoundError(
             f"{config_path} not found: an exported {os.path.basename(path)} needs the "
             "config.json written next to it by `python -m universal_embedding.export`."
         )
-    with open(config_path) as f:
-        config = json.load(f)
+    config = limits.read_json_object(config_path, "Exported model config")
     missing = [f for f in ("model_class", "model_type", "image_size", "model") if f not in config]
     if missing:
         raise ValueError(f"{config_path} lacks {', '.join(missing)}: re-export the model.")
+    wrong = [
+        f"{name} ({limits.short(config[name], 40)!r}, not {kind.__name__})"
+        for name, kind in (("model_class", str), ("model_type", str), ("image_size", int))
+        if type(config[name]) is not kind
+    ]
+    wrong += [] if isinstance(config["model"], dict) else ["model (not an object)"]
+    if isinstance(config["image_size"], int) and config["image_size"] <= 0:
+        wrong.append(f"image_size ({config['image_size']}, not positive)")
+    if wrong:
+        raise ValueError(f"{config_path}: wrong field types: {', '.join(wrong)}; re-export it.")
     config["model"], _ = with_legacy_fields(config["model"])
+    files.check_safetensors_header(path)
     return traverse_util.unflatten_dict(load_file(path), sep="/"), config

@@ -13,15 +13,16 @@ this module; missing weights fail loudly.
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 from collections.abc import Mapping
 
 import jax
+import numpy as np
 from absl import logging
 
 from universal_embedding.checkpoint import restore_params
 from universal_embedding.data.normalization import normalization_name
+from universal_embedding.errors import limits
 from universal_embedding.loading import exported
 from universal_embedding.models import embedding_model, udon
 from universal_embedding.models.spec import ModelSpec
@@ -73,8 +74,8 @@ def resolve_spec(spec: ModelSpec, source: WeightSource) -> ModelSpec:
             "`python -m universal_embedding.main` (it holds config.json and checkpoints/). "
             "For off-the-shelf weights use --config.train_dir='' --config.pretrained_ckpt=PATH."
         )
-    with open(path) as f:
-        trained = json.load(f)
+    trained = limits.read_json_object(path, "Training config")
+    check_field_types(trained, path)
     changes = {field: trained[field] for field in MODEL_FIELDS if field in trained}
     if udon.is_udon(trained.get("model_class", "")):  # teachers are numbered by these
         changes["domains"] = tuple(
@@ -83,6 +84,25 @@ def resolve_spec(spec: ModelSpec, source: WeightSource) -> ModelSpec:
     saved = saved_model_fields(trained, path)
     resolved = dataclasses.replace(spec, **changes)
     return resolved.with_model_fields({k: v for k, v in saved.items() if k not in COMPUTE_FIELDS})
+
+
+FIELD_TYPES = {"model_class": str, "model_type": str, "image_size": int, "normalization": str}
+FIELD_TYPES |= {"dataset_name": str, "model": dict, "output_dim": int}
+
+
+def check_field_types(trained: Mapping, path: str) -> None:
+    """One line naming config.json and each model field of the wrong type (or a non-positive
+    image_size) before any of them builds a model."""
+    wrong = [
+        f"{name}={limits.short(trained[name], 40)!r} (not {kind.__name__})"
+        for name, kind in FIELD_TYPES.items()
+        if name in trained
+        and not (isinstance(trained[name], kind) and type(trained[name]) is not bool)
+    ]
+    if isinstance(trained.get("image_size"), int) and trained["image_size"] <= 0:
+        wrong.append(f"image_size={trained['image_size']} (not positive)")
+    if wrong:
+        raise ValueError(f"{path}: wrong field types: {', '.join(wrong)}; fix or remove the file.")
 
 
 def normalization_of(spec: ModelSpec) -> str:
@@ -109,8 +129,7 @@ def check_same_numerics(spec: ModelSpec, workdir: str) -> None:
     path = os.path.join(workdir, "config.json")
     if not os.path.isfile(path):
         return
-    with open(path) as f:
-        trained = saved_model_fields(json.load(f), path)
+    trained = saved_model_fields(limits.read_json_object(path, "Training config"), path)
     family = udon.backbone_family(spec.model_class)
     name = "gelu_approximate"
     now = spec.gelu_approximate
@@ -187,6 +206,39 @@ def without_heads(params: Mapping) -> dict:
     return {k: v for k, v in params.items() if k != "heads"}
 
 
+def check_loaded(model, params: Mapping, spec: ModelSpec, config_path: str) -> None:
+    """Loaded params must have the shapes the model of `spec` (read from `config_path`) gives
+    them, and hold finite values: a config.json contradicting its checkpoint (image_size,
+    output_dim, model size) is one line naming both before any image is embedded."""
+    from flax import traverse_util
+
+    abstract = jax.eval_shape(
+        lambda: embedding_model.init_params(model, jax.random.PRNGKey(0), spec.image_size)
+    )
+    want = traverse_util.flatten_dict(without_heads(abstract), sep="/")
+    got = traverse_util.flatten_dict(without_heads(params), sep="/")
+    wrong = [
+        f"{name}: checkpoint {tuple(np.shape(got[name]))}, config {tuple(want[name].shape)}"
+        for name in sorted(set(want) & set(got))
+        if tuple(np.shape(got[name])) != tuple(want[name].shape)
+    ]
+    wrong += [f"{name}: missing in the checkpoint" for name in sorted(set(want) - set(got))]
+    if wrong:
+        raise ValueError(
+            f"{config_path} (image_size={spec.image_size}, output_dim={spec.output_dim}, "
+            f"model_type={spec.model_type!r}) contradicts its weights: {'; '.join(wrong[:3])}"
+            f"{f' and {len(wrong) - 3} more' if len(wrong) > 3 else ''}. Fix config.json or use "
+            "the weights it was written with."
+        )
+    for name, value in got.items():
+        bad = int(np.size(value) - np.isfinite(np.asarray(value, np.float32)).sum())
+        if bad:
+            raise ValueError(
+                f"Weights of {config_path}: tensor '{name}' holds {bad} non-finite value(s) (NaN "
+                "or inf); refused. Use another checkpoint or export it again."
+            )
+
+
 def load_model(spec: ModelSpec, source: WeightSource) -> LoadedModel:
     """The model without heads plus the weights `source` names (workdir, file or random).
 
@@ -202,6 +254,7 @@ def load_model(spec: ModelSpec, source: WeightSource) -> LoadedModel:
         logging.info("Weights: %s (original UnED checkpoint)", info["path"])
     elif kind == "train_dir":
         params, info = restore_params(source.train_dir, source.checkpoint)
+        check_loaded(model, params, spec, os.path.join(source.train_dir, "config.json"))
         logging.info(
             "Weights: %s checkpoint of %s (step %s)",
             source.checkpoint,

@@ -14,10 +14,11 @@ import json
 import os
 import pickle
 import zipfile
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
 import numpy as np
 
+from universal_embedding.errors import limits
 from universal_embedding.pretrained import safe_pickle
 from universal_embedding.pretrained.common import CheckpointError
 
@@ -32,7 +33,7 @@ def _is_safetensors(head: bytes, file_size: int) -> bool:
 def detect_container(path: str) -> str:
     """'npz' | 'npy' | 'torchscript' | 'torch_zip' | 'torch' (legacy pickle) | 'safetensors'
     from the file's content."""
-    with open(path, "rb") as f:
+    with limits.open_regular(path, "Checkpoint") as f:
         head = f.read(16)
     if _is_safetensors(head, os.path.getsize(path)):
         return "safetensors"
@@ -44,7 +45,7 @@ def detect_container(path: str) -> str:
     if head.startswith(b"\x93NUMPY"):
         return "npy"
     if head.startswith(b"PK"):
-        with zipfile.ZipFile(path) as z:
+        with limits.open_zip(path, "Checkpoint") as z:
             names = z.namelist()
         if names and all(n.endswith(".npy") for n in names):
             return "npz"
@@ -70,35 +71,99 @@ def _as_float32(path: str, arrays: Mapping[str, object]) -> dict[str, np.ndarray
     return out
 
 
-def _read_safetensors(path: str) -> dict[str, np.ndarray]:
-    from safetensors.numpy import load_file
+SAFETENSORS_ITEMSIZE = {"BOOL": 1, "U8": 1, "I8": 1, "F8_E5M2": 1, "F8_E4M3": 1}
+SAFETENSORS_ITEMSIZE |= {"I16": 2, "U16": 2, "F16": 2, "BF16": 2, "I32": 4, "U32": 4, "F32": 4}
+SAFETENSORS_ITEMSIZE |= {"F64": 8, "I64": 8, "U64": 8}
+MAX_SAFETENSORS_HEADER = 100 << 20  # the safetensors library's own bound on the JSON header
 
+
+def _safetensors_error(path: str, why: str) -> CheckpointError:
+    return CheckpointError(
+        f"{limits.short(path)} is not a valid safetensors file ({why}); nothing was read. "
+        "Download the file again."
+    )
+
+
+def _tensor_entry_error(name: str, info: object, data_size: int) -> str:
+    """Why a header entry is malformed ('' when fine): dtype, shape and offsets that agree."""
+    if not isinstance(info, dict):
+        return f"entry '{limits.short(name, 80)}' is not an object"
+    dtype, shape, offsets = info.get("dtype"), info.get("shape"), info.get("data_offsets")
+    if dtype not in SAFETENSORS_ITEMSIZE:
+        return f"tensor '{limits.short(name, 80)}' has unknown dtype {limits.short(dtype, 20)!r}"
+    ints = lambda v: isinstance(v, list) and all(type(n) is int and n >= 0 for n in v)  # noqa: E731
+    if not ints(shape) or not ints(offsets) or len(offsets) != 2:
+        return f"tensor '{limits.short(name, 80)}' has a malformed shape or data_offsets"
+    begin, end = offsets
+    nbytes = int(np.prod(shape, dtype=object)) * SAFETENSORS_ITEMSIZE[dtype]
+    if not begin <= end <= data_size or end - begin != nbytes:
+        return (
+            f"tensor '{limits.short(name, 80)}' declares shape {limits.short(shape, 80)} "
+            f"({nbytes:,} bytes) at bytes {begin}..{end} of {data_size:,}"
+        )
+    return ""
+
+
+def check_safetensors_header(path: str) -> dict:
+    """The JSON header of a safetensors file, checked before any tensor is read: a bounded
+    header length, an object of tensors whose dtype, shape and offsets agree and lie in the
+    file (so nothing allocates more than the file holds)."""
+    size = os.path.getsize(limits.regular_file(path, "Checkpoint"))
+    with limits.open_regular(path, "Checkpoint") as f:
+        header_len = int.from_bytes(f.read(8), "little")
+        if not 0 < header_len <= min(size - 8, MAX_SAFETENSORS_HEADER):
+            raise _safetensors_error(path, f"header length {header_len:,} for a {size:,}-byte file")
+        raw = f.read(header_len)
     try:
-        return load_file(path)
-    except TypeError:  # bfloat16 tensors: numpy has no such dtype, read them by hand
-        return _read_safetensors_raw(path)
+        header = json.loads(raw)
+    except (ValueError, RecursionError) as e:
+        raise _safetensors_error(path, f"header is not JSON: {limits.short(e, 100)}") from None
+    if not isinstance(header, dict):
+        raise _safetensors_error(path, f"header is a JSON {type(header).__name__}")
+    data_size = size - 8 - header_len
+    for name, info in header.items():
+        why = "" if name == "__metadata__" else _tensor_entry_error(name, info, data_size)
+        if why:
+            raise _safetensors_error(path, why)
+    return header
 
 
-def _read_safetensors_raw(path: str) -> dict[str, np.ndarray]:
+def _read_safetensors(path: str, skip: Callable[[str], bool] = lambda n: False) -> dict:
+    from safetensors import safe_open
+
+    header = check_safetensors_header(path)
+    if any(v.get("dtype") == "BF16" for v in header.values() if isinstance(v, dict)):
+        return _read_safetensors_raw(path, header, skip)  # numpy has no bfloat16: by hand
+    try:
+        with safe_open(path, framework="numpy") as f:
+            return {n: f.get_tensor(n) for n in f.keys() if not skip(n)}  # noqa: SIM118
+    except Exception as e:  # noqa: BLE001 - SafetensorError and friends: a damaged file
+        raise _safetensors_error(path, f"{type(e).__name__}: {limits.short(e, 120)}") from None
+
+
+def _read_safetensors_raw(path: str, header: dict, skip: Callable[[str], bool]) -> dict:
     import ml_dtypes
 
     dtypes = {"BF16": ml_dtypes.bfloat16, "F16": np.float16, "F32": np.float32}
     dtypes |= {"F64": np.float64, "I64": np.int64, "I32": np.int32}
-    with open(path, "rb") as f:
-        header_len = int.from_bytes(f.read(8), "little")
-        header = json.loads(f.read(header_len))
-        data = f.read()
     out = {}
-    for name, info in header.items():
-        if name == "__metadata__":
-            continue
-        start, end = info["data_offsets"]
-        arr = np.frombuffer(data[start:end], dtype=dtypes[info["dtype"]])
-        out[name] = arr.reshape(info["shape"])
+    with limits.open_regular(path, "Checkpoint") as f:
+        start = 8 + int.from_bytes(f.read(8), "little")
+        for name, info in header.items():
+            if name == "__metadata__" or skip(name):
+                continue
+            if info["dtype"] not in dtypes:
+                raise _safetensors_error(path, f"tensor '{name}' has dtype {info['dtype']}")
+            begin, end = info["data_offsets"]
+            f.seek(start + begin)
+            arr = np.frombuffer(f.read(end - begin), dtype=dtypes[info["dtype"]])
+            out[name] = arr.reshape(info["shape"])
     return out
 
 
 def _read_torch(path: str) -> dict[str, np.ndarray]:
+    if zipfile.is_zipfile(path):  # storages are zip members: their declared sizes are bounded
+        limits.check_zip_budget(path, "Checkpoint")
     try:
         import torch
     except ImportError as e:
@@ -141,14 +206,13 @@ def _read_torch_zip(path: str) -> dict[str, np.ndarray]:
     return {k.removeprefix("module."): v for k, v in state.items() if isinstance(v, np.ndarray)}
 
 
-def _read_npz(path: str) -> dict[str, np.ndarray]:
+def _read_npz(path: str, skip: Callable[[str], bool] = lambda n: False) -> dict:
+    """Members checked by their headers (object arrays refused, sizes within limits.budget);
+    the members `skip` names are never inflated."""
     try:
-        with np.load(path, allow_pickle=False) as data:
-            return {name: data[name] for name in data.files}
-    except ValueError as e:  # object arrays: a pickle inside the zip, never read
-        raise CheckpointError(
-            f"{path}: refused, an array in it is not plain numbers ({e})."
-        ) from None
+        return limits.read_npz(path, skip, "Checkpoint")
+    except ValueError as e:
+        raise CheckpointError(str(e)) from None
 
 
 READERS = {"npz": _read_npz, "npy": safe_pickle.load_npy_dict}
@@ -171,7 +235,15 @@ def resolve_path(path: str) -> str:
     return path
 
 
-def read_checkpoint(path: str) -> tuple[str, dict[str, np.ndarray]]:
-    """(container, flat name -> array) with floating arrays as float32."""
+SKIPPING = ("npz", "safetensors")  # containers whose tensors are read one by one
+
+
+def read_checkpoint(
+    path: str, skip: Callable[[str], bool] = lambda name: False
+) -> tuple[str, dict[str, np.ndarray]]:
+    """(container, flat name -> array) with floating arrays as float32; in .npz and
+    safetensors files the tensors `skip` names (those a format ignores) are never read."""
     container = detect_container(path)
-    return container, _as_float32(path, READERS[container](path))
+    reader = READERS[container]
+    arrays = reader(path, skip) if container in SKIPPING else reader(path)
+    return container, _as_float32(path, arrays)

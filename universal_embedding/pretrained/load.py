@@ -8,7 +8,6 @@ unexpected or mis-shaped tensor raises with the full list; nothing is left rando
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
 import os
 import re
@@ -18,6 +17,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from universal_embedding.errors import limits
 from universal_embedding.models.spec import ModelSpec
 from universal_embedding.models.udon import backbone_family
 from universal_embedding.pretrained import augreg, clip, dinov2, hf
@@ -94,6 +94,15 @@ SIZE_PATHS = {
 }
 
 
+_NEVER_LOADED = re.compile("|".join(augreg.IGNORE))
+
+
+def never_loaded(name: str) -> bool:
+    """Tensors no format loads and whose names no format needs to be detected (AugReg's
+    ImageNet classifier head and pre-logits): never read from the file."""
+    return bool(_NEVER_LOADED.fullmatch(name))
+
+
 def detect_format(path: str, names: set[str]) -> Format:
     """The naming scheme of a checkpoint's tensor names."""
     for fmt in FORMATS:
@@ -138,7 +147,7 @@ def _size_headline(model_size, ckpt_size, spec: ModelSpec) -> str:
 def load_pretrained(params: dict, path: str, spec: ModelSpec) -> dict:
     """params with 'backbone' replaced by the checkpoint at `path`; projection and heads kept."""
     path = resolve_path(path)
-    container, arrays = read_checkpoint(path)
+    container, arrays = read_checkpoint(path, skip=never_loaded)
     fmt = detect_format(path, set(arrays))
     if fmt.family != backbone_family(spec.model_class):  # UDON models share the backbones
         raise CheckpointError(
@@ -183,9 +192,13 @@ def _check_heads(path: str, fmt: Format, heads: int, hidden: int) -> None:
     """Head counts are not in OpenAI/HF tensors: check config.json or CLIP's 64-wide heads."""
     config_json = os.path.join(os.path.dirname(path), "config.json")
     if fmt.name.startswith("Hugging Face") and os.path.isfile(config_json):
-        with open(config_json) as f:
-            hf_config = json.load(f)
-        found = hf_config.get("vision_config", hf_config).get("num_attention_heads")
+        hf_config = limits.read_json_object(config_json, "Hugging Face config")
+        vision = hf_config.get("vision_config", hf_config)
+        found = vision.get("num_attention_heads") if isinstance(vision, dict) else None
+        if found is not None and type(found) is not int:
+            raise CheckpointError(
+                f"{config_json}: num_attention_heads is {limits.short(found, 40)!r}, not a number."
+            )
         if found is not None and found != heads:
             raise CheckpointError(
                 f"{config_json} says {found} attention heads, the model has {heads}: "

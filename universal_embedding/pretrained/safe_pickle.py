@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import collections
 import io
+import os
 import pickle
 import re
 import zipfile
@@ -22,6 +23,7 @@ from typing import Any, BinaryIO
 import ml_dtypes
 import numpy as np
 
+from universal_embedding.errors import limits
 from universal_embedding.pretrained.common import CheckpointError
 
 ALLOWED = "numpy arrays, dicts, lists, strings and numbers"
@@ -65,13 +67,15 @@ def _refusal(path: str, e: Exception) -> CheckpointError:
 def _load(unpickler: pickle.Unpickler, path: str) -> Any:
     try:
         return unpickler.load()
+    except limits.LimitError:  # a storage declaring more than the file may inflate to
+        raise
     except (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError) as e:
         raise _refusal(path, e) from None
 
 
 def load_npy_dict(path: str) -> dict[str, Any]:
     """The dict pickled in an object-dtype .npy file (np.save(path, dict, allow_pickle=True))."""
-    with open(path, "rb") as f:
+    with limits.open_regular(path, "Checkpoint") as f:
         version = np.lib.format.read_magic(f)
         reader = {(1, 0): np.lib.format.read_array_header_1_0}.get(
             version, np.lib.format.read_array_header_2_0
@@ -222,14 +226,26 @@ def load_torch_zip(path: str) -> Any:
 
 
 def _read_archive(path: str, unpickler_class: type) -> Any:
-    """The unpickled data.pkl of a torch zip archive, its storages read from data/<key>."""
-    with zipfile.ZipFile(path) as z:
+    """The unpickled data.pkl of a torch zip archive, its storages read from data/<key>.
+
+    Members are inflated one by one, each only when its declared size fits what is left of
+    limits.budget(file size): a small archive never inflates to gigabytes."""
+    left = [limits.budget(os.path.getsize(path))]
+
+    def read(z: zipfile.ZipFile, name: str) -> bytes:
+        raw = limits.read_zip_member(z, name, path, left[0])
+        left[0] -= len(raw)
+        return raw
+
+    with limits.open_zip(path, "Checkpoint") as z:
         data_pkl = min((n for n in z.namelist() if n.endswith("/data.pkl")), key=len)
         root = data_pkl.removesuffix("data.pkl")
         byteorder = root + "byteorder"
-        if byteorder in z.namelist() and z.read(byteorder).strip() != b"little":
+        if byteorder in z.namelist() and read(z, byteorder).strip() != b"little":
             raise CheckpointError(f"{path}: big-endian TorchScript archives are not supported.")
-        unpickler = unpickler_class(io.BytesIO(z.read(data_pkl)), lambda name: z.read(root + name))
+        unpickler = unpickler_class(
+            io.BytesIO(read(z, data_pkl)), lambda name: read(z, root + name)
+        )
         try:
             return _load(unpickler, path)
         except KeyError as e:

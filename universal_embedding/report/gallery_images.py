@@ -26,13 +26,20 @@ def original_files(images_dir: str, infos: Infos) -> neighbour_rows.OriginalFile
     """(key, position) -> the original image file under images_dir, or None when absent."""
     from universal_embedding.data import image_files  # TensorFlow only when drawing a gallery
 
-    return lambda key, p: image_files.resolve_path(images_dir, infos[key].paths[p])
+    def find(key: str, p: int) -> str | None:
+        name = infos[key].paths[p]
+        if image_files.outside_dir(images_dir, [name]):  # `..`, absolute or a symlink out
+            logging.warning("neighbours.html: %s leads outside %s; not read.", name, images_dir)
+            return None
+        return image_files.resolve_path(images_dir, name)
+
+    return find
 
 
 def image_loader(images_dir: str, tfds_dir: str, infos: Infos) -> neighbour_rows.ImageLoader:
     """Loader for neighbours.html: original files under images_dir, else the TFRecord bytes
     (records in tfds_dir found by their keys); None for an image found in neither."""
-    from universal_embedding.data import record_images
+    from universal_embedding.data import image_files, record_images
 
     original = original_files(images_dir, infos)
 
@@ -41,9 +48,11 @@ def image_loader(images_dir: str, tfds_dir: str, infos: Infos) -> neighbour_rows
         out: dict[int, bytes | None] = {}
         for p in positions:
             full = original(key, p)
-            if full is not None:
-                with open(full, "rb") as f:
-                    out[p] = f.read()
+            if full is not None:  # size (--max_image_bytes default) and header checked first
+                try:
+                    out[p] = image_files.read_image_file(full)
+                except (OSError, image_files.BadImageError) as e:
+                    logging.warning("neighbours.html: %s not shown: %s", full, e)
         missing = [p for p in positions if p not in out]
         if missing:
             domain, split = key.split("/", 1)
