@@ -22,6 +22,7 @@ from absl import logging
 from universal_embedding import loading, runner, settings, writers
 from universal_embedding.checkpoint.restore import parse_which
 from universal_embedding.checkpoint.series import BEST, LATEST, checkpoint_dir
+from universal_embedding.errors import command
 from universal_embedding.knn import descriptors as knn_descriptors
 from universal_embedding.knn import evaluator
 from universal_embedding.report import gallery_images, results_files, table
@@ -83,15 +84,19 @@ def run_knn(config: ml_collections.ConfigDict, workdir: str) -> dict[str, float]
     logging.info("kNN timings (s): %s", out.timings)
     if jax.process_index() != 0:
         return out.results
-    writers.write_config_json(config.to_dict(), os.path.join(workdir, "knn_config.json"))
+    written = [os.path.join(workdir, "knn_config.json")]
+    writers.write_config_json(config.to_dict(), written[0])
     saved = descriptors if output.save else None
-    results_files.write_outputs(workdir, out.results, plan, saved, descriptor_path)
+    written += results_files.write_outputs(
+        workdir, out.results, plan, saved, descriptor_path
+    ).values()
     if output.save_json:
-        knn_descriptors.save_json(os.path.join(workdir, "descriptors.json"), descriptors)
+        written.append(os.path.join(workdir, "descriptors.json"))
+        knn_descriptors.save_json(written[-1], descriptors)
     if config.save_neighbors:
-        pages = write_neighbours(config, workdir, out.neighbours, knn.infos)
-        logging.info("Wrote %s", ", ".join(pages))
+        written += write_neighbours(config, workdir, out.neighbours, knn.infos)
     print(table.titled_table(out.results, plan.domains, plan.knn_names, plan.k), flush=True)
+    command.print_written(written)
     return out.results
 
 
