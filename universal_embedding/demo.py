@@ -51,7 +51,8 @@ def evaluate_untrained(config, out_dir: str) -> dict[str, float]:
     data = settings.eval_data(config, spec)
     knn = evaluator.KnnEvaluator(model, settings.test_plan(config), data, config.embedd_to_eval)
     results, _ = knn.run(loading.without_heads(params))
-    results_files.write_outputs(out_dir, results, knn.plan)
+    run = {"model": f"{spec.model_class} {spec.model_type}", "checkpoint": "untrained, step 0"}
+    results_files.write_outputs(out_dir, results, knn.plan, run=run)
     return results
 
 

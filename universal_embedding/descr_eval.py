@@ -58,7 +58,8 @@ def descr_eval(config, workdir: str) -> dict[str, float]:
     descriptors = load_descriptors(config.descr_path, embedding_choice(config))
     out = evaluate_with_info_files(descriptors, plan, config.info_files_dir)
     saved = descriptors if output.save else None
-    paths = results_files.write_outputs(workdir, out.results, plan, saved, out_path)
+    run = {"model": f"saved descriptors {os.path.basename(config.descr_path)}"}
+    paths = results_files.write_outputs(workdir, out.results, plan, saved, out_path, run)
     logging.info(
         "kNN evaluation: validate %.1fs, search %.1fs, metrics %.1fs",
         out.timings["validate"],

@@ -68,6 +68,24 @@ def descriptor_step(config: ml_collections.ConfigDict) -> int:
     return max(steps, default=0)
 
 
+def checkpoint_label(config: ml_collections.ConfigDict) -> str:
+    """What was evaluated, for results.html: '<train_dir name> best checkpoint, step N' (or
+    latest, or '<name>, step N'), 'pretrained <file name>', or 'random initialisation'."""
+    if not config.train_dir:
+        if config.pretrained_ckpt:
+            return f"pretrained {os.path.basename(config.pretrained_ckpt)}"
+        return "random initialisation"
+    step = descriptor_step(config)
+    if step == -1:  # the best checkpoint: its step is the folder name inside best/
+        best = checkpoint_dir(config.train_dir, BEST)
+        steps = [int(n) for n in os.listdir(best) if n.isdigit()] if os.path.isdir(best) else []
+        step = max(steps, default=-1)
+    where = os.path.basename(os.path.normpath(config.train_dir))
+    if not str(config.checkpoint).isdigit():
+        where += f" {config.checkpoint} checkpoint"
+    return f"{where}, step {step}" if step >= 0 else where
+
+
 def run_knn(config: ml_collections.ConfigDict, workdir: str) -> dict[str, float]:
     """Extract, evaluate and write every output; returns the flat results."""
     settings.register_domains(config)
@@ -87,8 +105,10 @@ def run_knn(config: ml_collections.ConfigDict, workdir: str) -> dict[str, float]
     written = [os.path.join(workdir, "knn_config.json")]
     writers.write_config_json(config.to_dict(), written[0])
     saved = descriptors if output.save else None
+    model = f"{loaded.spec.model_class} {loaded.spec.model_type}"
+    run = {"model": model, "checkpoint": checkpoint_label(config)}
     written += results_files.write_outputs(
-        workdir, out.results, plan, saved, descriptor_path
+        workdir, out.results, plan, saved, descriptor_path, run
     ).values()
     if output.save_json:
         written.append(os.path.join(workdir, "descriptors.json"))

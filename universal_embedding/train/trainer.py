@@ -302,6 +302,10 @@ def _train(
             test_plan,
             descr if output.save else None,
             descriptor_path,
+            run={
+                "model": f"{config.model_class} {config.model_type}",
+                "checkpoint": f"best, step {info['step']}",
+            },
         )
     writer.flush()
     ckpts.close()
