@@ -47,7 +47,7 @@ def define_flags(
     config_flags.DEFINE_config_file(
         "config",
         None,
-        "Path to a get_config() file[:argument string].",
+        "Path to a get_config() file[:argument string]; --helpconfig lists its fields.",
         flag_values=flag_values,
         sys_argv=argv,
     )
