@@ -62,6 +62,7 @@ ALLOWED = {
 ENTRY_POINTS = {
     "convert",
     "runner",
+    "config_help",
     "main",
     "knn_main",
     "descr_eval",

@@ -3,11 +3,14 @@
     from universal_embedding import Embedder
     embedder = Embedder.from_workdir("demo_work/trained")          # best checkpoint
     vectors = embedder.embed(["a.jpg", "b.png"])                    # float32 [2, d], unit rows
+    vectors = embedder.embed(files, batch_size=64, progress=True, device="cpu")
 
 An Embedder comes from a training workdir (`from_workdir`: this project's or the original
 code's, best / latest / step-N checkpoint) or from a weight file (`from_pretrained`: any
 backbone file the trainer accepts, or an exported params.safetensors). `embed` takes paths,
-PIL images or uint8 arrays; `preprocess` + `embed_preprocessed` split it in two; `dim` is the
+PIL images or uint8 arrays (`batch_size` images a step; a tqdm progress bar on long inputs or
+with progress=True; `device`: 'cpu', 'gpu', 'tpu', 'cpu:1', a jax.Device or a list of them,
+default every device); `preprocess` + `embed_preprocessed` split it in two; `dim` is the
 descriptor size; `save` writes params.safetensors + config.json (what `from_pretrained` reads
 back) and `jax_function` gives the pure function `universal_embedding.export` serves.
 
@@ -26,7 +29,7 @@ import numpy as np
 
 from universal_embedding import loading
 from universal_embedding.configs import base
-from universal_embedding.distributed.mesh import global_batch_size
+from universal_embedding.distributed import mesh as mesh_lib
 from universal_embedding.loading import exported
 from universal_embedding.models import embedding_model
 from universal_embedding.models.spec import ModelSpec
@@ -44,6 +47,46 @@ def _load(spec: ModelSpec, source: loading.WeightSource) -> loading.LoadedModel:
     """The model (as a train_dir holds it, else `spec`) with the weights of `source`."""
     loading.weights_source(source)
     return loading.load_model(loading.resolve_spec(spec, source), source)
+
+
+PROGRESS_FROM = 256  # progress=None: a bar from this many images on
+
+
+def devices_of(device) -> list | None:
+    """The JAX devices `device` names: None (every device), 'cpu' / 'gpu' / 'cuda' / 'tpu'
+    (every local device of that platform), 'cpu:1' (one of them), a jax.Device or a list."""
+    import jax
+
+    if device is None:
+        return None
+    if not isinstance(device, str):
+        return list(device) if isinstance(device, (list, tuple)) else [device]
+    name, _, index = device.lower().partition(":")
+    name = {"cuda": "gpu"}.get(name, name)
+    try:
+        found = jax.local_devices(backend=name)
+    except RuntimeError:
+        found = []
+    if not found:
+        raise ValueError(
+            f"device={device!r}: JAX has no {name} device here (default backend: "
+            f"{jax.default_backend()}); use None (all devices), 'cpu', 'gpu', 'tpu' or 'cpu:0'."
+        )
+    if not index:
+        return found
+    if not index.isdigit() or int(index) >= len(found):
+        raise ValueError(f"device={device!r}: there are {len(found)} {name} devices (0-based).")
+    return [found[int(index)]]
+
+
+def _progress_bar(n: int, progress: bool | None):
+    """A tqdm bar over n images (stderr), or None: progress=None shows one from PROGRESS_FROM."""
+    show = n >= PROGRESS_FROM if progress is None else bool(progress)
+    if not show:
+        return None
+    from tqdm.auto import tqdm
+
+    return tqdm(total=n, unit="img", desc="embed", dynamic_ncols=True)
 
 
 def _items(images) -> list:
@@ -65,7 +108,7 @@ class Embedder:
         self.normalization = loaded.normalization
         self.image_size = int(loaded.spec.image_size)
         self.embedding = embedding
-        self._embed = None
+        self._embed: dict = {}  # device choice -> (embed function, batch multiple)
 
     # ---------------------------------------------------------------- constructors
     @classmethod
@@ -135,11 +178,23 @@ class Embedder:
             ]
         )
 
-    def embed_preprocessed(self, batches: Iterable[np.ndarray], batch_size: int) -> np.ndarray:
-        """float32 [n, d] of preprocessed batches (each padded to one shape: one compilation)."""
-        if self._embed is None:
-            self._embed = loading.make_embedder(self.model, self.params, self.embedding)
-        size = global_batch_size(batch_size)
+    def _embedder(self, device):
+        """(embed function, its batch multiple) on the devices `device` names (cached)."""
+        key = device if device is None or isinstance(device, str) else repr(device)
+        if key not in self._embed:
+            devices = devices_of(device)
+            mesh = mesh_lib.make_mesh(devices)
+            fn = loading.make_embedder(self.model, self.params, self.embedding, mesh)
+            self._embed[key] = (fn, mesh.devices.size)
+        return self._embed[key]
+
+    def embed_preprocessed(
+        self, batches: Iterable[np.ndarray], batch_size: int, device=None, on_batch=None
+    ) -> np.ndarray:
+        """float32 [n, d] of preprocessed batches (each padded to one shape: one compilation);
+        on_batch(n) is called after each batch of n images."""
+        embed_fn, multiple = self._embedder(device)
+        size = -(-int(batch_size) // multiple) * multiple  # sharded over the devices
         rows = []
         for batch in batches:
             n = len(batch)
@@ -147,22 +202,40 @@ class Embedder:
                 raise ValueError(f"Batch of {n} images exceeds batch_size {size}.")
             padded = np.zeros((size, *batch.shape[1:]), np.float32)
             padded[:n] = batch
-            rows.append(np.asarray(self._embed(padded), np.float32)[:n])
+            rows.append(np.asarray(embed_fn(padded), np.float32)[:n])
+            if on_batch is not None:
+                on_batch(n)
         if not rows:
             return np.zeros((0, self.dim), np.float32)
         return np.concatenate(rows)
 
-    def embed(self, images, batch_size: int = 32) -> np.ndarray:
-        """float32 [n, d], L2-normalised rows, for paths, PIL images or uint8 HxWx3 arrays."""
+    def embed(
+        self, images, batch_size: int = 32, progress: bool | None = None, device=None
+    ) -> np.ndarray:
+        """float32 [n, d], L2-normalised rows, for paths, PIL images or uint8 HxWx3 arrays.
+
+        batch_size: images per step; progress: a tqdm bar on stderr (None: from PROGRESS_FROM
+        images on); device: where to run (devices_of: None = every device, 'cpu', 'gpu',
+        'cpu:1', a jax.Device or a list of them)."""
         from universal_embedding.data import embed_inputs
 
+        if int(batch_size) < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}.")
+        items = _items(images)
         batches = embed_inputs.eval_batches(
-            _items(images),
+            items,
             batch_size=batch_size,
             image_size=self.image_size,
             normalization=self.normalization,
         )
-        return self.embed_preprocessed(batches, batch_size)
+        bar = _progress_bar(len(items), progress)
+        try:
+            return self.embed_preprocessed(
+                batches, batch_size, device, on_batch=bar.update if bar else None
+            )
+        finally:
+            if bar is not None:
+                bar.close()
 
     def jax_function(self):
         """(fn(params, images [B, S, S, 3]) -> [B, d], params): the pure function to export."""

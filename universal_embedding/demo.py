@@ -6,8 +6,9 @@
 Writes <workdir>/data (images, info files, TFRecords), <workdir>/baseline/results.json (the
 randomly initialised model training starts from) and <workdir>/trained/ (checkpoints,
 TensorBoard logs, results.json of the best checkpoint), then prints both side by side.
-Every stage is skipped when its output exists, and training resumes from its latest
-checkpoint, so rerunning after an interruption continues where it stopped.
+Every stage is skipped when its output exists (training and its final test when
+<workdir>/trained/results.json holds every domain's test results), and training resumes from its
+latest checkpoint, so rerunning after an interruption continues where it stopped.
 `--method=udon` trains the same model with UDON (configs/demo.py:method=udon) into
 <workdir>/udon_baseline and <workdir>/udon_trained and also prints the teachers' table.
 """
@@ -51,8 +52,26 @@ def evaluate_untrained(config, out_dir: str) -> dict[str, float]:
     data = settings.eval_data(config, spec)
     knn = evaluator.KnnEvaluator(model, settings.test_plan(config), data, config.embedd_to_eval)
     results, _ = knn.run(loading.without_heads(params))
-    results_files.write_outputs(out_dir, results, knn.plan)
+    run = {"model": f"{spec.model_class} {spec.model_type}", "checkpoint": "untrained, step 0"}
+    results_files.write_outputs(out_dir, results, knn.plan, run=run)
     return results
+
+
+def results_complete(path: str, domains: Sequence[str], k: int = K) -> bool:
+    """True when the results.json at `path` holds R@1 and mMP@k of the test kNN, separate and
+    merged index, for every domain and the average (a finished final test)."""
+    try:
+        with open(path) as f:
+            results = json.load(f)
+    except (OSError, ValueError):
+        return False
+    keys = [
+        f"{d}:{protocol}:test_knn:{metric}"
+        for d in [*domains, "average"]
+        for protocol in ("separate", "common")
+        for metric in ("top_1", f"mp_{k}")
+    ]
+    return isinstance(results, dict) and all(key in results for key in keys)
 
 
 def _read(path: str) -> dict[str, float]:
@@ -122,15 +141,19 @@ def run_demo(
         evaluate_untrained(config, os.path.join(workdir, f"{prefix}baseline"))
     timings["baseline"] = time.time() - t0 - sum(timings.values())
 
-    print("[3/4] training (rerun the same command to resume after an interruption)", flush=True)
     trained_dir = os.path.join(workdir, f"{prefix}trained")
-    trainer.train_and_evaluate(trained_dir, settings.train_settings(config))
+    domains = config.knn_eval_names.split(",")
+    trained_json = os.path.join(trained_dir, "results.json")
+    if results_complete(trained_json, domains):
+        print(f"[3/4] training and final test: done ({trained_json}), skipped", flush=True)
+    else:
+        print("[3/4] training (rerun the same command to resume after an interruption)", flush=True)
+        trainer.train_and_evaluate(trained_dir, settings.train_settings(config))
     timings["train+test"] = time.time() - t0 - sum(timings.values())
 
     print("[4/4] results (test kNN; merged index of all 8 domains)\n", flush=True)
     baseline = _read(baseline_json)
-    trained = _read(os.path.join(trained_dir, "results.json"))
-    domains = config.knn_eval_names.split(",")
+    trained = _read(trained_json)
     if method == "udon":
         print("universal student (64-d):")
     print(comparison_table(baseline, trained, domains))
@@ -146,7 +169,7 @@ def run_demo(
         + ", ".join(f"{k} {v:.0f}s" for k, v in timings.items())
         + f"; total {total:.0f}s"
     )
-    print(f"Results: {baseline_json}, {os.path.join(trained_dir, 'results.json')}")
+    command.print_written([baseline_json, trained_json, trained_dir])
     return {"baseline_mp5": baseline[key], "trained_mp5": trained[key], "seconds": total}
 
 

@@ -20,6 +20,7 @@ import re
 from absl import logging
 
 from universal_embedding import runner, settings
+from universal_embedding.errors import command
 from universal_embedding.knn.descriptors import descriptor_file, load_descriptors
 from universal_embedding.knn.evaluate import evaluate_with_info_files
 from universal_embedding.report import results_files, table
@@ -57,15 +58,16 @@ def descr_eval(config, workdir: str) -> dict[str, float]:
     descriptors = load_descriptors(config.descr_path, embedding_choice(config))
     out = evaluate_with_info_files(descriptors, plan, config.info_files_dir)
     saved = descriptors if output.save else None
-    paths = results_files.write_outputs(workdir, out.results, plan, saved, out_path)
-    print(table.titled_table(out.results, plan.domains, plan.knn_names, plan.k), flush=True)
+    run = {"model": f"saved descriptors {os.path.basename(config.descr_path)}"}
+    paths = results_files.write_outputs(workdir, out.results, plan, saved, out_path, run)
     logging.info(
-        "kNN evaluation: validate %.1fs, search %.1fs, metrics %.1fs; wrote %s",
+        "kNN evaluation: validate %.1fs, search %.1fs, metrics %.1fs",
         out.timings["validate"],
         out.timings["search"],
         out.timings["metrics"],
-        ", ".join(paths.values()),
     )
+    print(table.titled_table(out.results, plan.domains, plan.knn_names, plan.k), flush=True)
+    command.print_written(paths.values())
     return out.results
 
 

@@ -22,6 +22,7 @@ from absl import logging
 
 from universal_embedding import loading, runner, settings, writers
 from universal_embedding.distributed.mesh import global_batch_size
+from universal_embedding.errors import command
 from universal_embedding.knn import descriptors as knn_descriptors
 from universal_embedding.original import descriptor_files
 
@@ -76,10 +77,14 @@ def run_extract_dir(
     paths, unreadable = image_files.drop_skipped(paths, unreadable, skipped)
     if jax.process_index() == 0:
         os.makedirs(workdir, exist_ok=True)
-        writers.write_config_json(config.to_dict(), os.path.join(workdir, "extract_config.json"))
-        save_dir_descriptors(workdir, descriptors, paths, fmt, base_dir)
+        written = [os.path.join(workdir, "extract_config.json")]
+        writers.write_config_json(config.to_dict(), written[0])
+        written.append(save_dir_descriptors(workdir, descriptors, paths, fmt, base_dir))
         if unreadable:
-            image_files.write_unreadable(os.path.join(workdir, "unreadable.txt"), unreadable)
+            written.append(os.path.join(workdir, "unreadable.txt"))
+            image_files.write_unreadable(written[-1], unreadable)
+        print(f"{len(paths)} images under {base_dir} embedded ({len(unreadable)} unreadable).")
+        command.print_written(written)
     return descriptors, paths
 
 

@@ -5,6 +5,12 @@
     python -m universal_embedding.index query --index=INDEX (--workdir=W | --weights=FILE \
         --model_class=... --model_type=...) --images=PATH[,PATH...] [--k=10] \
         [--out=FILE.json] [--html=FILE.html]
+    python -m universal_embedding.index query --index=INDEX --descriptors=FILE.npz \
+        [--key=domain/split] [--queries_dir=D] [--k=10] [--out=FILE.json] [--html=FILE.html]
+
+Queries are labelled by their path relative to the --images folder they were found in (a file
+given by name keeps the name given); with --descriptors, by the file's paths (or '<key>#<row>').
+Each run ends by printing what it wrote ('Wrote <path>' lines).
 """
 
 from __future__ import annotations
@@ -13,7 +19,10 @@ import json
 import os
 from collections.abc import Iterator, Sequence
 
+import numpy as np
+
 from universal_embedding.errors import limits
+from universal_embedding.errors.command import print_written
 from universal_embedding.knn import descriptor_arrays, saved_index
 
 
@@ -65,78 +74,87 @@ def build_from_file(
     )
 
 
-def expand_images(spec: Sequence[str]) -> list[str]:
-    """Image paths from files and folders (folders: every readable image inside, sorted)."""
-    out: list[str] = []
+def labelled_images(spec: Sequence[str]) -> tuple[list[str], list[str]]:
+    """(image paths, labels) from files and folders: a folder gives every readable image inside
+    (sorted), labelled by its path relative to that folder; a file keeps the name given."""
+    paths: list[str] = []
+    labels: list[str] = []
     for item in spec:
         if os.path.isdir(item):
             from universal_embedding.data import image_files
 
             found, _ = image_files.scan_folder(item)
-            out += [os.path.join(item, p) for p in found]
+            paths += [os.path.join(item, p) for p in found]
+            labels += list(found)
         elif os.path.isfile(item):
-            out.append(item)
+            paths.append(item)
+            labels.append(item)
         else:
             raise FileNotFoundError(f"--images: {item} is neither an image file nor a folder.")
-    return out
+    return paths, labels
 
 
-def query(index_dir: str, embedder, images: Sequence[str], k: int = 10) -> list[dict]:
-    """[{'query': path, 'neighbours': [{'path', 'score'}, ...]}, ...] for each query image."""
-    index = saved_index.SavedIndex(index_dir)
-    found = index.search(embedder.embed(list(images)), k)
+def expand_images(spec: Sequence[str]) -> list[str]:
+    """Image paths from files and folders (folders: every readable image inside, sorted)."""
+    return labelled_images(spec)[0]
+
+
+def search_results(
+    index_dir: str, vectors, queries: Sequence[str], k: int, labels: Sequence[str] | None = None
+) -> list[dict]:
+    """[{'query', 'label', 'neighbours': [{'path', 'score'}, ...]}] of query vectors [n, d]."""
+    found = saved_index.SavedIndex(index_dir).search(vectors, k)
+    labels = list(queries) if labels is None else labels
     return [
-        {"query": q, "neighbours": [{"path": p, "score": s} for p, s in hits]}
-        for q, hits in zip(images, found, strict=True)
+        {"query": q, "label": lab, "neighbours": [{"path": p, "score": s} for p, s in hits]}
+        for q, lab, hits in zip(queries, labels, found, strict=True)
     ]
 
 
-def write_html(path: str, results: Sequence[dict], images_dir: str, thumb: int = 128) -> str:
-    """A gallery: one row per query, its neighbours with similarity (images when found)."""
-    import html
+def query(index_dir: str, embedder, images: Sequence[str], k: int = 10, labels=None) -> list[dict]:
+    """search_results of the query images embedded by `embedder` (labels: default the paths)."""
+    return search_results(index_dir, embedder.embed(list(images)), list(images), k, labels)
 
-    from universal_embedding.data import image_files
-    from universal_embedding.report.neighbour_rows import thumbnail_uri
 
-    def cell(p: str, label: str, base: str | None) -> str:
-        # a query is the user's own file; an indexed path (from paths.bin) is read only inside
-        # the images folder, with the image size and header checks
-        inside = base is None or (base != "" and not image_files.outside_dir(base, [p]))
-        full = p if base is None else os.path.join(base, p)
-        data = None
-        if inside and os.path.isfile(full):
-            try:
-                data = image_files.read_image_file(full)
-            except (OSError, image_files.BadImageError):
-                data = None
-        uri = thumbnail_uri(data, thumb)
-        img = f'<img src="{uri}">' if uri else "<div>image unavailable</div>"
-        return f'<td title="{html.escape(p)}">{img}<br>{html.escape(label)}</td>'
+def query_descriptors(index_dir: str, descriptors: str, k: int = 10, key: str = "") -> list[dict]:
+    """search_results of the rows of a descriptor file (extract_dir_descriptors' .npz, an array
+    of knn_main's file by `key`, a .npy), each labelled by its path in the file, else
+    '<key or file name>#<row>'."""
+    vectors, paths, key = descriptor_arrays.open_descriptors(descriptors, key)
+    descriptor_arrays.check_vectors(vectors, descriptors)
+    if paths is None:
+        paths = RowNames(key or os.path.basename(descriptors), len(vectors))
+    names = [str(p) for p in paths]
+    return search_results(index_dir, np.asarray(vectors, np.float32), names, k)
 
-    rows = []
-    for r in results:
-        cells = [cell(r["query"], "query: " + os.path.basename(r["query"]), None)]
-        cells += [
-            cell(n["path"], f"{rank}. sim {n['score']:.3f}", images_dir)
-            for rank, n in enumerate(r["neighbours"], 1)
-        ]
-        rows.append("<tr>" + "".join(cells) + "</tr>")
-    page = (
-        "<!DOCTYPE html><html><head><meta charset='utf-8'><title>Query results</title>"
-        "<style>td{vertical-align:top;font-size:11px;text-align:center;padding:4px}</style>"
-        "</head><body><h1>Query results</h1><table>" + "\n".join(rows) + "</table></body></html>"
-    )
-    with open(path, "w", encoding="utf-8") as f:
-        f.write(page)
-    return path
+
+def write_html(
+    path: str,
+    results: Sequence[dict],
+    images_dir: str,
+    thumb: int = 96,
+    queries_dir: str = "",
+    k: int | None = None,
+) -> str:
+    """The gallery page (report/index_gallery.py): one row per query, labelled by its relative
+    path, with its neighbours and their similarity (images when found)."""
+    from universal_embedding.report import index_gallery
+
+    k = k if k is not None else max((len(r["neighbours"]) for r in results), default=0)
+    return index_gallery.write(path, results, images_dir, queries_dir, k=k, thumb_size=thumb)
 
 
 def _define_flags():
     from absl import flags
 
-    flags.DEFINE_string("descriptors", None, "build: .npz from extract_dir_descriptors/knn_main.")
+    flags.DEFINE_string(
+        "descriptors", None, "build: the descriptors to index; query: query vectors (no model)."
+    )
     flags.DEFINE_enum("kind", "flat", list(saved_index.KINDS), "build: flat (exact), ivf, hnsw.")
-    flags.DEFINE_string("key", "", "build: array of a knn_main file, e.g. cars/test.")
+    flags.DEFINE_string("key", "", "--descriptors: array of a knn_main file, e.g. cars/test.")
+    flags.DEFINE_string(
+        "queries_dir", "", "query --descriptors --html: folder the file's paths are relative to."
+    )
     flags.DEFINE_string("info_files_dir", "", "build: info files giving knn_main rows' paths.")
     flags.DEFINE_string("images_dir", "", "Folder the indexed paths are relative to (for --html).")
     flags.DEFINE_integer("recall_k", 10, "build: k of the recall reported for ivf / hnsw.")
@@ -177,20 +195,32 @@ def _run(command: str, f) -> None:
             images_dir=f.images_dir, recall_k=f.recall_k, nprobe=f.nprobe,
         )  # fmt: skip
         print(json.dumps(meta, indent=2))
+        print_written(os.path.join(f.out, n) for n in sorted(os.listdir(f.out)))
         return
-    if not f.index or not f.images:
-        raise ValueError("query needs --index=<index folder> and --images=<paths>.")
-    results = query(f.index, _embedder(f), expand_images(f.images), f.k)
+    if not f.index or not (f.images or f.descriptors):
+        raise ValueError(
+            "query needs --index=<index folder> and --images=<paths> or --descriptors=<file>."
+        )
+    if f.images and f.descriptors:
+        raise ValueError("query takes --images or --descriptors, not both.")
+    if f.descriptors:
+        results = query_descriptors(f.index, f.descriptors, f.k, f.key)
+    else:
+        paths, labels = labelled_images(f.images)
+        results = query(f.index, _embedder(f), paths, f.k, labels)
     for r in results:
-        print(r["query"])
+        print(r["label"])
         for rank, n in enumerate(r["neighbours"], 1):
             print(f"  {rank:3d}. {n['score']:.4f}  {n['path']}")
+    written = []
     if f.out:
         with open(f.out, "w") as fh:
             json.dump(results, fh, indent=2)
+        written.append(f.out)
     if f.html:
         base = f.images_dir or saved_index.SavedIndex(f.index).meta.get("images_dir", "")
-        write_html(f.html, results, base)
+        written.append(write_html(f.html, results, base, queries_dir=f.queries_dir, k=f.k))
+    print_written(written)
 
 
 def cli() -> None:

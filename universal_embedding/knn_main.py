@@ -22,6 +22,7 @@ from absl import logging
 from universal_embedding import loading, runner, settings, writers
 from universal_embedding.checkpoint.restore import parse_which
 from universal_embedding.checkpoint.series import BEST, LATEST, checkpoint_dir
+from universal_embedding.errors import command
 from universal_embedding.knn import descriptors as knn_descriptors
 from universal_embedding.knn import evaluator
 from universal_embedding.report import gallery_images, results_files, table
@@ -67,6 +68,24 @@ def descriptor_step(config: ml_collections.ConfigDict) -> int:
     return max(steps, default=0)
 
 
+def checkpoint_label(config: ml_collections.ConfigDict) -> str:
+    """What was evaluated, for results.html: '<train_dir name> best checkpoint, step N' (or
+    latest, or '<name>, step N'), 'pretrained <file name>', or 'random initialisation'."""
+    if not config.train_dir:
+        if config.pretrained_ckpt:
+            return f"pretrained {os.path.basename(config.pretrained_ckpt)}"
+        return "random initialisation"
+    step = descriptor_step(config)
+    if step == -1:  # the best checkpoint: its step is the folder name inside best/
+        best = checkpoint_dir(config.train_dir, BEST)
+        steps = [int(n) for n in os.listdir(best) if n.isdigit()] if os.path.isdir(best) else []
+        step = max(steps, default=-1)
+    where = os.path.basename(os.path.normpath(config.train_dir))
+    if not str(config.checkpoint).isdigit():
+        where += f" {config.checkpoint} checkpoint"
+    return f"{where}, step {step}" if step >= 0 else where
+
+
 def run_knn(config: ml_collections.ConfigDict, workdir: str) -> dict[str, float]:
     """Extract, evaluate and write every output; returns the flat results."""
     settings.register_domains(config)
@@ -83,15 +102,21 @@ def run_knn(config: ml_collections.ConfigDict, workdir: str) -> dict[str, float]
     logging.info("kNN timings (s): %s", out.timings)
     if jax.process_index() != 0:
         return out.results
-    writers.write_config_json(config.to_dict(), os.path.join(workdir, "knn_config.json"))
+    written = [os.path.join(workdir, "knn_config.json")]
+    writers.write_config_json(config.to_dict(), written[0])
     saved = descriptors if output.save else None
-    results_files.write_outputs(workdir, out.results, plan, saved, descriptor_path)
+    model = f"{loaded.spec.model_class} {loaded.spec.model_type}"
+    run = {"model": model, "checkpoint": checkpoint_label(config)}
+    written += results_files.write_outputs(
+        workdir, out.results, plan, saved, descriptor_path, run
+    ).values()
     if output.save_json:
-        knn_descriptors.save_json(os.path.join(workdir, "descriptors.json"), descriptors)
+        written.append(os.path.join(workdir, "descriptors.json"))
+        knn_descriptors.save_json(written[-1], descriptors)
     if config.save_neighbors:
-        pages = write_neighbours(config, workdir, out.neighbours, knn.infos)
-        logging.info("Wrote %s", ", ".join(pages))
+        written += write_neighbours(config, workdir, out.neighbours, knn.infos)
     print(table.titled_table(out.results, plan.domains, plan.knn_names, plan.k), flush=True)
+    command.print_written(written)
     return out.results
 
 

@@ -2,7 +2,8 @@
 one's `cli()` is `runner.run(fn, defaults=<its default config module>)`.
 
 `run` defines `--config` (a get_config() file, found in the package when not on disk),
-`--workdir`, `--verbose` and the W&B flags when called (importing this module defines no
+`--workdir`, `--verbose`, `--helpconfig` (every config field with its type, default and
+description: config_help.py) and the W&B flags when called (importing this module defines no
 flag), parses the command line (original-code field names translated onto ours), joins a
 multi-process run (see `universal_embedding.distributed`) and calls `fn(config, workdir)`.
 What every command shares (absl run, --verbose, one-line errors) is `errors.command.run`.
@@ -21,7 +22,7 @@ from absl import app as absl_app
 from absl import flags, logging
 from ml_collections import config_flags
 
-from universal_embedding import distributed, errors
+from universal_embedding import config_help, distributed, errors
 from universal_embedding.configs import _locate as locate
 from universal_embedding.errors import command
 from universal_embedding.original import config_fields, field_translation
@@ -46,7 +47,7 @@ def define_flags(
     config_flags.DEFINE_config_file(
         "config",
         None,
-        "Path to a get_config() file[:argument string].",
+        "Path to a get_config() file[:argument string]; --helpconfig lists its fields.",
         flag_values=flag_values,
         sys_argv=argv,
     )
@@ -54,6 +55,13 @@ def define_flags(
         "workdir", None, "Where results, checkpoints and logs go.", flag_values=flag_values
     )
     errors.define_verbose_flag(flag_values)
+    flags.DEFINE_bool(
+        "helpconfig",
+        False,
+        "List every field of the config (--config, else the command's default config) with its "
+        "type, default and description, then exit.",
+        flag_values=flag_values,
+    )
     flags.DEFINE_bool(
         "use_wandb",
         False,
@@ -128,21 +136,57 @@ def unknown_override(argv: list[str], error: Exception) -> str | None:
     return message + "."
 
 
+def config_file_error(error: Exception) -> str | None:
+    """The one-line message for an error raised while loading the config file (ml_collections
+    wraps it with the file's traceback, e.g. an unknown key of the argument string:
+    `tiny.py:data_dir=D,foo=1`): '<flag>: <the error's own message>'; None for other errors."""
+    head, sep, rest = str(error).partition(": Error whilst parsing config file")
+    causes = re.findall(r"^\s*(?:\w+\.)*\w*(?:Error|Exception): (.+)$", rest, re.MULTILINE)
+    if not sep or not causes:
+        return None
+    return f"{head.strip()}: {causes[-1].strip()}"
+
+
+def _fatal(message: str, hint: bool = False) -> None:
+    """Exit 1 with absl's 'FATAL Flags parsing error' line (and its help hint)."""
+    sys.stderr.write(f"FATAL Flags parsing error: {message}\n")
+    if hint:
+        sys.stderr.write("Pass --helpshort or --helpfull to see help on flags.\n")
+    sys.exit(1)
+
+
 def parse_flags(argv: list[str]) -> list[str]:
-    """absl's flag parser, except that an override of a field the config lacks ends in one line
-    (absl's 'FATAL Flags parsing error' form) instead of ml_collections' traceback."""
+    """absl's flag parser, except that an override of a field the config lacks, or an error in
+    the config file or its argument string, ends in one line (absl's 'FATAL Flags parsing
+    error' form) instead of ml_collections' traceback."""
     try:
-        return absl_app.parse_flags_with_usage(argv)
+        return flags.FLAGS(argv)
     except (KeyError, AttributeError) as e:
         message = unknown_override(argv, e)
         if message is None:
             raise
-        sys.stderr.write(f"FATAL Flags parsing error: {message}\n")
-        sys.exit(1)
+        _fatal(message)
+    except flags.Error as e:
+        message = config_file_error(e)
+        if message is not None:
+            _fatal(message)
+        _fatal(" | ".join(line.strip() for line in str(e).splitlines() if line.strip()), True)
 
 
 def _default_config(name: str) -> ml_collections.ConfigDict:
     return importlib.import_module(f"universal_embedding.configs.{name}").get_config()
+
+
+def print_config_help(flag_values: flags.FlagValues = flags.FLAGS, defaults: str = "") -> None:
+    """--helpconfig: the fields of --config (else of the `defaults` config module) on stdout."""
+    config = flag_values["config"].value
+    if config is not None:
+        source = flag_values["config"].config_filename
+    elif defaults:
+        config, source = _default_config(defaults), f"configs/{defaults}.py, the default config"
+    else:
+        raise absl_app.UsageError("--helpconfig needs --config=<a get_config() file>.")
+    print("\n".join(config_help.help_lines(config, source)), flush=True)
 
 
 def run(fn: Callable[[ml_collections.ConfigDict, str], object], defaults: str = "") -> None:
@@ -158,6 +202,9 @@ def run(fn: Callable[[ml_collections.ConfigDict, str], object], defaults: str = 
     define_flags(argv=argv)
 
     def _main(argv: list[str]) -> None:
+        if flags.FLAGS.helpconfig:
+            print_config_help(defaults=defaults)
+            return
         config, workdir = config_and_workdir(original_overrides=original, defaults=defaults)
         distributed.maybe_initialize_distributed()
         fn(config, workdir)

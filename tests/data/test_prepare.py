@@ -56,7 +56,9 @@ def test_command_line_from_a_flagfile(tmp_path):
     out = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr[-2000:]
     splits = info_files.available_splits(os.path.join(data_dir, "info_files"), "cars")
-    assert [line.split(":")[0] for line in out.stdout.splitlines()] == [f"cars/{s}" for s in splits]
+    *lines, last = out.stdout.splitlines()
+    assert [line.split(":")[0] for line in lines] == [f"cars/{s}" for s in splits]
+    assert last == f"Wrote {os.path.join(data_dir, 'tfds')}{os.sep}"  # what it wrote, last
     tfds = os.path.join(data_dir, "tfds")
     for split in splits:
         n = len(info_files.load_split(os.path.join(data_dir, "info_files"), "cars", split))

@@ -109,7 +109,10 @@ def test_index_command_builds_from_extract_dir_output(tmp_path):
            f"--descriptors={tmp_path / 'd.npz'}", f"--out={tmp_path / 'ix'}"]  # fmt: skip
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
     assert proc.returncode == 0, proc.stderr[-2000:]
-    assert json.loads(proc.stdout)["count"] == 100
+    meta, _, written = proc.stdout.rpartition("}\n")
+    assert json.loads(meta + "}")["count"] == 100
+    ix = tmp_path / "ix"
+    assert written.splitlines() == [f"Wrote {ix / n}" for n in sorted(os.listdir(ix))]
     assert saved_index.SavedIndex(str(tmp_path / "ix")).search(x[7:8], 1)[0][0][0] == "p7"
     bad = subprocess.run(cmd[:4] + [f"--descriptors={tmp_path / 'none.npz'}", cmd[5]], env=env,
                          capture_output=True, text=True, timeout=300)  # fmt: skip

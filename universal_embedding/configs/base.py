@@ -69,32 +69,33 @@ def _typed(key: str, text: str, default: Any) -> Any:
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
+    # A field's comment is its description in `--helpconfig` (config_help.py): the comment
+    # ending its line, else the comment lines right above it.
     parse_arg(arg)  # takes no arguments: any key raises
     c = ml_collections.ConfigDict()
-    c.rng_seed = 0
+    c.rng_seed = 0  # seed of initialisation, shuffling, sampling and the gallery's queries
 
     # ---- data ----
     c.dataset_name = ALL_DOMAINS  # domains trained on (comma separated)
-    c.knn_eval_names = ALL_DOMAINS  # domains evaluated
+    c.knn_eval_names = ALL_DOMAINS  # domains evaluated (comma separated)
     c.train_dataset_dir = "data/tfds"  # <dir>/<domain>/<split>/<domain>.<split>.tfrecord*
-    c.eval_dataset_dir = "data/tfds"
+    c.eval_dataset_dir = "data/tfds"  # TFRecords of the evaluated splits (same layout)
     c.info_files_dir = "data/info_files"  # <dir>/<domain>/<split>.json
     c.domains_file = ""  # JSON declaring domains of your own (data/custom_domains.py)
-    c.batch_size = 128  # global, one domain per batch
-    c.eval_batch_size = 256  # global
-    c.image_size = 224
+    c.batch_size = 128  # training batch, global, one domain per batch
+    c.eval_batch_size = 256  # evaluation batch, global
+    c.image_size = 224  # model input side in pixels (evaluation: resize, centre crop)
     c.resize_size = 256  # train: resize to this square, then random crop image_size
     c.normalization = ""  # '' = from model_class; or 'clip' / 'imagenet'
-    c.shuffle_buffer_size = 10_000
+    c.shuffle_buffer_size = 10_000  # train: examples in each domain's shuffle buffer
     c.input_threads = 0  # threads of each tf.data pipeline's private pool; 0 = all usable cores
     # train: decode large JPEGs at reduced size (DCT scaling, short side kept >= resize_size);
     # off by default: it moved the demo's test mMP@5 by +0.013 (benchmarks/NOTES.md)
     c.reduced_jpeg_decode = False
 
     # ---- model ----
-    c.model_class = (
-        "vit_with_embedding"  # or 'clip_vit_with_embedding', 'dinov2_vit_with_embedding'
-    )
+    # 'vit_with_embedding', 'clip_vit_with_embedding', 'dinov2_vit_with_embedding' (or 'udon_...')
+    c.model_class = "vit_with_embedding"
     c.model_type = "B/16"  # S/16, B/16 (or Ti/16, L/16)
     c.pretrained_ckpt = ""  # .npz / .npy / .pt / .bin / .safetensors; '' = random init
     c.model = ml_collections.ConfigDict()
@@ -105,28 +106,28 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     # and the original UnED code); False = exact erf GELU (timm, PyTorch). CLIP: quick-GELU always.
     c.model.gelu_approximate = True
     # Size overrides for tiny models (None: take them from model_type).
-    c.model.hidden_size = ml_collections.FieldReference(None, field_type=int)
-    c.model.num_heads = ml_collections.FieldReference(None, field_type=int)
-    c.model.mlp_dim = ml_collections.FieldReference(None, field_type=int)
-    c.model.num_layers = ml_collections.FieldReference(None, field_type=int)
-    c.model.patch_size = ml_collections.FieldReference(None, field_type=int)
+    c.model.hidden_size = ml_collections.FieldReference(None, field_type=int)  # token width
+    c.model.num_heads = ml_collections.FieldReference(None, field_type=int)  # attention heads
+    c.model.mlp_dim = ml_collections.FieldReference(None, field_type=int)  # MLP hidden width
+    c.model.num_layers = ml_collections.FieldReference(None, field_type=int)  # encoder blocks
+    c.model.patch_size = ml_collections.FieldReference(None, field_type=int)  # patch side
     # Rematerialise each transformer block in the backward pass (less memory, same gradients).
     c.model.remat = False
-    # DINOv2 only: register tokens (None: as many as the pretrained checkpoint holds, else 0) and
-    # how the checkpoint's position embedding is resized to the training grid: '' = by the file
-    # (Hugging Face -> 'transformers', torch hub .pth -> 'timm') | 'transformers' | 'timm' | 'meta'
-    # (docs/backbones.md).
+    # DINOv2 only: register tokens (None: as many as the pretrained checkpoint holds, else 0).
     c.model.num_registers = ml_collections.FieldReference(None, field_type=int)
+    # DINOv2 only: how the checkpoint's position embedding is resized to the training grid:
+    # '' = by the file (Hugging Face -> 'transformers', torch hub .pth -> 'timm') |
+    # 'transformers' | 'timm' | 'meta' (docs/backbones.md).
     c.model.pos_interpolation = ""
-    c.embedd_to_eval = "projected"  # or 'backbone_out'
+    c.embedd_to_eval = "projected"  # embedding evaluated: 'projected' or 'backbone_out'
 
     # ---- heads and loss ----
     c.classifier = "separate"  # 'separate' (one head per domain) or 'joint'
     c.loss = ml_collections.ConfigDict()
     c.loss.type = "normface"  # normface | cosface | arcface
-    c.loss.scale = 16.0
-    c.loss.margin = 0.0
-    c.loss.label_smoothing = 0.0
+    c.loss.scale = 16.0  # logit scale of the cosine classifier
+    c.loss.margin = 0.0  # cosface / arcface margin
+    c.loss.label_smoothing = 0.0  # label smoothing of the classification loss
 
     # ---- sampling ----
     # round_robin | dataset_size | balanced | specialist_top_steps
@@ -134,46 +135,46 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     c.specialist_top_steps = ""  # comma-separated shares per domain for specialist_top_steps
 
     # ---- optimiser ----
-    c.lr = 1e-3  # classifier heads
+    c.lr = 1e-3  # learning rate of the classifier heads
     c.backbone_lr_multiplier = 0.01  # backbone and projection: lr * this
-    c.weight_decay = 1e-6  # decoupled
-    c.adam_b1 = 0.9
-    c.adam_b2 = 0.999
+    c.weight_decay = 1e-6  # decoupled weight decay
+    c.adam_b1 = 0.9  # Adam beta1
+    c.adam_b2 = 0.999  # Adam beta2
     c.lr_schedule = "constant"  # constant | warmup_cosine
-    c.warmup_steps = 0
+    c.warmup_steps = 0  # warmup_cosine: linear warmup steps
     c.frozen_epochs = 2.0  # backbone + projection frozen; -1 = frozen for all training
-    c.grad_clip_norm = 0.0  # 0 = off
+    c.grad_clip_norm = 0.0  # clip gradients to this global norm; 0 = off
 
     # ---- schedule ----
     c.num_epochs = 7.0  # over the summed training sets
     c.num_training_steps = -1  # > 0 overrides num_epochs
     # Intervals in steps; -N: N times per epoch (so -1 = every epoch).
-    c.log_summary_steps = 100
-    c.log_eval_steps = -1
-    c.checkpoint_steps = 1000
-    c.max_checkpoints_to_keep = 2
+    c.log_summary_steps = 100  # training scalars every N steps (-N: N times per epoch)
+    c.log_eval_steps = -1  # validation kNN every N steps (-N: N times per epoch)
+    c.checkpoint_steps = 1000  # latest checkpoint every N steps (-N: N times per epoch)
+    c.max_checkpoints_to_keep = 2  # latest checkpoints kept
 
     # ---- kNN evaluation ----
-    c.top_k = 5
-    c.eval_knns = "val_knn"  # setups run during training
-    c.disabled_separate_knns = "train_knn,test_knn"
-    c.disabled_merged_knns = "train_knn,test_knn"
-    c.do_final_testing = True
-    c.save_descriptors = False
+    c.top_k = 5  # k of mMP@k and mAP@k
+    c.eval_knns = "val_knn"  # kNN setups evaluated (train: validation during training)
+    c.disabled_separate_knns = "train_knn,test_knn"  # setups without the separate index
+    c.disabled_merged_knns = "train_knn,test_knn"  # setups without the merged index
+    c.do_final_testing = True  # train: test the best checkpoint at the end
+    c.save_descriptors = False  # write the descriptors (descriptor_format)
     # 'npz': W/descriptors.npz; 'original': the original code's JSON file
     # <descr_save_path or train_dir or W>/descriptors/descriptors_step_<step>.pkl (step -1 = best)
     c.descriptor_format = "npz"
     c.descr_save_path = ""  # folder of descriptor_format='original' files ('' = see above)
-    c.save_neighbors = False
+    c.save_neighbors = False  # W/neighbours.html: a gallery of queries and their neighbours
     c.knn_search = "auto"  # auto | faiss | jax | numpy
 
     # ---- logging ----
     # Weights & Biases (also set by --use_wandb / --wandb_{project,group,entity,name});
     # '' = W&B's own default. Needs the `wandb` package.
     c.wandb = ml_collections.ConfigDict()
-    c.wandb.enabled = False
-    c.wandb.project = ""
-    c.wandb.group = ""
-    c.wandb.entity = ""
-    c.wandb.name = ""
+    c.wandb.enabled = False  # also log to Weights & Biases (needs the `wandb` package)
+    c.wandb.project = ""  # W&B project ('' = W&B's default)
+    c.wandb.group = ""  # W&B group ('' = none)
+    c.wandb.entity = ""  # W&B entity ('' = W&B's default)
+    c.wandb.name = ""  # W&B run name ('' = W&B's default)
     return c

@@ -30,27 +30,28 @@ def add_udon_fields(c: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
     c.model.teacher_dim = (256,)  # widths of each domain's teacher Mlp
     c.model.universal_student_dim = (64,)  # widths of the student Mlp (model.output_dim unused)
 
-    c.loss.classif_losses_on = "teacher,universal_student"
-    c.loss.distill_udon_logits = True
+    c.loss.classif_losses_on = "teacher,universal_student"  # embeddings with a classification loss
+    c.loss.distill_udon_logits = True  # distil the teachers' logits into the student
+    # softmax temperature of the logit distillation, for the teacher and the student logits
     c.loss.distill_udon_logits_temperature = ml_collections.ConfigDict(
         {"teacher": 0.1, "universal_student": 0.1}
     )
-    c.loss.distill_udon_batch_simils = True
+    c.loss.distill_udon_batch_simils = True  # distil the teachers' in-batch similarities
     # The relational term is computed in this many equal slices of the global batch and scaled
     # by batch_size / 4 (the original: per device, times devices / 4, on 4 devices).
     c.loss.distill_udon_simils_groups = 4
-    c.loss.classif_udon_teacher_weight = 1.0
-    c.loss.classif_udon_universal_student_weight = 1.0
-    c.loss.distill_udon_logits_weight = 1.0
-    c.loss.distill_udon_simils_weight = 1.0
+    c.loss.classif_udon_teacher_weight = 1.0  # weight of the teachers' classification loss
+    c.loss.classif_udon_universal_student_weight = 1.0  # weight of the student's one
+    c.loss.distill_udon_logits_weight = 1.0  # weight of the logit distillation
+    c.loss.distill_udon_simils_weight = 1.0  # weight of the similarity distillation
     # True (original): distillation gradients reach the backbone through the student projection;
     # False: they stop at the backbone feature (projection and heads still learn from them).
     c.loss.distill_grads_to_backbone = True
 
     c.sampling_strategy = "round_robin"  # the schedule before the first sampler update
-    c.update_sampler = True
-    c.update_sampler_every_steps = 1000
-    c.update_sampler_logit_type = "teacher"  # or 'universal_student'
+    c.update_sampler = True  # update the domain sampling weights from the losses
+    c.update_sampler_every_steps = 1000  # steps between two sampler updates
+    c.update_sampler_logit_type = "teacher"  # loss the sampler follows; or 'universal_student'
 
     # The first listed embedding is the universal one (usual results keys, best checkpoint).
     c.embedd_to_eval = "universal_student_embedd,teacher_embedd"

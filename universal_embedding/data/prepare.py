@@ -141,6 +141,7 @@ def main(argv: Sequence[str]) -> None:
         )
     except (ValueError, FileNotFoundError, RuntimeError) as e:
         raise SystemExit(f"prepare failed: {e}") from e
+    command.print_written([os.path.join(f.data_dir, "tfds")])
 
 
 def cli() -> None:

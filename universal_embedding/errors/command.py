@@ -10,7 +10,8 @@ config-driven commands go through `universal_embedding.runner`, which calls it.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import os
+from collections.abc import Callable, Iterable, Sequence
 
 from absl import app as absl_app
 from absl import flags, logging
@@ -29,6 +30,21 @@ def log_warnings_only() -> None:
     INFO): orbax, TensorFlow and JAX are chatty at INFO."""
     if not flags.FLAGS["verbosity"].present:
         logging.set_verbosity(logging.WARNING)
+
+
+def written_lines(paths: Iterable[str]) -> list[str]:
+    """'Wrote <path>' for each output (a folder ends in '/'), duplicates and empties left out."""
+    lines = []
+    for path in dict.fromkeys(p for p in paths if p):
+        slash = os.sep if os.path.isdir(path) and not path.endswith(os.sep) else ""
+        lines.append(f"Wrote {path}{slash}")
+    return lines
+
+
+def print_written(paths: Iterable[str]) -> None:
+    """A command's last lines: what it wrote and where (written_lines on stdout)."""
+    for line in written_lines(paths):
+        print(line, flush=True)
 
 
 def run(

@@ -11,6 +11,7 @@ per-domain bar chart; results_original.json is the original code's layout
 from __future__ import annotations
 
 import csv
+import datetime
 import json
 import math
 import os
@@ -57,21 +58,34 @@ def summary_texts(results: Mapping[str, float], plan: knn_evaluate.EvalPlan) -> 
     return {"results/test": f"{title(results, plan.knn_names, plan.k)}, percent\n\n{table}"}
 
 
+def run_identity(workdir: str, run: Mapping[str, str] | None = None) -> dict[str, str]:
+    """{'workdir': its folder name, 'date': now (UTC, to the minute)} updated with `run`
+    (the caller's 'model', 'checkpoint', ...): what titles results.html."""
+    now = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
+    name = os.path.basename(os.path.normpath(os.path.abspath(workdir)))
+    return {"workdir": name, "date": now, **(run or {})}
+
+
 def write_results(
     workdir: str,
     results: Mapping[str, float],
     domains: Sequence[str],
     knn_names: Sequence[str],
     k: int,
+    run: Mapping[str, str] | None = None,
 ) -> dict[str, str]:
     """Write workdir/results.{json,csv,md,html} and results_original.json (the original's
-    [top_1, mp_k, map_k] layout, rounded as it rounded); returns {'json': path, ...}."""
+    [top_1, mp_k, map_k] layout, rounded as it rounded); returns {'json': path, ...}.
+
+    run: the model and checkpoint evaluated ({'model': ..., 'checkpoint': ...}), which title
+    results.html with the workdir's name and the date (run_identity)."""
     os.makedirs(workdir, exist_ok=True)
+    prov = provenance()
     exts = ("json", "csv", "md", "html")
     paths = {ext: os.path.join(workdir, f"results.{ext}") for ext in exts}
     clean = {key: (None if math.isnan(v) else float(v)) for key, v in results.items()}
     with open(paths["json"], "w") as f:
-        json.dump({**clean, "provenance": provenance()}, f, indent=2)
+        json.dump({**clean, "provenance": prov}, f, indent=2)
     cols = [(knn, p, m) for knn, p in columns(results, knn_names) for m in metric_names(k)]
     with open(paths["csv"], "w", newline="") as f:
         writer = csv.writer(f)
@@ -83,7 +97,15 @@ def write_results(
     with open(paths["md"], "w", encoding="utf-8") as f:
         f.write(f"# {title(results, knn_names, k)}\n\n{table}\n\n{_MD_NOTE}\n")
     with open(paths["html"], "w", encoding="utf-8") as f:
-        f.write(results_page.render(results, domains, columns(results, knn_names), k))
+        page = results_page.render(
+            results,
+            domains,
+            columns(results, knn_names),
+            k,
+            run=run_identity(workdir, run),
+            provenance=prov,
+        )
+        f.write(page)
     paths["original"] = descriptor_files.write_results_original(workdir, results)
     return paths
 
@@ -94,15 +116,17 @@ def write_outputs(
     plan: knn_evaluate.EvalPlan,
     descriptors: Mapping[str, np.ndarray] | None = None,
     descriptor_path: str = "",
+    run: Mapping[str, str] | None = None,
 ) -> dict[str, str]:
     """W/results.* of `plan`'s setups (+ the descriptors, when given, at descriptor_path:
     '' = W/descriptors.npz; a .pkl/.json path gets the original JSON layout:
     knn/descriptors.descriptor_file); process 0 only, the other processes write nothing.
+    run: the model and checkpoint evaluated (write_results).
 
     Returns write_results' paths (+ 'descriptors' when written); {} on other processes."""
     if jax.process_index() != 0:
         return {}
-    paths = write_results(workdir, dict(results), plan.domains, plan.knn_names, plan.k)
+    paths = write_results(workdir, dict(results), plan.domains, plan.knn_names, plan.k, run)
     if descriptors is not None:
         paths["descriptors"] = descriptor_path or os.path.join(workdir, "descriptors.npz")
         knn_descriptors.save_descriptor_file(paths["descriptors"], descriptors)

@@ -1,5 +1,9 @@
 """results.html: every metric per domain as a table, and R@1 / mMP@k as inline SVG bar charts.
 
+The page is titled by its run (workdir name, model, checkpoint and step, date: `run_title`) and
+ends with the run's provenance (package versions, git commit, devices), so that tabs and saved
+copies of several runs tell themselves apart.
+
 Self-contained (no script, no external file). Protocols are told apart by colour (Okabe-Ito
 blue / orange, distinct for deuteranopes) and by fill (solid / hatched); every bar carries its
 value as text, and the table holds the same numbers for screen readers.
@@ -34,7 +38,12 @@ tr.average th,tr.average td{font-weight:700;border-top:2px solid #555}
 .charts{display:flex;flex-wrap:wrap;gap:12px 28px}
 figure{margin:0;flex:1 1 320px;max-width:460px}
 figcaption{font-weight:600;margin:.2em 0}
-svg{width:100%;height:auto;display:block}"""
+svg{width:100%;height:auto;display:block}
+.run{color:#333;margin:.2em 0 .8em}
+dl.prov{display:grid;grid-template-columns:max-content 1fr;gap:2px 12px;font-size:13px}
+dl.prov dt{font-weight:600}dl.prov dd{margin:0;overflow-wrap:anywhere}"""
+
+RUN_FIELDS = ("workdir", "model", "checkpoint", "date")  # the order of the title's parts
 
 
 def _e(value: object) -> str:
@@ -112,16 +121,44 @@ def bar_chart(values: Mapping[str, Mapping[str, float | None]], title: str, char
     return "".join(out) + "</svg>"
 
 
+def run_title(run: Mapping[str, str]) -> str:
+    """'<workdir> · <model> · <checkpoint> · <date>' of the run's known fields."""
+    return " · ".join(str(run[f]) for f in RUN_FIELDS if run.get(f))
+
+
+def _run_line(run: Mapping[str, str]) -> str:
+    parts = [f"{f}: <strong>{_e(run[f])}</strong>" for f in RUN_FIELDS[1:] if run.get(f)]
+    return f'<p class="run">{" · ".join(parts)}</p>' if parts else ""
+
+
+def provenance_html(prov: Mapping | None) -> str:
+    """The provenance object (versions, git commit, devices) as a definition list."""
+    if not prov:
+        return ""
+    rows = [("git commit", prov.get("git_commit") or "not run from a git checkout")]
+    rows.append(("devices", ", ".join(prov.get("devices") or []) or "unknown"))
+    rows += [(name, version) for name, version in (prov.get("versions") or {}).items()]
+    items = "".join(f"<dt>{_e(name)}</dt><dd>{_e(value)}</dd>" for name, value in rows)
+    return f'<h2>Provenance</h2><dl class="prov">{items}</dl>'
+
+
 def render(
     results: Mapping[str, float],
     domains: Sequence[str],
     cols: Sequence[tuple[str, str]],
     k: int,
     title: str = "kNN results",
+    run: Mapping[str, str] | None = None,
+    provenance: Mapping | None = None,
 ) -> str:
-    """The page: one table (every metric, every kNN setup and protocol) and, per kNN setup,
-    bar charts of R@1 and mMP@k per domain for both protocols."""
+    """The page: the run's title, one table (every metric, every kNN setup and protocol) and,
+    per kNN setup, bar charts of R@1 and mMP@k per domain for both protocols; then the
+    provenance. run: {'workdir', 'model', 'checkpoint', 'date'} (any may be missing)."""
     rows = [*domains, "average"]
+    heading = f"{title} (k={k})"
+    named = run_title(run or {})
+    page_title = f"{named} · {heading}" if named else heading
+    h1 = f"{run['workdir']}: {heading}" if run and run.get("workdir") else heading
     charts = []
     for knn in dict.fromkeys(knn for knn, _ in cols):
         figs = []
@@ -137,10 +174,10 @@ def render(
     return (
         '<!DOCTYPE html><html lang="en"><head><meta charset="utf-8">'
         '<meta name="viewport" content="width=device-width, initial-scale=1">'
-        f"<title>{_e(title)} (k={k})</title><style>{_CSS}</style></head><body>"
-        f"<h1>{_e(title)} (k={k})</h1><p>Percent, one decimal. <em>skipped</em>: queries "
-        "without any relevant image in the index, left out of the means (the average row "
+        f"<title>{_e(page_title)}</title><style>{_CSS}</style></head><body>"
+        f"<h1>{_e(h1)}</h1>{_run_line(run or {})}<p>Percent, one decimal. <em>skipped</em>: "
+        "queries without any relevant image in the index, left out of the means (the average row "
         "gives their total). Separate: each domain searches its own index; common: all "
         f"domains' indexes merged (the official protocol).</p>{_table(results, rows, cols, k)}"
-        f"{''.join(charts)}</body></html>"
+        f"{''.join(charts)}{provenance_html(provenance)}</body></html>"
     )

@@ -297,6 +297,10 @@ def _train(workdir: str, ts: TrainSettings, watch) -> dict[str, float]:
             test_plan,
             descr if output.save else None,
             descriptor_path,
+            run={
+                "model": f"{ts.model.model_class} {ts.model.model_type}",
+                "checkpoint": f"best, step {info['step']}",
+            },
         )
     writer.flush()
     ckpts.close()
