@@ -93,7 +93,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
 
     # ---- model ----
     c.model_class = "vit_with_embedding"  # or 'clip_vit_with_embedding'
-    c.model_type = "B/16"  # S/16, B/16 (or Ti/16, L/16)
+    c.model_type = "B/16"  # <size>/<patch>: AugReg S/16, B/16, L/16; CLIP B/16, L/14 (or Ti/16)
     c.pretrained_ckpt = ""  # .npz / .npy / .pt / .bin / .safetensors; '' = random init
     c.model = ml_collections.ConfigDict()
     c.model.output_dim = 64  # <= 0: no projection, `projected` == `backbone_out`
@@ -102,6 +102,10 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     # ViT GELU: True = tanh approximation (flax's nn.gelu default, as Scenic / big_vision / AugReg
     # and the original UnED code); False = exact erf GELU (timm, PyTorch). CLIP: quick-GELU always.
     c.model.gelu_approximate = True
+    # Gradient checkpointing: recompute each transformer block's activations in the backward
+    # pass instead of keeping them (less memory, one more forward pass of the blocks; the same
+    # parameters, checkpoints and gradients). See benchmarks/NOTES.md, "Train step memory".
+    c.model.remat = False
     # Size overrides for tiny models (None: take them from model_type).
     c.model.hidden_size = ml_collections.FieldReference(None, field_type=int)
     c.model.num_heads = ml_collections.FieldReference(None, field_type=int)
