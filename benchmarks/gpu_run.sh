@@ -9,10 +9,19 @@
 #   make gpu-wheels                      # once, on a machine with pip: .whl/ (ml-collections)
 #   OUT=/tmp/gpuout bash benchmarks/gpu_run.sh
 #   GPU_RUN_TINY=1 OUT=/tmp/gpuout bash benchmarks/gpu_run.sh   # tiny model, tiny kNN: CPU check
+#   GPU_RUN_MEMORY=1 OUT=/tmp/gpuout bash benchmarks/gpu_run.sh # also the memory part (below)
+#
+# Optional third part (off by default: the two parts above already fill the 600 s of one
+# device call): GPU_RUN_MEMORY=1 compiles the train step for ViT-L/14 at batch 256 in bf16,
+# with and without remat, and prints XLA's memory analysis on the GPU compiler
+# (benchmarks/memory.py; memory.log, memory.json; no step runs, nothing big is allocated).
+# GPU_RUN_MEMORY_ROWS picks the rows; to add once those model classes are merged (issue 24):
+# siglip_vit_with_embedding:B/16 and dinov2_vit_with_embedding:B/14.
 #
 # Settings (environment): PYTHON (python3), GPU_RUN_SITE (/tmp/site: where .whl/*.whl are
 # installed), GPU_RUN_TRAIN_TIMEOUT (400 s), GPU_RUN_KNN_TIMEOUT (150 s),
-# GPU_RUN_TORCH_DEVICE (cuda; cpu runs the kNN torch reference on the CPU).
+# GPU_RUN_TORCH_DEVICE (cuda; cpu runs the kNN torch reference on the CPU), GPU_RUN_MEMORY (0),
+# GPU_RUN_MEMORY_ROWS (clip_vit_with_embedding:L/14), GPU_RUN_MEMORY_TIMEOUT (300 s).
 set -u
 cd "$(dirname "$0")/.." || exit 1
 OUT=${OUT:-/tmp/gpu_run_out}
@@ -88,8 +97,16 @@ run_part train "$TRAIN_TIMEOUT" benchmarks/train_throughput.py "${TRAIN_ARGS[@]}
 TRAIN_RC=$?
 run_part knn "$KNN_TIMEOUT" benchmarks/knn.py "${KNN_ARGS[@]}"
 KNN_RC=$?
+MEMORY_RC=0
+if [ "${GPU_RUN_MEMORY:-0}" = 1 ]; then
+    MEMORY_ARGS=(--rows "${GPU_RUN_MEMORY_ROWS:-clip_vit_with_embedding:L/14}")
+    [ "$TINY" = 1 ] && MEMORY_ARGS+=(--tiny)
+    run_part memory "${GPU_RUN_MEMORY_TIMEOUT:-300}" benchmarks/memory.py "${MEMORY_ARGS[@]}"
+    MEMORY_RC=$?
+fi
 
-echo "== summary: train rc=$TRAIN_RC, knn rc=$KNN_RC (124: timed out)"
+echo "== summary: train rc=$TRAIN_RC, knn rc=$KNN_RC, memory rc=$MEMORY_RC (124: timed out)"
 sed -n '/^ViT-\|^tiny ViT/,$p' "$OUT/train.log" | head -16
 clean "$OUT/knn.log" | grep -E '^ +scale|^ +[0-9.]+ +[0-9]+ +[0-9]+ |torch reference|mp_[0-9]+ ='
-[ "$TRAIN_RC" = 0 ] && [ "$KNN_RC" = 0 ]
+[ -f "$OUT/memory.log" ] && sed -n '/^batch /,$p' "$OUT/memory.log"
+[ "$TRAIN_RC" = 0 ] && [ "$KNN_RC" = 0 ] && [ "$MEMORY_RC" = 0 ]

@@ -47,6 +47,7 @@ def model_spec(config: ml_collections.ConfigDict) -> ModelSpec:
         dtype=m.dtype,
         attention=m.attention,
         gelu_approximate=bool(m.get("gelu_approximate", True)),
+        remat=bool(m.get("remat", False)),
         hidden_size=m.get("hidden_size"),
         num_heads=m.get("num_heads"),
         mlp_dim=m.get("mlp_dim"),
@@ -54,7 +55,6 @@ def model_spec(config: ml_collections.ConfigDict) -> ModelSpec:
         patch_size=m.get("patch_size"),
         num_registers=_num_registers(config),
         pos_interpolation=str(m.get("pos_interpolation", "") or ""),
-        remat=bool(m.get("remat", False)),
         domains=names(config.get("dataset_name", "")),
         **udon_widths,
     )

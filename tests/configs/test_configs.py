@@ -122,8 +122,17 @@ def test_run_arguments_of_the_train_configs():
     assert (clip.classifier, clip.model_class) == ("joint", "clip_vit_with_embedding")
     with pytest.raises(ValueError, match="sampling='often' is not one of: round_robin"):
         config_train_vit.get_config("sampling=often")
-    with pytest.raises(ValueError, match="only CLIP B/16"):
+    with pytest.raises(ValueError, match=r"variant='S/16': CLIP weights are known for B/16, L/14"):
         config_train_clip_vit.get_config("variant=S/16")
+    large = config_train_vit.get_config("variant=L/16")
+    assert large.model_type == "L/16" and large.pretrained_ckpt == (
+        "data/models/imagenet/L_16-i21k-300ep-lr_0.001-aug_medium1-wd_0.1-do_0.1-sd_0.1"
+        "--imagenet2012-steps_20k-lr_0.01-res_224.npz"
+    )
+    clip_l = config_train_clip_vit.get_config("variant=L/14,classifier=joint")
+    assert (clip_l.model_type, clip_l.pretrained_ckpt) == ("L/14", "data/models/clip/ViT-L-14.pt")
+    with pytest.raises(ValueError, match=r"variant='L/14': choose one of B/16, S/16, L/16"):
+        config_train_vit.get_config("variant=L/14")
 
 
 def test_entry_point_fields_are_declared():
@@ -142,6 +151,8 @@ def test_entry_point_fields_are_declared():
         assert c.neighbours_per_page == 200
         assert c.save_json_descriptors is False
     assert config_knn_vit.get_config("variant=S/16").model_type == "S/16"
+    assert config_knn_vit.get_config("variant=L/16").model_type == "L/16"
+    assert config_knn_clip_vit.get_config("variant=L/14").model_type == "L/14"
     assert config_knn_clip_vit.get_config().model_class == "clip_vit_with_embedding"
     x = config_extract_dir_descriptors.get_config("model_class=clip_vit_with_embedding")
     assert (x.base_dir, x.train_dir, x.model_class) == ("", "", "clip_vit_with_embedding")

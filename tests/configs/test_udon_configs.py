@@ -25,7 +25,22 @@ def test_udon_config_has_the_original_defaults():
     with pytest.raises(ValueError, match="backbone='resnet'"):
         config_train_udon.get_config("backbone=resnet")
     with pytest.raises(ValueError, match="Unknown config argument"):
-        config_train_udon.get_config("variant=S/16")
+        config_train_udon.get_config("size=L")
+
+
+def test_udon_config_l_variants():
+    vit = config_train_udon.get_config("variant=L/16")
+    assert (vit.model_class, vit.model_type) == ("udon_vit_with_embedding", "L/16")
+    assert vit.pretrained_ckpt == (
+        "data/models/imagenet/L_16-i21k-300ep-lr_0.001-aug_medium1-wd_0.1-do_0.1-sd_0.1"
+        "--imagenet2012-steps_20k-lr_0.01-res_224.npz"
+    )
+    clip = config_train_udon.get_config("backbone=clip,variant=L/14")
+    assert (clip.model_class, clip.model_type) == ("udon_clip_vit_with_embedding", "L/14")
+    assert clip.pretrained_ckpt == "data/models/clip/ViT-L-14.pt"
+    assert clip.model.remat is False  # a compute option, off unless asked for
+    with pytest.raises(ValueError, match=r"variant='L/16': clip weights are known for B/16, L/14"):
+        config_train_udon.get_config("backbone=clip,variant=L/16")
 
 
 def test_demo_udon_trains_the_same_model_steps_and_data():

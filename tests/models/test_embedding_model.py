@@ -81,7 +81,9 @@ def test_sizes_from_model_type():
     assert em.size_from_type("B/16") == em.BackboneSize(768, 12, 3072, 12, 16)
     assert em.size_from_type("L/16") == em.BackboneSize(1024, 16, 4096, 24, 16)
     assert em.backbone_size(settings.model_spec(tiny_config())) == em.BackboneSize(32, 2, 64, 2, 8)
-    with pytest.raises(ValueError, match="valid: Ti/16, S/16, B/16, L/16"):
+    with pytest.raises(
+        ValueError, match=r"valid: Ti/<patch>, S/<patch>, B/<patch>, L/<patch> \(e.g. B/16, L/14\)"
+    ):
         em.size_from_type("H/14x")
 
 

@@ -118,7 +118,8 @@ def hf_clip_to_openai(sd):
     }
     for ours, theirs in (("ln_pre", "pre_layrnorm"), ("ln_post", "post_layernorm")):
         o[f"{ours}.weight"], o[f"{ours}.bias"] = sd[f"{theirs}.weight"], sd[f"{theirs}.bias"]
-    for i in range(LAYERS):
+    layers = len({k.split(".")[2] for k in sd if k.startswith("encoder.layers.")})
+    for i in range(layers):
         h, t = f"encoder.layers.{i}.", f"transformer.resblocks.{i}."
         for kind in ("weight", "bias"):
             qkv = [sd[f"{h}self_attn.{n}_proj.{kind}"] for n in "qkv"]
@@ -232,9 +233,11 @@ def vit_ours():
     return Ours("vit_with_embedding")
 
 
-def hf_vit_to_augreg(sd):
-    """HF ViTModel state (transformers 5 module names) -> AugReg npz keys, plus an i21k head."""
-    d, h = HIDDEN, HEADS
+def hf_vit_to_augreg(sd, h=HEADS):
+    """HF ViTModel state (transformers 5 module names) -> AugReg npz keys, plus an i21k head
+    (hidden size and depth read off the state; `h` attention heads)."""
+    d = sd["embeddings.cls_token"].shape[-1]
+    layers = len({k.split(".")[1] for k in sd if k.startswith("layers.")})
     o = {
         "embedding/kernel": sd["embeddings.patch_embeddings.projection.weight"].transpose(
             2, 3, 1, 0
@@ -247,7 +250,7 @@ def hf_vit_to_augreg(sd):
         "head/kernel": np.ones((d, 10), np.float32),
         "head/bias": np.zeros(10, np.float32),
     }
-    for i in range(LAYERS):
+    for i in range(layers):
         s, t = f"layers.{i}.", f"Transformer/encoderblock_{i}/"
         att = t + "MultiHeadDotProductAttention_1/"
         for ours, theirs in (("query", "q"), ("key", "k"), ("value", "v")):

@@ -96,7 +96,9 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     # ---- model ----
     # 'vit_with_embedding', 'clip_vit_with_embedding', 'dinov2_vit_with_embedding' (or 'udon_...')
     c.model_class = "vit_with_embedding"
-    c.model_type = "B/16"  # S/16, B/16 (or Ti/16, L/16)
+    c.model_type = (
+        "B/16"  # <size>/<patch>: AugReg S/16, B/16, L/16; CLIP B/16, L/14; DINOv2 B/14, L/14
+    )
     c.pretrained_ckpt = ""  # .npz / .npy / .pt / .bin / .safetensors; '' = random init
     c.model = ml_collections.ConfigDict()
     c.model.output_dim = 64  # <= 0: no projection, `projected` == `backbone_out`
@@ -105,14 +107,16 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     # ViT GELU: True = tanh approximation (flax's nn.gelu default, as Scenic / big_vision / AugReg
     # and the original UnED code); False = exact erf GELU (timm, PyTorch). CLIP: quick-GELU always.
     c.model.gelu_approximate = True
+    # Gradient checkpointing: recompute each transformer block's activations in the backward
+    # pass instead of keeping them (less memory, one more forward pass of the blocks; the same
+    # parameters, checkpoints and gradients). See benchmarks/NOTES.md, "Train step memory".
+    c.model.remat = False
     # Size overrides for tiny models (None: take them from model_type).
     c.model.hidden_size = ml_collections.FieldReference(None, field_type=int)  # token width
     c.model.num_heads = ml_collections.FieldReference(None, field_type=int)  # attention heads
     c.model.mlp_dim = ml_collections.FieldReference(None, field_type=int)  # MLP hidden width
     c.model.num_layers = ml_collections.FieldReference(None, field_type=int)  # encoder blocks
     c.model.patch_size = ml_collections.FieldReference(None, field_type=int)  # patch side
-    # Rematerialise each transformer block in the backward pass (less memory, same gradients).
-    c.model.remat = False
     # DINOv2 only: register tokens (None: as many as the pretrained checkpoint holds, else 0).
     c.model.num_registers = ml_collections.FieldReference(None, field_type=int)
     # DINOv2 only: how the checkpoint's position embedding is resized to the training grid:

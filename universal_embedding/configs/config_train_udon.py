@@ -3,7 +3,9 @@ the 64-d universal student, with loss-driven domain sampling (docs/udon-method.m
 
 `--config=universal_embedding/configs/config_train_udon.py` trains the AugReg ImageNet-21k
 ViT-B/16 variant (`udon_vit_with_embedding`); `...config_train_udon.py:backbone=clip` the CLIP
-ViT-B/16 one (`udon_clip_vit_with_embedding`). Defaults are the original's: 10 epochs, batch 128,
+ViT-B/16 one (`udon_clip_vit_with_embedding`); `variant=L/16` (AugReg) or `variant=L/14` (CLIP)
+the ViT-L sizes, from the starting weights of config_train_vit.py / config_train_clip_vit.py.
+Defaults are the original's: 10 epochs, batch 128,
 lr 1e-3 for heads and projections from step 0, backbone lr 1e-5 after 2 frozen epochs, sampler
 update every 1000 steps on the teacher loss, domains in the original order.
 """
@@ -12,15 +14,16 @@ from __future__ import annotations
 
 import ml_collections
 
-from universal_embedding.configs import base, config_train_vit
+from universal_embedding.configs import base, config_train_clip_vit, config_train_vit
 
 UDON_DOMAINS = "food2k,cars,sop,inshop,inat,met,gldv2,rp2k"  # the original's order
+AUGREG_FILES = {
+    v: f"data/models/imagenet/{name}" for v, name in config_train_vit.AUGREG_CHECKPOINTS.items()
+}
+# backbone argument -> (model_class, {variant: starting weights})
 BACKBONES = {
-    "vit": (
-        "udon_vit_with_embedding",
-        f"data/models/imagenet/{config_train_vit.AUGREG_CHECKPOINTS['B/16']}",
-    ),
-    "clip": ("udon_clip_vit_with_embedding", "data/models/clip/vit_b16.npy"),
+    "vit": ("udon_vit_with_embedding", AUGREG_FILES),
+    "clip": ("udon_clip_vit_with_embedding", config_train_clip_vit.CLIP_CHECKPOINTS),
 }
 
 
@@ -59,12 +62,17 @@ def add_udon_fields(c: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
-    backbone = base.parse_arg(arg, backbone="vit").backbone
-    if backbone not in BACKBONES:
-        raise ValueError(f"backbone={backbone!r}: choose one of {', '.join(BACKBONES)}.")
+    args = base.parse_arg(arg, backbone="vit", variant="B/16")
+    if args.backbone not in BACKBONES:
+        raise ValueError(f"backbone={args.backbone!r}: choose one of {', '.join(BACKBONES)}.")
+    model_class, files = BACKBONES[args.backbone]
+    if args.variant not in files:
+        raise ValueError(
+            f"variant={args.variant!r}: {args.backbone} weights are known for {', '.join(files)}."
+        )
     c = add_udon_fields(config_train_vit.add_train_fields(base.get_config()))
-    c.model_class, c.pretrained_ckpt = BACKBONES[backbone]
-    c.model_type = "B/16"
+    c.model_class, c.pretrained_ckpt = model_class, files[args.variant]
+    c.model_type = args.variant
     c.dataset_name = c.knn_eval_names = UDON_DOMAINS
     c.batch_size = 128
     c.num_epochs = 10.0

@@ -3,7 +3,9 @@
 The paper's runs are picked with an argument string, e.g.
 `--config=universal_embedding/configs/config_train_vit.py:classifier=joint,sampling=dataset_size`
 (UJCDS); `classifier` is `separate` | `joint`, `sampling` is `round_robin` | `dataset_size` |
-`balanced` | `specialist_top_steps`, `variant` is `B/16` (default) | `S/16`.
+`balanced` | `specialist_top_steps`, `variant` is `B/16` (default) | `S/16` | `L/16` (ViT-L/16:
+hidden 1024, 24 layers, 16 heads, MLP 4096; `--config.model.remat=True` if its train step does
+not fit the accelerator's memory, see benchmarks/NOTES.md "Train step memory").
 """
 
 from __future__ import annotations
@@ -17,6 +19,9 @@ AUGREG_CHECKPOINTS = {
     "--imagenet2012-steps_20k-lr_0.01-res_224.npz",
     "S/16": "S_16-i21k-300ep-lr_0.001-aug_light1-wd_0.03-do_0.0-sd_0.0"
     "--imagenet2012-steps_20k-lr_0.03-res_224.npz",
+    # timm's vit_large_patch16_224.augreg_in21k_ft_in1k (storage.googleapis.com/vit_models/augreg/)
+    "L/16": "L_16-i21k-300ep-lr_0.001-aug_medium1-wd_0.1-do_0.1-sd_0.1"
+    "--imagenet2012-steps_20k-lr_0.01-res_224.npz",
 }
 CLASSIFIERS = ("separate", "joint")
 SAMPLINGS = ("round_robin", "dataset_size", "balanced", "specialist_top_steps")

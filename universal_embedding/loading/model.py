@@ -32,7 +32,7 @@ from universal_embedding.original import workdir as original_workdir
 # Fields of a training config that define the model (and so how its images are prepared).
 MODEL_FIELDS = ("model_class", "model_type", "image_size", "normalization")
 # model.* fields that are compute settings of this run, not part of the trained model.
-COMPUTE_FIELDS = ("dtype", "attention")
+COMPUTE_FIELDS = ("dtype", "attention", "remat")
 SOURCES = ("train_dir", "pretrained", "random")
 DINOV2 = "dinov2_vit_with_embedding"
 

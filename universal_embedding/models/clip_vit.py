@@ -6,7 +6,8 @@ Param tree (OpenAI key in brackets):
 attn/{query,key,value,out}, ln_2, mlp/{c_fc,c_proj}}` (visual.transformer.resblocks.{i}...;
 the fused attn.in_proj_* is split into query/key/value), `ln_post`.
 `visual.proj` is not part of the backbone: the embedding model's projection replaces it.
-CLIP uses LayerNorm eps 1e-5 and quick-GELU x * sigmoid(1.702 x).
+CLIP uses LayerNorm eps 1e-5 and quick-GELU x * sigmoid(1.702 x). `remat=True` recomputes each
+residual block in the backward pass (`nn.remat`; same parameter tree, same gradients).
 """
 
 from __future__ import annotations
@@ -71,11 +72,13 @@ class Transformer(nn.Module):
     mlp_dim: int
     dtype: jnp.dtype = jnp.float32
     attention: str = "xla"
+    remat: bool = False  # recompute each block in the backward pass (gradient checkpointing)
 
     @nn.compact
     def __call__(self, x: jax.Array, seq_lengths: jax.Array | None) -> jax.Array:
+        block = nn.remat(ResidualBlock) if self.remat else ResidualBlock
         for i in range(self.num_layers):
-            x = ResidualBlock(
+            x = block(
                 self.num_heads, self.mlp_dim, self.dtype, self.attention, name=f"resblocks_{i}"
             )(x, seq_lengths)
         return x
@@ -92,6 +95,7 @@ class ClipViT(nn.Module):
     dtype: jnp.dtype = jnp.float32
     attention: str = "xla"
     pad_multiple: int = 1
+    remat: bool = False  # gradient checkpointing per residual block
 
     @nn.compact
     def __call__(self, images: jax.Array) -> jax.Array:
@@ -123,6 +127,7 @@ class ClipViT(nn.Module):
             self.mlp_dim,
             self.dtype,
             self.attention,
+            self.remat,
             name="transformer",
         )(x, seq_lengths)
         return _layer_norm(self.dtype, "ln_post")(x[:, 0]).astype(jnp.float32)

@@ -65,8 +65,10 @@ def size_from_type(model_type: str) -> BackboneSize:
     """'B/16' -> BackboneSize(768, 12, 3072, 12, 16)."""
     variant, _, patch = model_type.partition("/")
     if variant not in VARIANTS or not patch.isdigit():
-        valid = ", ".join(f"{v}/16" for v in VARIANTS)
-        raise ValueError(f"Unknown config.model_type={model_type!r}; valid: {valid}.")
+        valid = ", ".join(f"{v}/<patch>" for v in VARIANTS)
+        raise ValueError(
+            f"Unknown config.model_type={model_type!r}; valid: {valid} (e.g. B/16, L/14)."
+        )
     return BackboneSize(*VARIANTS[variant], patch_size=int(patch))
 
 
@@ -145,12 +147,12 @@ def build_model(spec: ModelSpec, classes_per_head: Mapping[str, int] | None) -> 
         extra["gelu_approximate"] = bool(spec.gelu_approximate)
     if family == "dinov2_vit_with_embedding":
         extra["num_registers"] = int(spec.num_registers or 0)
-        extra["remat"] = bool(spec.remat)
     backbone = MODEL_CLASSES[family](
         **dataclasses.asdict(size),
         dtype=dtype,
         attention=resolve_implementation(requested, dtype),
         pad_multiple=pad_multiple(requested),
+        remat=bool(spec.remat),
         **extra,
     )
     if udon.is_udon(spec.model_class):

@@ -12,6 +12,7 @@ MODEL_FIELDS = (
     "dtype",
     "attention",
     "gelu_approximate",
+    "remat",
     "hidden_size",
     "num_heads",
     "mlp_dim",
@@ -37,6 +38,7 @@ class ModelSpec:
     dtype: str = "float32"
     attention: str = "xla"
     gelu_approximate: bool = True
+    remat: bool = False  # gradient checkpointing per transformer block (a compute setting)
     hidden_size: int | None = None
     num_heads: int | None = None
     mlp_dim: int | None = None
@@ -44,7 +46,6 @@ class ModelSpec:
     patch_size: int | None = None
     num_registers: int | None = None  # DINOv2 register tokens; None: from the checkpoint, else 0
     pos_interpolation: str = ""  # DINOv2 position-embedding resize: '' (by file) | see POS_MODES
-    remat: bool = False  # rematerialise each transformer block in the backward pass
     teacher_dim: tuple[int, ...] | None = None
     universal_student_dim: tuple[int, ...] | None = None
     domains: tuple[str, ...] = ()  # training domains, in dataset_name order (UDON teachers)

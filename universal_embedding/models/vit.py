@@ -7,6 +7,8 @@ LayerNorm_2, MlpBlock_3/{Dense_0,Dense_1}}/...`, `Transformer/encoder_norm/{scal
 AugReg ViTs use LayerNorm eps 1e-6 and the GELU of flax's `nn.gelu` default: the tanh
 approximation, as Scenic, big_vision and the AugReg training itself compute it (and so the
 original UnED code). `gelu_approximate=False` gives the exact (erf) GELU of timm / PyTorch.
+`remat=True` recomputes each encoder block's activations in the backward pass (gradient
+checkpointing, `nn.remat`): less memory, the same parameter tree and the same gradients.
 """
 
 from __future__ import annotations
@@ -89,14 +91,16 @@ class Encoder(nn.Module):
     attention: str = "xla"
     pad_multiple: int = 1
     gelu_approximate: bool = True
+    remat: bool = False  # recompute each block in the backward pass (gradient checkpointing)
 
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
         pos = PositionEmbedding(name="posembed_input")(x)
         x = (x + pos).astype(self.dtype)
         x, seq_lengths = pad_tokens(x, self.pad_multiple)
+        block = nn.remat(EncoderBlock) if self.remat else EncoderBlock
         for i in range(self.num_layers):
-            x = EncoderBlock(
+            x = block(
                 self.num_heads,
                 self.mlp_dim,
                 self.dtype,
@@ -119,6 +123,7 @@ class ViT(nn.Module):
     attention: str = "xla"
     pad_multiple: int = 1
     gelu_approximate: bool = True  # False: exact (erf) GELU
+    remat: bool = False  # gradient checkpointing per encoder block
 
     @nn.compact
     def __call__(self, images: jax.Array) -> jax.Array:
@@ -144,6 +149,7 @@ class ViT(nn.Module):
             self.attention,
             self.pad_multiple,
             self.gelu_approximate,
+            self.remat,
             name="Transformer",
         )(x)
         return out.astype(jnp.float32)
