@@ -11,12 +11,12 @@ import numpy as np
 import optax
 import pytest
 
-from universal_embedding import settings
+from universal_embedding import settings, train_settings
 from universal_embedding.configs import base, config_train_udon, tiny
 from universal_embedding.distributed import mesh as mesh_lib
 from universal_embedding.models import embedding_model as em
 from universal_embedding.pretrained.common import flatten
-from universal_embedding.train import steps, udon_losses, udon_steps
+from universal_embedding.train import steps, udon_steps
 
 IMAGE, B = 16, 8
 HEADS = {"cars": 5, "sop": 3}
@@ -51,10 +51,12 @@ def _step_grads(config, params):
     state = steps.create_train_state(params, tx, mesh)
     batch = mesh_lib.shard_batch(_batch(), mesh)
     if model.__class__.__name__ == "UdonModel":
-        cfg = udon_losses.UdonLossConfig.from_config(config.loss)
+        cfg = train_settings.udon_loss(config.loss)
         state, metrics = udon_steps.make_udon_train_steps(model, tx, mesh, cfg)["sop"](state, batch)
     else:
-        step = steps.make_train_step(model, tx, mesh, loss_config=config.loss)
+        step = steps.make_train_step(
+            model, tx, mesh, loss=train_settings.loss_settings(config.loss)
+        )
         state, metrics = step(state, batch, steps.head_index(model, "sop", mesh))
     after = flatten(jax.device_get(state.params))
     grads = {k: np.asarray(v) - after[k] for k, v in flatten(params).items()}
