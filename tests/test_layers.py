@@ -72,6 +72,7 @@ ENTRY_POINTS = {
     "export",
     "index",
     "download_models",
+    "commands",
     "settings",
     "train_settings",
 }

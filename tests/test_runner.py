@@ -14,7 +14,7 @@ import pytest
 from absl import app as absl_app
 from absl import flags
 
-from universal_embedding import runner
+from universal_embedding import commands, runner
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TINY = "universal_embedding/configs/tiny.py"
@@ -178,8 +178,10 @@ def test_every_pyproject_script_is_a_tested_command():
     """A new command in pyproject.toml gets a row in COMMANDS (so its --verbose is tested)."""
     with open(os.path.join(REPO, "pyproject.toml"), "rb") as f:
         scripts = tomllib.load(f)["project"]["scripts"].values()
+    launched = {commands.TARGETS[s.partition(":")[2]] for s in scripts}  # via commands.launch
     tested = {args[1] for args, _ in COMMANDS.values() if args[0] == "-m"}
-    assert {s.partition(":")[0] for s in scripts} <= tested
+    assert len(launched) == len(commands.TARGETS) == 11
+    assert {t.partition(":")[0] for t in launched} <= tested
 
 
 IMPORT_ALL = """
