@@ -209,3 +209,32 @@ def test_importing_every_module_defines_no_flag():
     package = os.path.join(REPO, "universal_embedding")
     files = [f for _, _, fs in os.walk(package) for f in fs if f.endswith(".py")]
     assert int(out.stdout.strip()) == len(files) - 1  # every module (the top __init__ aside)
+
+
+@pytest.mark.parametrize("kind", ["folder", "fifo"])
+def test_a_config_that_is_a_folder_or_fifo_is_one_line_and_never_waits(tmp_path, kind):
+    path = tmp_path / "cfg"
+    if kind == "folder":
+        path.mkdir()
+    else:
+        os.mkfifo(path)
+    out = run_python(
+        ["-m", "universal_embedding.knn_main", f"--config={path}", f"--workdir={tmp_path / 'w'}"],
+        timeout=60,  # reading a FIFO would block until killed here
+    )
+    assert out.returncode == 1 and "Traceback" not in out.stderr, out.stderr[-2000:]
+    assert f"{path} is {'a folder' if kind == 'folder' else 'not a regular file'}" in out.stderr
+    assert not (tmp_path / "w").exists()
+
+
+def test_export_out_naming_a_file_is_one_line(tmp_path):
+    target = tmp_path / "afile"
+    target.write_text("x")
+    out = run_python(
+        ["-m", "universal_embedding.export", f"--workdir={tmp_path}", f"--out={target}"], 60
+    )
+    assert out.returncode == 1 and "Traceback" not in out.stderr, out.stderr[-2000:]
+    assert (
+        out.stderr.strip().splitlines()[-1].endswith("is a file; give a folder (new or existing).")
+    )
+    assert target.read_text() == "x"

@@ -99,6 +99,8 @@ def cli() -> None:
     flags = _define_flags()
 
     def main(argv):
+        if os.path.exists(flags.out) and not os.path.isdir(flags.out):
+            raise FileExistsError(f"--out={flags.out} is a file; give a folder (new or existing).")
         embedder = Embedder.from_workdir(flags.workdir, flags.checkpoint, flags.embedd_to_eval)
         if flags.format == "onnx":
             paths = export_onnx(embedder, flags.out, verbose=verbose_requested())

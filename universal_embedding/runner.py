@@ -12,6 +12,7 @@ What every command shares (absl run, --verbose, one-line errors) is `errors.comm
 from __future__ import annotations
 
 import importlib
+import os
 import re
 import sys
 from collections.abc import Callable
@@ -24,7 +25,7 @@ from ml_collections import config_flags
 
 from universal_embedding import config_help, distributed, errors
 from universal_embedding.configs import _locate as locate
-from universal_embedding.errors import command
+from universal_embedding.errors import command, limits
 from universal_embedding.original import config_fields, field_translation
 
 # --flag -> config.wandb field it sets (only when the flag is given).
@@ -147,6 +148,25 @@ def config_file_error(error: Exception) -> str | None:
     return f"{head.strip()}: {causes[-1].strip()}"
 
 
+def special_config_file(argv: list[str]) -> str | None:
+    """The one-line message when a --config file (the part before ':') exists but is not a
+    regular file (a folder, FIFO, device or socket); None otherwise."""
+    for i, item in enumerate(argv):
+        if item.startswith("--config="):
+            value = item.split("=", 1)[1]
+        elif item == "--config" and i + 1 < len(argv):
+            value = argv[i + 1]
+        else:
+            continue
+        path = value.split(":", 1)[0]
+        if os.path.exists(path) and not os.path.isfile(path):
+            kind = "a folder" if os.path.isdir(path) else "not a regular file"
+            return (
+                f"--config={limits.short(value)}: {limits.short(path)} is {kind}; give a .py file"
+            )
+    return None
+
+
 def _fatal(message: str, hint: bool = False) -> None:
     """Exit 1 with absl's 'FATAL Flags parsing error' line (and its help hint)."""
     sys.stderr.write(f"FATAL Flags parsing error: {message}\n")
@@ -158,7 +178,11 @@ def _fatal(message: str, hint: bool = False) -> None:
 def parse_flags(argv: list[str]) -> list[str]:
     """absl's flag parser, except that an override of a field the config lacks, or an error in
     the config file or its argument string, ends in one line (absl's 'FATAL Flags parsing
-    error' form) instead of ml_collections' traceback."""
+    error' form) instead of ml_collections' traceback; a --config naming a folder, a FIFO or a
+    device is refused before anything opens it (reading a FIFO would wait forever)."""
+    message = special_config_file(argv)
+    if message is not None:
+        _fatal(message)
     try:
         return flags.FLAGS(argv)
     except (KeyError, AttributeError) as e:
