@@ -46,6 +46,7 @@ def model_spec(config: ml_collections.ConfigDict) -> ModelSpec:
         dtype=m.dtype,
         attention=m.attention,
         gelu_approximate=bool(m.get("gelu_approximate", True)),
+        remat=bool(m.get("remat", False)),
         hidden_size=m.get("hidden_size"),
         num_heads=m.get("num_heads"),
         mlp_dim=m.get("mlp_dim"),

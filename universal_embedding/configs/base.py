@@ -102,6 +102,10 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     # ViT GELU: True = tanh approximation (flax's nn.gelu default, as Scenic / big_vision / AugReg
     # and the original UnED code); False = exact erf GELU (timm, PyTorch). CLIP: quick-GELU always.
     c.model.gelu_approximate = True
+    # Gradient checkpointing: recompute each transformer block's activations in the backward
+    # pass instead of keeping them (less memory, one more forward pass of the blocks; the same
+    # parameters, checkpoints and gradients). See benchmarks/NOTES.md, "Train step memory".
+    c.model.remat = False
     # Size overrides for tiny models (None: take them from model_type).
     c.model.hidden_size = ml_collections.FieldReference(None, field_type=int)
     c.model.num_heads = ml_collections.FieldReference(None, field_type=int)

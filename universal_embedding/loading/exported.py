@@ -45,7 +45,7 @@ def model_config_dict(spec: ModelSpec, embedding: str) -> dict:
     """The JSON-able fields that rebuild the model (compute settings such as dtype left out)."""
     out = {f: getattr(spec, f) for f in _MODEL_FIELDS}
     out["embedd_to_eval"] = embedding
-    out["model"] = {k: v for k, v in spec.model_fields().items() if k not in ("dtype",)}
+    out["model"] = {k: v for k, v in spec.model_fields().items() if k not in ("dtype", "remat")}
     return out
 
 

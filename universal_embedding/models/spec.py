@@ -12,6 +12,7 @@ MODEL_FIELDS = (
     "dtype",
     "attention",
     "gelu_approximate",
+    "remat",
     "hidden_size",
     "num_heads",
     "mlp_dim",
@@ -35,6 +36,7 @@ class ModelSpec:
     dtype: str = "float32"
     attention: str = "xla"
     gelu_approximate: bool = True
+    remat: bool = False  # gradient checkpointing per transformer block (a compute setting)
     hidden_size: int | None = None
     num_heads: int | None = None
     mlp_dim: int | None = None

@@ -20,7 +20,7 @@ import numpy as np
 
 from universal_embedding.models.spec import ModelSpec
 from universal_embedding.models.udon import backbone_family
-from universal_embedding.pretrained import augreg, clip, hf
+from universal_embedding.pretrained import augreg, clip, hf, siglip
 from universal_embedding.pretrained.common import (
     CheckpointError,
     Converted,
@@ -43,7 +43,17 @@ class Format:
     posemb: str
 
 
-FORMATS = (
+FORMATS = (  # SigLIP first: its names would also pass the AugReg and HF CLIP tests
+    Format(
+        "big_vision SigLIP",
+        siglip.FAMILY,
+        siglip.is_big_vision,
+        siglip.convert_big_vision,
+        siglip.POSEMB,
+    ),
+    Format(
+        "Hugging Face SigLIP", siglip.FAMILY, siglip.is_hf_siglip, siglip.convert_hf, siglip.POSEMB
+    ),
     Format("AugReg ViT", augreg.FAMILY, augreg.is_augreg, augreg.convert, augreg.POSEMB),
     Format("OpenAI CLIP", clip.FAMILY, clip.is_openai_clip, clip.convert, clip.POSEMB),
     Format("Hugging Face CLIP", hf.CLIP_FAMILY, hf.is_hf_clip, hf.convert_clip, clip.POSEMB),
@@ -66,6 +76,13 @@ SIZE_PATHS = {
         "transformer/resblocks_0/attn/query/kernel",
         r"transformer/resblocks_(\d+)/",
     ),
+    "siglip_vit_with_embedding": (
+        "MAPHead_0/probe",
+        "Transformer/encoderblock_0/MlpBlock_3/Dense_0/kernel",
+        "embedding/kernel",
+        "Transformer/encoderblock_0/MultiHeadDotProductAttention_1/query/kernel",
+        r"Transformer/encoderblock_(\d+)/",
+    ),
 }
 
 
@@ -76,8 +93,8 @@ def detect_format(path: str, names: set[str]) -> Format:
             return fmt
     sample = ", ".join(sorted(names)[:8])
     raise CheckpointError(
-        f"{path}: unknown tensor names (e.g. {sample}); expected AugReg ViT, OpenAI CLIP "
-        "or Hugging Face CLIPVisionModel/ViTModel weights."
+        f"{path}: unknown tensor names (e.g. {sample}); expected AugReg ViT, OpenAI CLIP, "
+        "big_vision SigLIP or Hugging Face CLIPVisionModel/ViTModel/SiglipVisionModel weights."
     )
 
 
