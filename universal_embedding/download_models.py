@@ -1,11 +1,15 @@
 """Fetch the starting weights of the paper's runs (the files the original `download_models.sh`
-fetches), into the same paths under --data_dir:
+fetches), into the same paths under --data_dir, and with `--models=siglip2` (or
+`--models=original,siglip2`) big_vision's SigLIP 2 image-text checkpoints:
 
-    python -m universal_embedding.download_models [--data_dir data] [--base_url URL]
+    python -m universal_embedding.download_models [--data_dir data] [--models original]
+        [--base_url URL]
 
     <data_dir>/models/clip/vit_b16.npy                     OpenAI CLIP ViT-B/16
     <data_dir>/models/imagenet/B_16-i21k-...-res_224.npz   AugReg ViT-B/16 (ImageNet-21k + 1k)
     <data_dir>/models/imagenet/S_16-i21k-...-res_224.npz   AugReg ViT-S/16
+    <data_dir>/models/siglip2/siglip2_<variant>_<res>.npz  SigLIP 2 B/16 224 and 256, L/16 256,
+                                                           So400m/14 224 (siglip2 set)
 
 A file already in place is skipped. Each download goes to `<file>.part`, resumes from what is
 there (HTTP Range) after a dropped connection or an interrupted run, is checked against the
@@ -25,7 +29,7 @@ from collections.abc import Sequence
 from absl import flags
 from tqdm import tqdm
 
-from universal_embedding.configs import config_train_vit
+from universal_embedding.configs import config_train_siglip, config_train_vit
 from universal_embedding.errors import command
 
 BASE_URL = "https://cmp.felk.cvut.cz/univ_emb/checkpoints"
@@ -35,6 +39,13 @@ FILES = (
     f"imagenet/{config_train_vit.AUGREG_CHECKPOINTS['B/16']}",
     f"imagenet/{config_train_vit.AUGREG_CHECKPOINTS['S/16']}",
 )
+# big_vision's public bucket gs://big_vision over HTTPS: its SigLIP 2 README links the demo colab,
+# which copies gs://big_vision/siglip2/siglip2_<variant>_<res>.npz and fetches files of the same
+# bucket from https://storage.googleapis.com/big_vision/...
+SIGLIP2_URL = "https://storage.googleapis.com/big_vision"
+SIGLIP2_FILES = tuple(f"siglip2/{f}" for f in config_train_siglip.SIGLIP2_CHECKPOINTS.values())
+# --models name -> (where its publisher serves it, paths under <data_dir>/models/ and that URL)
+MODEL_SETS = {"original": (BASE_URL, FILES), "siglip2": (SIGLIP2_URL, SIGLIP2_FILES)}
 # SHA-256 of the files, where known: checked after download ('' = size check only).
 SHA256: dict[str, str] = {}
 CHUNK = 1 << 20
@@ -157,14 +168,33 @@ def download_all(data_dir: str, base_url: str = BASE_URL, files: Sequence[str] =
             print(f"already there: {dest}", flush=True)
 
 
+def download_sets(data_dir: str, models: str = "original", base_url: str = "") -> None:
+    """The files of each comma-separated set in `models` (MODEL_SETS), from its publisher's
+    address or, given `base_url`, from that mirror (the same relative paths)."""
+    names = [n.strip() for n in models.split(",") if n.strip()]
+    unknown = [n for n in names if n not in MODEL_SETS]
+    if unknown or not names:
+        raise ValueError(
+            f"--models={models!r}: choose one or more of {', '.join(MODEL_SETS)} (comma-separated)."
+        )
+    for name in names:
+        url, files = MODEL_SETS[name]
+        download_all(data_dir, base_url or url, files)
+
+
 def define_flags() -> None:
-    flags.DEFINE_string("data_dir", "data", "Weights go to <data_dir>/models/{clip,imagenet}/.")
-    flags.DEFINE_string("base_url", BASE_URL, "Where the files are (a mirror of the original).")
+    flags.DEFINE_string("data_dir", "data", "Weights go to <data_dir>/models/<set folder>/.")
+    flags.DEFINE_string(
+        "models", "original", f"Sets to fetch, comma-separated: {', '.join(MODEL_SETS)}."
+    )
+    flags.DEFINE_string(
+        "base_url", "", "A mirror holding the files (default: each set's publisher)."
+    )
 
 
 def main(argv: Sequence[str]) -> None:
     """absl main: download the files with the parsed flags."""
-    download_all(flags.FLAGS.data_dir, flags.FLAGS.base_url)
+    download_sets(flags.FLAGS.data_dir, flags.FLAGS.models, flags.FLAGS.base_url)
 
 
 def cli() -> None:
