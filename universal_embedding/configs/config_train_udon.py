@@ -3,7 +3,8 @@ the 64-d universal student, with loss-driven domain sampling (UDON_SPEC).
 
 `--config=universal_embedding/configs/config_train_udon.py` trains the AugReg ImageNet-21k
 ViT-B/16 variant (`udon_vit_with_embedding`); `...config_train_udon.py:backbone=clip` the CLIP
-ViT-B/16 one (`udon_clip_vit_with_embedding`). Defaults are the original's: 10 epochs, batch 128,
+ViT-B/16 one (`udon_clip_vit_with_embedding`), `backbone=siglip` the SigLIP 2 B/16 one at 224 px
+(`udon_siglip_vit_with_embedding`). Defaults are the original's: 10 epochs, batch 128,
 lr 1e-3 for heads and projections from step 0, backbone lr 1e-5 after 2 frozen epochs, sampler
 update every 1000 steps on the teacher loss, domains in the original order.
 """
@@ -12,7 +13,7 @@ from __future__ import annotations
 
 import ml_collections
 
-from universal_embedding.configs import base, config_train_vit
+from universal_embedding.configs import base, config_train_siglip, config_train_vit
 
 UDON_DOMAINS = "food2k,cars,sop,inshop,inat,met,gldv2,rp2k"  # the original's order
 BACKBONES = {
@@ -21,6 +22,7 @@ BACKBONES = {
         f"data/models/imagenet/{config_train_vit.AUGREG_CHECKPOINTS['B/16']}",
     ),
     "clip": ("udon_clip_vit_with_embedding", "data/models/clip/vit_b16.npy"),
+    "siglip": ("udon_siglip_vit_with_embedding", config_train_siglip.checkpoint_path("B/16", 224)),
 }
 
 
