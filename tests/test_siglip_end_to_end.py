@@ -147,3 +147,64 @@ def test_a_big_vision_file_off_the_shelf(trained, tmp_path):
     knn_main.run_knn(k, str(tmp_path / "knn"))
     descr = knn_descriptors.load_descriptors(str(tmp_path / "knn" / "descriptors.npz"))
     np.testing.assert_allclose(descr["cars/test"], want, atol=TOL, rtol=0)
+
+
+@pytest.mark.slow  # a B/16 train step and evaluation compiled on CPU: minutes
+def test_siglip_b16_at_224_two_steps_through_the_command_lines(data_dir, tmp_path):
+    """A random SigLIP B/16 written as a released big_vision file, trained 2 steps at 224 px by
+    `main` with config_train_siglip.py, then evaluated by `knn_main` (config_knn_siglip.py)."""
+    import subprocess
+    import sys
+
+    import jax
+
+    from universal_embedding import settings
+    from universal_embedding.configs import config_train_siglip
+    from universal_embedding.models import embedding_model as em
+
+    spec = settings.model_spec(config_train_siglip.get_config("variant=B/16,res=224"))
+    model = em.build_model(spec, None)
+    shapes = jax.eval_shape(lambda: model.init(jax.random.key(0), np.zeros((1, 224, 224, 3))))
+    rng = np.random.default_rng(0)
+    backbone = jax.tree_util.tree_map(
+        lambda s: rng.normal(0, 0.02, s.shape).astype(np.float32), shapes["params"]["backbone"]
+    )
+    npz = str(tmp_path / "siglip2_b16_224.npz")
+    as_big_vision_npz(backbone, npz)
+    data = [
+        f"--config.train_dataset_dir={data_dir}/tfds",
+        f"--config.eval_dataset_dir={data_dir}/tfds",
+        f"--config.info_files_dir={data_dir}/info_files",
+        "--config.knn_eval_names=cars,sop",
+        "--config.eval_batch_size=8",
+    ]
+    train = [
+        "--config=universal_embedding/configs/config_train_siglip.py:variant=B/16,res=224",
+        f"--workdir={tmp_path / 'train'}",
+        f"--config.pretrained_ckpt={npz}",
+        "--config.dataset_name=cars,sop",
+        "--config.num_training_steps=2",
+        "--config.batch_size=4",
+        "--config.frozen_epochs=0",
+        "--config.checkpoint_steps=2",
+        "--config.eval_knns=",
+    ]
+    knn = [
+        "--config=universal_embedding/configs/config_knn_siglip.py:variant=B/16,res=224",
+        f"--workdir={tmp_path / 'knn'}",
+        f"--config.train_dir={tmp_path / 'train'}",
+    ]
+    repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    for module, args in (("main", train), ("knn_main", knn)):
+        proc = subprocess.run(
+            [sys.executable, "-m", f"universal_embedding.{module}", *args, *data],
+            cwd=repo,
+            capture_output=True,
+            text=True,
+            timeout=1800,
+        )
+        assert proc.returncode == 0, proc.stderr[-3000:]
+    for folder in ("train", "knn"):
+        with open(tmp_path / folder / "results.json") as f:
+            results = json.load(f)
+        assert 0.0 <= results[MERGED] <= 1.0 and "cars:common:test_knn:top_1" in results
