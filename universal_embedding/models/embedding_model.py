@@ -144,7 +144,7 @@ def build_model(spec: ModelSpec, classes_per_head: Mapping[str, int] | None) -> 
     extra = {}
     if family in ("vit_with_embedding", "siglip_vit_with_embedding"):  # CLIP: quick-GELU
         extra["gelu_approximate"] = bool(spec.gelu_approximate)
-    if family == "siglip_vit_with_embedding":  # (merged with the ViT-L branch: every family)
+    if family == "siglip_vit_with_embedding":
         extra["remat"] = bool(spec.remat)
     backbone = MODEL_CLASSES[family](
         **dataclasses.asdict(size),
