@@ -180,5 +180,41 @@ def test_dinov2_set_downloads_into_its_folder(tmp_path):
     for rel, data in files.items():
         assert (tmp_path / "data" / "models" / "dinov2" / rel).read_bytes() == data
     assert len(server.requests) == 4
-    with pytest.raises(ValueError, match="--weights=siglip9: valid sets are original, dinov2"):
+    with pytest.raises(ValueError, match="--weights=siglip9: valid sets are original, dinov2, sig"):
         dm.download_sets(str(tmp_path / "data"), ["siglip9"])
+
+
+# SigLIP 2: big_vision's bucket (its SigLIP 2 demo colab: gs://big_vision/siglip2/<file>).
+SIGLIP2_FILES = (
+    "siglip2/siglip2_b16_224.npz",
+    "siglip2/siglip2_b16_256.npz",
+    "siglip2/siglip2_l16_256.npz",
+    "siglip2/siglip2_so400m14_224.npz",
+)
+
+
+def test_the_siglip2_set_its_address_and_the_config_defaults():
+    assert dm.WEIGHT_SETS["siglip2"] == (
+        "https://storage.googleapis.com/big_vision",
+        SIGLIP2_FILES,
+        "",
+    )
+    assert dm.WEIGHT_SETS["original"] == (dm.BASE_URL, ORIGINAL_FILES, "")
+    from universal_embedding.configs import config_train_siglip
+
+    defaults = {
+        config_train_siglip.get_config(f"variant={v},res={r}").pretrained_ckpt
+        for v, r in (("B/16", 224), ("B/16", 256), ("L/16", 256), ("So400m/14", 224))
+    }
+    assert defaults == {f"data/models/{rel}" for rel in SIGLIP2_FILES}
+
+
+def test_download_sets_fetches_the_siglip2_files_from_a_mirror(tmp_path):
+    files = {rel: os.urandom(10_000 + i) for i, rel in enumerate(SIGLIP2_FILES)}
+    with _Server(files) as server:
+        dm.download_sets(str(tmp_path), "siglip2", base_url=server.url)
+    for rel, data in files.items():
+        assert (tmp_path / "models" / rel).read_bytes() == data
+    assert sorted(p for p, _ in server.requests) == sorted(SIGLIP2_FILES)  # nothing else
+    with pytest.raises(ValueError, match=r"--weights=siglip3: valid sets are original, dinov2"):
+        dm.download_sets(str(tmp_path), "siglip3")

@@ -1,12 +1,15 @@
 """Fetch the starting weights of the paper's runs (the files the original `download_models.sh`
-fetches), into the same paths under --data_dir:
+fetches), into the same paths under --data_dir, and with `--weights=siglip2` (or
+`--weights=original,siglip2`) big_vision's SigLIP 2 image-text checkpoints:
 
     python -m universal_embedding.download_models [--data_dir data] [--base_url URL]
-        [--weights original,dinov2]
+        [--weights original,dinov2,siglip2]
 
     <data_dir>/models/clip/vit_b16.npy                     OpenAI CLIP ViT-B/16
     <data_dir>/models/imagenet/B_16-i21k-...-res_224.npz   AugReg ViT-B/16 (ImageNet-21k + 1k)
     <data_dir>/models/imagenet/S_16-i21k-...-res_224.npz   AugReg ViT-S/16
+    <data_dir>/models/siglip2/siglip2_<variant>_<res>.npz  SigLIP 2 B/16 224 and 256, L/16 256,
+                                                           So400m/14 224 (siglip2 set)
 
 `--weights=dinov2` fetches the DINOv2 torch hub backbones B/14 and L/14, with and without
 registers, from Meta's server (the addresses of facebookresearch/dinov2's README and
@@ -30,7 +33,7 @@ from collections.abc import Sequence
 from absl import flags
 from tqdm import tqdm
 
-from universal_embedding.configs import config_train_vit
+from universal_embedding.configs import config_train_siglip, config_train_vit
 from universal_embedding.errors import command
 
 BASE_URL = "https://cmp.felk.cvut.cz/univ_emb/checkpoints"
@@ -47,10 +50,17 @@ DINOV2_FILES = tuple(
     for arch in ("dinov2_vitb14", "dinov2_vitl14")
     for reg in ("", "_reg4")
 )
-# --weights name -> (default base URL, files, folder under <data_dir>/models/).
+# big_vision's public bucket gs://big_vision over HTTPS: its SigLIP 2 README links the demo colab,
+# which copies gs://big_vision/siglip2/siglip2_<variant>_<res>.npz and fetches files of the same
+# bucket from https://storage.googleapis.com/big_vision/...
+SIGLIP2_URL = "https://storage.googleapis.com/big_vision"
+SIGLIP2_FILES = tuple(f"siglip2/{f}" for f in config_train_siglip.SIGLIP2_CHECKPOINTS.values())
+# --weights name -> (its publisher's base URL, files, folder under <data_dir>/models/); a file is
+# fetched from <URL>/<file> into <data_dir>/models/[<folder>/]<file>.
 WEIGHT_SETS = {
     "original": (BASE_URL, FILES, ""),
     "dinov2": (DINOV2_BASE_URL, DINOV2_FILES, "dinov2"),
+    "siglip2": (SIGLIP2_URL, SIGLIP2_FILES, ""),
 }
 # SHA-256 of the files, where known: checked after download ('' = size check only).
 SHA256: dict[str, str] = {}
@@ -178,16 +188,21 @@ def download_all(
 
 
 def define_flags() -> None:
-    flags.DEFINE_string("data_dir", "data", "Weights go to <data_dir>/models/{clip,imagenet}/.")
-    flags.DEFINE_string("base_url", "", "Where the files are (a mirror); '' = each set's own.")
+    flags.DEFINE_string("data_dir", "data", "Weights go to <data_dir>/models/<set folder>/.")
+    flags.DEFINE_string("base_url", "", "A mirror holding the files ('' = each set's publisher).")
     flags.DEFINE_list("weights", ["original"], f"Weight sets: {', '.join(WEIGHT_SETS)}.")
 
 
-def download_sets(data_dir: str, names: Sequence[str], base_url: str = "") -> None:
-    """The files of each named weight set (WEIGHT_SETS), from base_url when given."""
+def download_sets(data_dir: str, names: Sequence[str] | str, base_url: str = "") -> None:
+    """The files of each named weight set (WEIGHT_SETS; a list or a comma-separated string),
+    from its publisher's address or, given `base_url`, from that mirror (same relative paths)."""
+    if isinstance(names, str):
+        names = [n.strip() for n in names.split(",") if n.strip()]
     unknown = [n for n in names if n not in WEIGHT_SETS]
-    if unknown:
-        raise ValueError(f"--weights={','.join(unknown)}: valid sets are {', '.join(WEIGHT_SETS)}.")
+    if unknown or not names:
+        raise ValueError(
+            f"--weights={','.join(unknown or names)}: valid sets are {', '.join(WEIGHT_SETS)}."
+        )
     for name in names:
         default_url, files, folder = WEIGHT_SETS[name]
         download_all(data_dir, base_url or default_url, files, folder)

@@ -25,7 +25,9 @@ CONFIG_KEYS = {
     "config_descr_eval": (),  # the original's path of config_knn_descr_eval
     "config_train_udon": ("backbone",),
     "demo": ("data_dir", "dtype", "method"),
-    "tiny": ("data_dir",),
+    "tiny": ("data_dir", "backbone"),
+    "config_train_siglip": ("classifier", "sampling", "variant", "res"),
+    "config_knn_siglip": ("variant", "res"),
 }
 
 
@@ -175,3 +177,37 @@ def test_dinov2_config_arguments_are_checked(arg, message):
 
     with pytest.raises(ValueError, match=message):
         config_train_dinov2.get_config(arg)
+
+
+def test_siglip_configs_take_size_and_resolution():
+    from universal_embedding.configs import config_knn_siglip, config_train_siglip, tiny
+
+    c = config_train_siglip.get_config("variant=L/16,res=256,classifier=joint")
+    assert (c.model_class, c.model_type, c.image_size, c.resize_size) == (
+        "siglip_vit_with_embedding",
+        "L/16",
+        256,
+        292,
+    )
+    assert (c.classifier, c.sampling_strategy) == ("joint", "round_robin")
+    assert c.pretrained_ckpt == "data/models/siglip2/siglip2_l16_256.npz"
+    d = config_train_siglip.get_config()
+    assert (d.model_type, d.image_size, d.resize_size) == ("B/16", 224, 256)
+    assert d.pretrained_ckpt == "data/models/siglip2/siglip2_b16_224.npz"
+    so = config_train_siglip.get_config("variant=So400m/14")
+    assert so.pretrained_ckpt.endswith("siglip2_so400m14_224.npz") and so.model.remat is False
+    with pytest.raises(ValueError, match=r"No SigLIP 2 release for variant=L/16,res=224; choose"):
+        config_train_siglip.get_config("variant=L/16")
+    with pytest.raises(ValueError, match=r"res='big' is not an integer"):
+        config_train_siglip.get_config("res=big")
+    k = config_knn_siglip.get_config("variant=So400m/14,res=224")
+    assert (k.model_class, k.model_type, k.image_size, k.train_dir) == (
+        "siglip_vit_with_embedding",
+        "So400m/14",
+        224,
+        "",
+    )
+    assert tiny.get_config("backbone=siglip").model_class == "siglip_vit_with_embedding"
+    assert tiny.get_config().model_class == "vit_with_embedding"
+    with pytest.raises(ValueError, match="backbone='dino': choose one of vit, siglip"):
+        tiny.get_config("backbone=dino")

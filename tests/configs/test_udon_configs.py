@@ -22,6 +22,9 @@ def test_udon_config_has_the_original_defaults():
     clip = config_train_udon.get_config("backbone=clip")
     assert clip.model_class == "udon_clip_vit_with_embedding"
     assert clip.pretrained_ckpt == "data/models/clip/vit_b16.npy"
+    siglip = config_train_udon.get_config("backbone=siglip")
+    assert siglip.model_class == "udon_siglip_vit_with_embedding" and siglip.image_size == 224
+    assert siglip.pretrained_ckpt == "data/models/siglip2/siglip2_b16_224.npz"
     with pytest.raises(ValueError, match="backbone='resnet'"):
         config_train_udon.get_config("backbone=resnet")
     with pytest.raises(ValueError, match="Unknown config argument"):

@@ -3,8 +3,9 @@ the 64-d universal student, with loss-driven domain sampling (docs/udon-method.m
 
 `--config=universal_embedding/configs/config_train_udon.py` trains the AugReg ImageNet-21k
 ViT-B/16 variant (`udon_vit_with_embedding`); `...config_train_udon.py:backbone=clip` the CLIP
-ViT-B/16 one (`udon_clip_vit_with_embedding`); `variant=L/16` (AugReg) or `variant=L/14` (CLIP)
-the ViT-L sizes, from the starting weights of config_train_vit.py / config_train_clip_vit.py.
+ViT-B/16 one (`udon_clip_vit_with_embedding`), `backbone=siglip` the SigLIP 2 B/16 one at 224 px
+(`udon_siglip_vit_with_embedding`); `variant=L/16` (AugReg) or `variant=L/14` (CLIP) the ViT-L
+sizes, from the starting weights of config_train_vit.py / config_train_clip_vit.py.
 Defaults are the original's: 10 epochs, batch 128,
 lr 1e-3 for heads and projections from step 0, backbone lr 1e-5 after 2 frozen epochs, sampler
 update every 1000 steps on the teacher loss, domains in the original order.
@@ -14,7 +15,12 @@ from __future__ import annotations
 
 import ml_collections
 
-from universal_embedding.configs import base, config_train_clip_vit, config_train_vit
+from universal_embedding.configs import (
+    base,
+    config_train_clip_vit,
+    config_train_siglip,
+    config_train_vit,
+)
 
 UDON_DOMAINS = "food2k,cars,sop,inshop,inat,met,gldv2,rp2k"  # the original's order
 AUGREG_FILES = {
@@ -24,6 +30,10 @@ AUGREG_FILES = {
 BACKBONES = {
     "vit": ("udon_vit_with_embedding", AUGREG_FILES),
     "clip": ("udon_clip_vit_with_embedding", config_train_clip_vit.CLIP_CHECKPOINTS),
+    "siglip": (
+        "udon_siglip_vit_with_embedding",
+        {"B/16": config_train_siglip.checkpoint_path("B/16", 224)},
+    ),
 }
 
 

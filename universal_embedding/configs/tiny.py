@@ -4,6 +4,7 @@
 (e.g. `python -m universal_embedding.data.synthetic --data_dir DIR --scale 0.1` then
 `python -m universal_embedding.data.prepare --data_dir DIR --domains cars,sop`).
 On that data (83 images, 10 steps per epoch) the backbone is frozen for the first 3 steps.
+`backbone=siglip` makes it a tiny SigLIP tower (no class token, MAP pooling) of the same size.
 """
 
 from __future__ import annotations
@@ -13,6 +14,8 @@ import os
 import ml_collections
 
 from universal_embedding.configs import base, config_train_vit
+
+BACKBONES = {"vit": "vit_with_embedding", "siglip": "siglip_vit_with_embedding"}
 
 
 def tiny_vit(
@@ -27,8 +30,12 @@ def tiny_vit(
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
-    data_dir = base.parse_arg(arg, data_dir="demo_work/data").data_dir
+    args = base.parse_arg(arg, data_dir="demo_work/data", backbone="vit")
+    if args.backbone not in BACKBONES:
+        raise ValueError(f"backbone={args.backbone!r}: choose one of {', '.join(BACKBONES)}.")
+    data_dir = args.data_dir
     c = config_train_vit.add_train_fields(base.get_config())
+    c.model_class = BACKBONES[args.backbone]
     c.dataset_name = c.knn_eval_names = "cars,sop"
     c.train_dataset_dir = c.eval_dataset_dir = os.path.join(data_dir, "tfds")
     c.info_files_dir = os.path.join(data_dir, "info_files")

@@ -133,7 +133,8 @@ def check_same_numerics(spec: ModelSpec, workdir: str) -> None:
     family = udon.backbone_family(spec.model_class)
     name = "gelu_approximate"
     now = spec.gelu_approximate
-    if family == "vit_with_embedding" and name in trained and trained[name] != now:
+    gelu_families = ("vit_with_embedding", "siglip_vit_with_embedding")  # CLIP: quick-GELU
+    if family in gelu_families and name in trained and trained[name] != now:
         raise ValueError(
             f"{workdir} was trained with config.model.{name}={trained[name]} and is resumed with "
             f"{now}: add --config.model.{name}={trained[name]} (or use a new workdir)."

@@ -85,7 +85,8 @@ def attend(
 
 
 class MultiHeadAttention(nn.Module):
-    """Self-attention with separate query/key/value/out projections (AugReg layout).
+    """Self-attention with separate query/key/value/out projections (AugReg layout); given
+    `kv`, attention of the `x` queries over the `kv` tokens (SigLIP's attention pooling).
 
     Kernels: query/key/value [D, heads, head_dim] (+ bias [heads, head_dim]);
     out [heads, head_dim, D] (+ bias [D]).
@@ -96,7 +97,9 @@ class MultiHeadAttention(nn.Module):
     implementation: str = "xla"
 
     @nn.compact
-    def __call__(self, x: jax.Array, seq_lengths: jax.Array | None = None) -> jax.Array:
+    def __call__(
+        self, x: jax.Array, seq_lengths: jax.Array | None = None, kv: jax.Array | None = None
+    ) -> jax.Array:
         hidden = x.shape[-1]
         if hidden % self.num_heads:
             raise ValueError(f"hidden size {hidden} is not divisible by {self.num_heads} heads.")
@@ -108,8 +111,8 @@ class MultiHeadAttention(nn.Module):
             kernel_init=nn.initializers.xavier_uniform(),
         )
         q = proj(name="query")(x)
-        k = proj(name="key")(x)
-        v = proj(name="value")(x)
+        k = proj(name="key")(x if kv is None else kv)
+        v = proj(name="value")(x if kv is None else kv)
         y = attend(q, k, v, implementation=self.implementation, seq_lengths=seq_lengths)
         return nn.DenseGeneral(
             features=hidden,

@@ -22,6 +22,7 @@ from universal_embedding.models.attention import pad_multiple, resolve_implement
 from universal_embedding.models.clip_vit import ClipViT
 from universal_embedding.models.dinov2 import Dinov2ViT
 from universal_embedding.models.heads import CosineHeads, l2_normalize
+from universal_embedding.models.siglip_vit import SiglipViT
 from universal_embedding.models.spec import ModelSpec
 from universal_embedding.models.vit import ViT
 
@@ -30,6 +31,7 @@ MODEL_CLASSES = {
     "vit_with_embedding": ViT,
     "clip_vit_with_embedding": ClipViT,
     "dinov2_vit_with_embedding": Dinov2ViT,
+    "siglip_vit_with_embedding": SiglipViT,
 }
 DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
 # name -> (hidden_size, num_heads, mlp_dim, num_layers); the patch size follows the '/'.
@@ -38,6 +40,7 @@ VARIANTS = {
     "S": (384, 6, 1536, 12),
     "B": (768, 12, 3072, 12),
     "L": (1024, 16, 4096, 24),
+    "So400m": (1152, 16, 4304, 27),  # SigLIP's shape-optimised ViT (big_vision vit.py)
 }
 
 
@@ -143,7 +146,7 @@ def build_model(spec: ModelSpec, classes_per_head: Mapping[str, int] | None) -> 
     requested = spec.attention
     size = backbone_size(spec)
     extra = {}
-    if family == "vit_with_embedding":  # CLIP keeps its quick-GELU
+    if family in ("vit_with_embedding", "siglip_vit_with_embedding"):  # CLIP: quick-GELU
         extra["gelu_approximate"] = bool(spec.gelu_approximate)
     if family == "dinov2_vit_with_embedding":
         extra["num_registers"] = int(spec.num_registers or 0)

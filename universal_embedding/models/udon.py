@@ -28,6 +28,7 @@ BACKBONE_FAMILY = {
     "udon_vit_with_embedding": "vit_with_embedding",
     "udon_clip_vit_with_embedding": "clip_vit_with_embedding",
     "udon_dinov2_vit_with_embedding": "dinov2_vit_with_embedding",
+    "udon_siglip_vit_with_embedding": "siglip_vit_with_embedding",
 }
 EMBEDDINGS = ("universal_student_embedd", "teacher_embedd", "backbone_out", "projected")
 STUDENT = "universal_student_embedd"

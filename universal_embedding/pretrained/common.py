@@ -141,18 +141,24 @@ def resize_bilinear(grid: np.ndarray, out_h: int, out_w: int) -> np.ndarray:
     return rows[:, x0] * (1 - wx[None]) + rows[:, x1] * wx[None]
 
 
+def _is_square(n: int) -> bool:
+    return n > 0 and round(n**0.5) ** 2 == n
+
+
 def resize_position_embedding(posemb: np.ndarray, num_tokens: int) -> np.ndarray:
-    """[..., 1 + g*g, D] -> [..., num_tokens, D]: class row kept, square grid resized."""
+    """[..., 1 + g*g, D] -> [..., num_tokens, D]: class row kept, square grid resized; a bare
+    g*g grid (SigLIP: no class token) to a bare grid is resized whole."""
     lead, (n, d) = posemb.shape[:-2], posemb.shape[-2:]
-    old, new = round((n - 1) ** 0.5), round((num_tokens - 1) ** 0.5)
-    if old * old != n - 1 or new * new != num_tokens - 1:
+    cls = 0 if _is_square(n) and _is_square(num_tokens) else 1
+    old, new = round((n - cls) ** 0.5), round((num_tokens - cls) ** 0.5)
+    if old * old != n - cls or new * new != num_tokens - cls:
         raise CheckpointError(
             f"Cannot resize a position embedding of {n} tokens to {num_tokens}: "
-            "both must be 1 class token + a square grid."
+            "both must be 1 class token + a square grid, or both a square grid."
         )
     flat = posemb.reshape(n, d)
-    grid = resize_bilinear(flat[1:].reshape(old, old, d), new, new).reshape(new * new, d)
-    return np.concatenate([flat[:1], grid], axis=0).reshape(*lead, num_tokens, d)
+    grid = resize_bilinear(flat[cls:].reshape(old, old, d), new, new).reshape(new * new, d)
+    return np.concatenate([flat[:cls], grid], axis=0).reshape(*lead, num_tokens, d)
 
 
 def _listing(title: str, lines: list[str]) -> str:

@@ -20,7 +20,7 @@ import numpy as np
 from universal_embedding.errors import limits
 from universal_embedding.models.spec import ModelSpec
 from universal_embedding.models.udon import backbone_family
-from universal_embedding.pretrained import augreg, clip, dinov2, hf
+from universal_embedding.pretrained import augreg, clip, dinov2, hf, siglip
 from universal_embedding.pretrained.common import (
     CheckpointError,
     Converted,
@@ -45,7 +45,18 @@ class Format:
     pos_reference: str = ""  # DINOv2: the implementation whose posemb resize the file is held to
 
 
-FORMATS = (
+FORMATS = (  # SigLIP first: its names would also pass the AugReg and HF CLIP tests
+    Format(
+        "big_vision SigLIP",
+        siglip.FAMILY,
+        siglip.is_big_vision,
+        siglip.convert_big_vision,
+        siglip.POSEMB,
+    ),
+    Format(
+        "Hugging Face SigLIP", siglip.FAMILY, siglip.is_hf_siglip, siglip.convert_hf, siglip.POSEMB
+    ),
+    # DINOv2 before Hugging Face ViT, whose test its Hugging Face names would pass
     Format(
         "Hugging Face DINOv2",
         dinov2.FAMILY,
@@ -91,6 +102,13 @@ SIZE_PATHS = {
         "blocks_0/attn/query/kernel",
         r"blocks_(\d+)/",
     ),
+    "siglip_vit_with_embedding": (
+        "MAPHead_0/probe",
+        "Transformer/encoderblock_0/MlpBlock_3/Dense_0/kernel",
+        "embedding/kernel",
+        "Transformer/encoderblock_0/MultiHeadDotProductAttention_1/query/kernel",
+        r"Transformer/encoderblock_(\d+)/",
+    ),
 }
 
 
@@ -111,7 +129,8 @@ def detect_format(path: str, names: set[str]) -> Format:
     sample = ", ".join(sorted(names)[:8])
     raise CheckpointError(
         f"{path}: unknown tensor names (e.g. {sample}); expected AugReg ViT, OpenAI CLIP, "
-        "DINOv2 (torch hub) or Hugging Face CLIPVisionModel/ViTModel/Dinov2Model weights."
+        "big_vision SigLIP, DINOv2 (torch hub) or Hugging Face CLIPVisionModel/ViTModel/"
+        "SiglipVisionModel/Dinov2Model weights."
     )
 
 
