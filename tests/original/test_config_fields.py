@@ -457,7 +457,7 @@ def test_universal_embedding_is_picks_the_universal_embedding(tmp_path):
     fields = {**_UDON_TRAIN, "universal_embedding_is": "teacher_embedd"}
     c = _run_original_file(tmp_path, fields, "config_train_vit")
     assert c.embedd_to_eval == "teacher_embedd,universal_student_embedd"
-    assert settings.model_spec(c).embedd_to_eval[0] == "teacher_embedd"
+    assert settings.model_spec(c).embedd_to_eval.split(",")[0] == "teacher_embedd"
     with pytest.raises(ValueError, match=r"universal_embedding_is='backbone_out'.*must be one of "
                        r"embedd_to_eval \(universal_student_embedd,teacher_embedd\)"):  # fmt: skip
         _run_original_file(
@@ -479,3 +479,22 @@ def test_udon_sampler_options_and_other_early_lists_refused(tmp_path):
             tmp_path, {**_UDON_TRAIN, "params_early_train": ["teacher_projection_domain"]},
             "config_train_vit",
         )  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    "name, fields, defaults",
+    [("config_train_vit", _UDON_TRAIN, "config_train_vit"),
+     ("config_knn_vit", _UDON_KNN, "config_knn_vit")],
+)  # fmt: skip
+def test_the_original_udon_config_paths_give_the_original_values(tmp_path, name, fields, defaults):
+    ours = importlib.import_module(f"universal_embedding.original.udon_configs.{name}")
+    path = ours.__file__.replace(".pyc", ".py")
+    assert locate.packaged(f"universal_embedding/udon_configs/{name}.py") == path
+    assert locate.resolve(os.path.join(REPO, "universal_embedding/udon_configs", f"{name}.py"))
+    translated = _run_original_file(tmp_path, fields, defaults).to_dict()
+    packaged = ours.get_config().to_dict()
+    differ = {k for k in packaged if translated.get(k) != packaged[k]}
+    # the original keeps 1000 checkpoints, ours the latest few to resume from (plus the best);
+    # the original's data paths are '' (given on the command line), ours point to data/
+    paths = {"train_dataset_dir", "eval_dataset_dir", "info_files_dir"}
+    assert differ <= {"max_checkpoints_to_keep", *paths}, differ
