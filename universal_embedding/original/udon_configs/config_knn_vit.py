@@ -1,6 +1,7 @@
 """The original UDON code's `universal_embedding/udon_configs/config_knn_vit.py`, found by that
 path: configs/config_knn_vit.py with that file's values (both UDON embeddings, the student
-first; the original's domain order; test setups only; descriptors saved; evaluation batches of 1024; docs/udon.md).
+first; the original's domain order; test setups only; descriptors saved; evaluation batches
+of 1024; docs/udon.md).
 """
 
 from universal_embedding.configs import config_knn_vit, config_train_udon
