@@ -26,6 +26,7 @@ from ml_collections import config_flags
 from universal_embedding import config_help, distributed, errors
 from universal_embedding.configs import _locate as locate
 from universal_embedding.errors import command, limits
+from universal_embedding.models import udon as udon_model
 from universal_embedding.original import config_fields, field_translation
 
 # --flag -> config.wandb field it sets (only when the flag is given).
@@ -103,7 +104,7 @@ def config_and_workdir(
         raise absl_app.UsageError("--config is required (a get_config() file).")
     if not flag_values["workdir"].value:
         raise absl_app.UsageError("--workdir is required.")
-    default_config = _default_config(defaults) if defaults else None
+    default_config = _default_config(_defaults_for(config, defaults)) if defaults else None
     for line in field_translation.translate(config, original_overrides, default_config):
         logging.warning(line)
     for field, value in wandb_overrides(flag_values).items():
@@ -195,6 +196,14 @@ def parse_flags(argv: list[str]) -> list[str]:
         if message is not None:
             _fatal(message)
         _fatal(" | ".join(line.strip() for line in str(e).splitlines() if line.strip()), True)
+
+
+def _defaults_for(config: ml_collections.ConfigDict, defaults: str) -> str:
+    """The training defaults for a config file of the original UDON code (a UDON model_class):
+    config_train_udon (its UDON-only fields), else `defaults`."""
+    if defaults == "config_train_vit" and udon_model.is_udon(str(config.get("model_class"))):
+        return "config_train_udon"
+    return defaults
 
 
 def _default_config(name: str) -> ml_collections.ConfigDict:

@@ -108,6 +108,8 @@ def method_settings(config: Config) -> method.MethodSettings:
         dynamic = method.DynamicSamplerSettings(
             every=config.update_sampler_every_steps,
             logit_type=config.update_sampler_logit_type,
+            window=str(config.sampler_window),
+            threefry_partitionable=bool(config.sampler_threefry_partitionable),
         )
     return method.MethodSettings(loss, sampling, udon_loss(config.loss), dynamic)
 

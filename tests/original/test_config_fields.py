@@ -13,7 +13,7 @@ import ml_collections
 import pytest
 from absl import flags
 
-from universal_embedding import runner
+from universal_embedding import runner, settings, train_settings
 from universal_embedding.configs import _locate as locate
 from universal_embedding.original import config_fields, field_translation
 from universal_embedding.train import plan
@@ -323,3 +323,178 @@ def test_a_config_file_of_the_original_code_runs_with_our_defaults(tmp_path, fie
         )  # fmt: skip
     else:
         assert (c.checkpoint, c.eval_batch_size, c.train_dir) == ("best", 1024, "")
+
+
+# The original UDON code's udon_configs/config_train_vit.py, every field with its value.
+_UDON_TRAIN = {
+    "experiment_name": "universal-embedding-vit",
+    "dataset_name": "food2k,cars,sop,inshop,inat,met,gldv2,rp2k",
+    "knn_eval_names": "food2k,cars,sop,inshop,inat,met,gldv2,rp2k",
+    "data_dtype_str": "float32", "dataset_configs": {}, "sampling_strategy": "round_robin",
+    "update_sampler": True, "update_sampler_every_steps": 1000,
+    "update_sampler_logit_type": "teacher", "classifier": "separate", "count_flops": False,
+    "model_class": "udon_vit_with_embedding", "model_type": "B/16",
+    "model.representation_size": None, "model.output_dim": 64, "model.classifier": "token",
+    "model.attention_dropout_rate": 0.0, "model.dropout_rate": 0.0,
+    "model_dtype_str": "float32", "model.positional_embedding": "learned_1d",
+    "pretrained_ckpt_dir": "data/models/", "init_ckpt": "", "optimizer": "adam",
+    "optimizer_configs.beta1": 0.9, "optimizer_configs.beta2": 0.999,
+    "optimizer_configs.weight_decay": 1e-6, "explicit_weight_decay": None,
+    "l2_decay_factor": None, "label_smoothing": None, "num_training_epochs": 10,
+    "batch_size": 128, "eval_batch_size": 1024, "knn_eval_batch_size": 2048,
+    "disabled_separate_knns": "train_knn,test_knn", "disabled_merged_knns": "train_knn,test_knn",
+    "rng_seed": 0, "loss.m": 0.0, "loss.scale": 16, "loss.transform_logits_type": "normface",
+    "model.universal_student_dim": (64,), "model.teacher_dim": (256,),
+    "loss.distill_udon_logits": True,
+    "loss.distill_udon_logits_temperature.teacher": 0.1,
+    "loss.distill_udon_logits_temperature.universal_student": 0.1,
+    "loss.distill_udon_batch_simils": True, "loss.classif_udon_universal_student_weight": 1.0,
+    "loss.classif_udon_teacher_weight": 1.0, "loss.distill_udon_logits_weight": 1.0,
+    "loss.distill_udon_simils_weight": 1.0, "loss.classif_losses_on": "teacher,universal_student",
+    "max_to_keep": 1000, "log_eval_steps_frequency": 1, "log_summary_steps_frequency": 10,
+    "checkpoint_steps_frequency": 1, "lr_configs.learning_rate_schedule": "compound",
+    "lr_configs.factors": "constant", "lr_configs.base_learning_rate": 1e-3,
+    "lr_configs.backbone": {}, "frozen_epochs": 2, "backbone_learning_rate_multiplier": 1e-2,
+    "params_early_train": [
+        "output_projection", "teacher_projection_domain", "universal_student_projection_domain"
+    ],
+    "do_knn": True, "embedd_to_eval": "universal_student_embedd,teacher_embedd",
+    "universal_embedding_is": "universal_student_embedd", "do_final_testing": True,
+    "save_descriptors": False, "extract_only_descrs": False, "write_summary": True,
+    "checkpoint": True, "only_best_checkpoint": True, "debug_train": False, "debug_eval": False,
+    "eval_dataset_dir": "", "train_dataset_dir": "", "project_feats_knn": True,
+    "descr_save_path": None, "save_neighbors": False, "top_k": 5, "log_domain_acc": True,
+    "log_csv": False, "info_files_dir": "",
+}  # fmt: skip
+# ... and its udon_configs/config_knn_vit.py
+_UDON_KNN = {
+    "train_dir": "", "embedd_to_eval": "universal_student_embedd,teacher_embedd",
+    "universal_embedding_is": "universal_student_embedd",
+    "knn_eval_names": "food2k,cars,sop,inshop,inat,met,gldv2,rp2k",
+    "disabled_separate_knns": "train_knn,val_knn", "disabled_merged_knns": "train_knn,val_knn",
+    "eval_batch_size": 1024, "knn_eval_batch_size": 2048, "preextracted": False,
+    "write_summary": True, "test_pretrained_features": False, "extract_only_descrs": False,
+    "save_descriptors": True, "debug_eval": False, "eval_dataset_dir": "",
+    "train_dataset_dir": "", "project_feats_knn": True, "top_k": 5, "only_best_knn": True,
+    "knn_start_epoch": 3, "knn_end_epoch": 7, "log_csv": False, "save_neighbors": False,
+    "info_files_dir": "", "descr_save_path": None,
+}  # fmt: skip
+# how each field the UDON files add to the UnED ones is handled: ours (same name) or a rule
+_UDON_HANDLING = {
+    "update_sampler": "ours", "update_sampler_every_steps": "ours",
+    "update_sampler_logit_type": "ours", "model.universal_student_dim": "ours",
+    "model.teacher_dim": "ours", "loss.distill_udon_logits": "ours",
+    "loss.distill_udon_logits_temperature.teacher": "ours",
+    "loss.distill_udon_logits_temperature.universal_student": "ours",
+    "loss.distill_udon_batch_simils": "ours", "loss.classif_udon_universal_student_weight": "ours",
+    "loss.classif_udon_teacher_weight": "ours", "loss.distill_udon_logits_weight": "ours",
+    "loss.distill_udon_simils_weight": "ours", "loss.classif_losses_on": "ours",
+    "universal_embedding_is": "mapped", "params_early_train": "accepted",
+}  # fmt: skip
+
+
+def _run_original_file(tmp_path, fields: dict, defaults: str, *extra: str):
+    path = tmp_path / "udon_config.py"
+    path.write_text(
+        "import ml_collections\n\n\ndef get_config():\n"
+        f"    return ml_collections.ConfigDict({_nested(fields)!r})\n"
+    )
+    argv = ["prog", f"--config={path}", "--workdir=w", *extra]
+    argv, original = field_translation.split_argv(argv)
+    fv = flags.FlagValues()
+    runner.define_flags(fv, argv)
+    fv(argv)
+    return runner.config_and_workdir(fv, original_overrides=original, defaults=defaults)[0]
+
+
+def test_udon_files_add_only_fields_that_are_ours_or_have_a_rule():
+    added = {**_UDON_TRAIN, **_UDON_KNN}.keys() - _TRAIN.keys() - _KNN.keys()
+    # params_early_train: a field of the UnED files too, with a new value here
+    assert added | {"params_early_train"} == _UDON_HANDLING.keys()
+    udon, udon_knn = _ours("configs.config_train_udon"), _ours("configs.config_knn_vit")
+    for name, how in _UDON_HANDLING.items():
+        if how == "ours":
+            assert field_translation._has(udon, name) and name not in config_fields.RULES, name
+        else:
+            assert name in config_fields.RULES, name
+    assert config_fields.RULES["universal_embedding_is"].target == "embedd_to_eval"
+    assert field_translation._has(udon_knn, "embedd_to_eval")
+
+
+@pytest.mark.parametrize(
+    "fields, defaults", [(_UDON_TRAIN, "config_train_vit"), (_UDON_KNN, "config_knn_vit")]
+)
+def test_the_original_udon_config_files_run_with_our_programs(tmp_path, fields, defaults, caplog):
+    with caplog.at_level("WARNING"):
+        c = _run_original_file(tmp_path, fields, defaults)
+    # main's defaults for a UDON model_class are config_train_udon's (its UDON-only fields)
+    ours = _ours("configs.config_train_udon" if "model_class" in fields else f"configs.{defaults}")
+    assert _flat_keys(c) >= _flat_keys(ours)
+    left = _flat_keys(c) - _flat_keys(ours) - {"descr_save_path", "init_ckpt"}
+    assert left == set(), left  # every original field was moved or dropped
+    assert c.embedd_to_eval == "universal_student_embedd,teacher_embedd"
+    assert "universal_embedding_is -> embedd_to_eval" in caplog.text
+    if defaults == "config_knn_vit":
+        assert (c.checkpoint, c.save_descriptors) == ("best", True)
+        return
+    assert "params_early_train=['output_projection', 'teacher_projection_domain'" in caplog.text
+    assert (c.model_class, c.model_type, c.num_epochs, c.log_summary_steps) == (
+        "udon_vit_with_embedding", "B/16", 10.0, -10
+    )  # fmt: skip
+    assert c.pretrained_ckpt == ours.pretrained_ckpt  # data/models/imagenet/<AugReg B/16>
+    assert (c.lr, c.backbone_lr_multiplier, c.frozen_epochs, c.weight_decay) == (
+        1e-3, 1e-2, 2, 1e-6
+    )  # fmt: skip
+    assert (c.sampler_window, c.sampler_threefry_partitionable) == ("since_update", True)
+    assert (c.update_sampler_every_steps, c.loss.distill_udon_simils_groups) == (1000, 4)
+    # the typed values the trainer gets (the original's data paths are '' here)
+    method = train_settings.method_settings(c)
+    assert method.is_udon and method.dynamic_sampler.every == 1000
+    assert method.udon_loss.label_smoothing == 0.0
+
+
+def test_universal_embedding_is_picks_the_universal_embedding(tmp_path):
+    fields = {**_UDON_TRAIN, "universal_embedding_is": "teacher_embedd"}
+    c = _run_original_file(tmp_path, fields, "config_train_vit")
+    assert c.embedd_to_eval == "teacher_embedd,universal_student_embedd"
+    assert settings.model_spec(c).embedd_to_eval.split(",")[0] == "teacher_embedd"
+    with pytest.raises(ValueError, match=r"universal_embedding_is='backbone_out'.*must be one of "
+                       r"embedd_to_eval \(universal_student_embedd,teacher_embedd\)"):  # fmt: skip
+        _run_original_file(
+            tmp_path, {**_UDON_TRAIN, "universal_embedding_is": "backbone_out"}, "config_train_vit"
+        )
+
+
+def test_udon_sampler_options_and_other_early_lists_refused(tmp_path):
+    # our fields added to the original file (one it lacks can't be set on the command line)
+    fields = {**_UDON_TRAIN, "sampler_window": "original", "sampler_threefry_partitionable": False}
+    c = _run_original_file(
+        tmp_path, fields, "config_train_vit", "--config.model_class=udon_clip_vit_with_embedding"
+    )
+    sampler = train_settings.method_settings(c).dynamic_sampler
+    assert (sampler.window, sampler.threefry_partitionable) == ("original", False)
+    assert c.pretrained_ckpt == "data/models/clip/vit_b16.npy"  # the UDON CLIP's weights
+    with pytest.raises(ValueError, match=r"params_early_train=\['teacher_projection_domain'\]"):
+        _run_original_file(
+            tmp_path, {**_UDON_TRAIN, "params_early_train": ["teacher_projection_domain"]},
+            "config_train_vit",
+        )  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    "name, fields, defaults",
+    [("config_train_vit", _UDON_TRAIN, "config_train_vit"),
+     ("config_knn_vit", _UDON_KNN, "config_knn_vit")],
+)  # fmt: skip
+def test_the_original_udon_config_paths_give_the_original_values(tmp_path, name, fields, defaults):
+    ours = importlib.import_module(f"universal_embedding.original.udon_configs.{name}")
+    path = ours.__file__.replace(".pyc", ".py")
+    assert locate.packaged(f"universal_embedding/udon_configs/{name}.py") == path
+    assert locate.resolve(os.path.join(REPO, "universal_embedding/udon_configs", f"{name}.py"))
+    translated = _run_original_file(tmp_path, fields, defaults).to_dict()
+    packaged = ours.get_config().to_dict()
+    differ = {k for k in packaged if translated.get(k) != packaged[k]}
+    # the original keeps 1000 checkpoints, ours the latest few to resume from (plus the best);
+    # the original's data paths are '' (given on the command line), ours point to data/
+    paths = {"train_dataset_dir", "eval_dataset_dir", "info_files_dir"}
+    assert differ <= {"max_checkpoints_to_keep", *paths}, differ

@@ -34,7 +34,7 @@ def test_redrawn_schedule_counts_and_permutation():
     assert not np.array_equal(schedule, dynamic_sampler.redraw_schedule(weights, 101, seed=8))
 
 
-def make_sampler(total=30, every=10, logit_type="teacher"):
+def make_sampler(total=30, every=10, logit_type="teacher", **options):
     initial = np.arange(total) % len(DOMAINS)  # round robin
     return dynamic_sampler.DynamicSampler(
         DOMAINS,
@@ -43,6 +43,7 @@ def make_sampler(total=30, every=10, logit_type="teacher"):
         every=every,
         logit_type=logit_type,
         batch_size=BATCH,
+        **options,
     )
 
 
@@ -105,17 +106,98 @@ def test_student_logit_type_uses_the_student_loss():
     assert log[10] == {f"sampling_weights/{d}": pytest.approx(1 / 3) for d in DOMAINS}
 
 
+MODES = [
+    {},  # since_update, JAX's default draw
+    {"window": "original", "summary_every": 4},
+    {"window": "original", "summary_every": 4, "partitionable": False},
+    {"window": "since_update", "partitionable": False},
+]
+
+
+@pytest.mark.parametrize("options", MODES)
 @pytest.mark.parametrize("cut", [5, 9, 10, 14])
-def test_checkpoint_and_restore_give_the_same_draws(cut):
+def test_checkpoint_and_restore_give_the_same_draws(cut, options):
     full_log, cut_log = {}, {}
-    full = run(make_sampler(), 0, 30, full_log)
-    first = make_sampler()
+    full = run(make_sampler(**options), 0, 30, full_log)
+    first = make_sampler(**options)
     head = run(first, 0, cut, cut_log)
     extra = first.checkpoint_extra(cut)
-    resumed = make_sampler()
+    resumed = make_sampler(**options)
     resumed.restore(extra, cut, "W")
     assert head + run(resumed, cut, 30, cut_log) == full
-    assert cut_log == full_log
+    assert cut_log == full_log and sorted(full_log) == [10, 20, 30]
+
+
+def test_original_rule_clears_after_step_1_and_each_summary_step():
+    # the original writes its summary (and empties the buffer) after step 1 and steps t % L == 1
+    assert [t for t in range(1, 17) if dynamic_sampler.original_window_cleared(t, 5)] == [
+        1, 6, 11, 16
+    ]  # fmt: skip
+    assert [t for t in range(1, 6) if dynamic_sampler.original_window_cleared(t, 1)] == [1]
+
+
+def windows_seen(monkeypatch, **options) -> list[tuple[float, int]]:
+    """(sum of the step numbers, number of steps) of each update's loss window, 15 steps with an
+    update every 3: the made-up loss of (1-based) step s is s, for every domain."""
+    seen = []
+    real = dynamic_sampler.updated_weights
+
+    def spy(old, loss_sums, counts):
+        seen.append((float(np.sum(loss_sums)) / BATCH, int(np.sum(counts)) // BATCH))
+        return real(old, loss_sums, counts)
+
+    monkeypatch.setattr(dynamic_sampler, "updated_weights", spy)
+    sampler = make_sampler(total=15, every=3, **options)
+    for k in range(15):
+        sampler.before_step(k)
+        d = sampler.domain_at(k)
+        sampler.record(d, {"teacher_classifier_loss": np.float32(k + 1)})
+    return seen
+
+
+def test_original_window_sequence_on_a_made_up_history(monkeypatch):
+    # updates before s = 3, 6, 9, 12, 15; the original's buffer is emptied after s = 1, 6, 11
+    # (log_summary_steps 5), so the windows are {2}, {2,3,4,5} (reaching back before the update
+    # at 3), {7,8}, {} (emptied after 11: the weights stay) and {12,13,14}
+    original = windows_seen(monkeypatch, window="original", summary_every=5)
+    assert original == [(2, 1), (14, 4), (15, 2), (0, 0), (39, 3)]
+    # since_update: {1,2}, {3,4,5}, {6,7,8}, {9,10,11}, {12,13,14}
+    assert windows_seen(monkeypatch) == [(3, 2), (12, 3), (21, 3), (30, 3), (39, 3)]
+
+
+def test_sampler_reads_the_loss_without_label_smoothing_when_the_step_gives_it():
+    sampler = make_sampler(every=4)
+    for k in range(3):
+        sampler.before_step(k)
+        d = sampler.domain_at(k)  # round robin: 0, 1, 2
+        smoothed = np.float32(5.0)  # the same for all: would give 1/3 each
+        sampler.record(
+            d,
+            {"teacher_classifier_loss": smoothed,
+             "teacher_classifier_loss_unsmoothed": np.float32([1.0, 2.0, 1.0][d])},
+        )  # fmt: skip
+    log = sampler.before_step(3)  # the update before s = 4
+    assert [log[f"sampling_weights/{d}"] for d in DOMAINS] == pytest.approx([0.25, 0.5, 0.25])
+
+
+def test_unpartitioned_draw_keeps_the_counts_in_the_original_jax_order():
+    weights = np.array([0.45, 0.35, 0.2])
+    old = dynamic_sampler.redraw_schedule(weights, 101, seed=7, partitionable=False)
+    assert np.bincount(old, minlength=3).tolist() == [45, 35, 21]
+    with jax.threefry_partitionable(False):
+        perm = np.asarray(jax.random.permutation(jax.random.PRNGKey(7), 101))
+    np.testing.assert_array_equal(old, np.repeat([0, 1, 2], [45, 35, 21])[perm])
+    assert not np.array_equal(old, dynamic_sampler.redraw_schedule(weights, 101, seed=7))
+    assert jax.config.jax_threefry_partitionable  # the setting is restored
+
+
+def test_restore_refuses_other_window_options():
+    first = make_sampler(window="original", summary_every=4)
+    run(first, 0, 12, {})
+    with pytest.raises(ValueError, match="sampler_window='original'.*new --workdir"):
+        make_sampler().restore(first.checkpoint_extra(12), 12, "W")
+    with pytest.raises(ValueError, match="sampler_threefry_partitionable=True"):
+        make_sampler(partitionable=False).restore(make_sampler().checkpoint_extra(0), 0, "W")
 
 
 def test_restore_refuses_a_checkpoint_without_sampler_state():
@@ -129,3 +211,5 @@ def test_bad_settings_raise():
         make_sampler(logit_type="student")
     with pytest.raises(ValueError, match="update_sampler_every_steps"):
         make_sampler(every=0)
+    with pytest.raises(ValueError, match="sampler_window='buffer'; valid: since_update, orig"):
+        make_sampler(window="buffer")

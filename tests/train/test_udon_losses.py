@@ -166,3 +166,29 @@ def test_disabled_terms_leave_the_mean(inputs):
     np.testing.assert_allclose(float(udon_losses.total_loss(terms, cfg)), want, **TOL)
     with pytest.raises(ValueError, match="classif_losses_on"):
         udon_cfg(classif_losses_on="teacher,student")
+
+
+def np_smoothed_ce(cos, labels, eps, scale=16.0):
+    """mean_i -sum_c q_c log softmax(scale * cos_i)_c, q = (1 - eps) onehot + eps / C."""
+    q = np.full(cos.shape, eps / cos.shape[-1]) + (1 - eps) * np.eye(cos.shape[-1])[labels]
+    return float(np.mean(-np.sum(q * np_log_softmax(scale * cos), axis=-1)))
+
+
+def test_label_smoothing_adds_the_unsmoothed_losses_the_sampler_reads(inputs):
+    x = inputs
+    plain = udon_losses.loss_terms(
+        x["cos_t"], x["cos_s"], x["cos_s"], x["t"], x["s"], x["labels"], udon_cfg()
+    )
+    assert not [k for k in plain if k.endswith("_unsmoothed")]  # no smoothing: nothing added
+    terms = udon_losses.loss_terms(
+        x["cos_t"], x["cos_s"], x["cos_s"], x["t"], x["s"], x["labels"],
+        udon_cfg(label_smoothing=0.1),
+    )  # fmt: skip
+    for name, cos in (("teacher", x["cos_t"]), ("universal_student", x["cos_s"])):
+        got, got_plain = (
+            terms[f"{name}_classifier_loss"],
+            terms[f"{name}_classifier_loss_unsmoothed"],
+        )
+        np.testing.assert_allclose(float(got), np_smoothed_ce(cos, x["labels"], 0.1), **TOL)
+        np.testing.assert_allclose(float(got_plain), np_ce(cos, x["labels"]), **TOL)
+        assert float(got_plain) == float(plain[f"{name}_classifier_loss"])

@@ -165,3 +165,27 @@ def test_student_under_usual_keys_teachers_prefixed_descriptors_hold_both(data_d
     )
     direct = knn_descriptors.extract(fn, batches, len(labels["sop/test"]))
     np.testing.assert_allclose(descr["sop/test/teacher_embedd"], direct, atol=1e-5)
+
+
+def test_resume_is_bit_identical_with_the_original_window_and_draw_order(
+    data_dir, full_run, tmp_path, assert_trees_equal
+):
+    """sampler_window='original' (buffer emptied after steps 1 and 4: log_summary_steps 3) and
+    the unpartitioned draw: killed after step 3, resumed from checkpoint 2, as one run."""
+    options = {
+        "sampler_window": "original",
+        "sampler_threefry_partitionable": False,
+        "log_summary_steps": 3,
+    }
+    one, cut = str(tmp_path / "one"), str(tmp_path / "cut")
+    train_main.main(udon_config(data_dir, do_final_testing=False, **options), one)
+    train_main.main(udon_config(data_dir, stop_after_steps=3, **options), cut)
+    train_main.main(udon_config(data_dir, do_final_testing=False, **options), cut)
+    assert_trees_equal(latest_params(cut, 6), latest_params(one, 6))
+    assert losses_by_step(cut) == losses_by_step(one)
+    rows = weight_rows(one)
+    assert sorted(rows) == [0, 3, 6] and weight_rows(cut) == rows
+    assert rows[6] != weight_rows(full_run[0])[6]  # the window {5}, not {3, 4, 5}
+    _, info = checkpoint.restore_params(one, 4)
+    assert info["sampler"]["window"] == "original"
+    assert sum(info["sampler"]["window_counts"]) == 0  # emptied after step 4

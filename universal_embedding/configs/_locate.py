@@ -10,16 +10,21 @@ CONFIG_DIR = os.path.dirname(os.path.abspath(__file__))
 # The original's ICCV 2023 configs (universal_embedding/original/iccv_configs/), also by the
 # path they had in the original code (universal_embedding/iccv_configs/).
 ICCV_DIR = os.path.join(os.path.dirname(CONFIG_DIR), "original", "iccv_configs")
+# The original UDON code's configs, by their path there (universal_embedding/udon_configs/).
+UDON_DIR = os.path.join(os.path.dirname(CONFIG_DIR), "original", "udon_configs")
 _PREFIXES = {
     "universal_embedding/configs/": CONFIG_DIR,
     "universal_embedding/original/iccv_configs/": ICCV_DIR,
     "universal_embedding/iccv_configs/": ICCV_DIR,
+    "universal_embedding/original/udon_configs/": UDON_DIR,
+    "universal_embedding/udon_configs/": UDON_DIR,
 }
 
 
 def packaged(name: str) -> str | None:
     """The packaged config file `name` refers to ('tiny', 'tiny.py', '.../configs/tiny.py',
-    '.../iccv_configs/CLIP_vitb_uscrr_train.py', '.../original/iccv_configs/...')."""
+    '.../iccv_configs/CLIP_vitb_uscrr_train.py', '.../original/iccv_configs/...',
+    '.../udon_configs/config_train_vit.py')."""
     rel, folder = name.replace(os.sep, "/"), CONFIG_DIR
     for prefix, directory in _PREFIXES.items():
         if prefix in rel:

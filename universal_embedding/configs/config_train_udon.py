@@ -65,6 +65,12 @@ def add_udon_fields(c: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
     c.update_sampler = True  # update the domain sampling weights from the losses
     c.update_sampler_every_steps = 1000  # steps between two sampler updates
     c.update_sampler_logit_type = "teacher"  # loss the sampler follows; or 'universal_student'
+    # Steps whose loss the sampler averages: 'since_update' (exactly those since the last update)
+    # or 'original' (the original trainer's summary buffer, emptied after step 1 and every step
+    # t with t % log_summary_steps == 1; docs/udon.md).
+    c.sampler_window = "since_update"
+    # False: permute redrawn schedules with jax_threefry_partitionable=False, the original's order.
+    c.sampler_threefry_partitionable = True
 
     # The first listed embedding is the universal one (usual results keys, best checkpoint).
     c.embedd_to_eval = "universal_student_embedd,teacher_embedd"

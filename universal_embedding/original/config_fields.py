@@ -18,6 +18,13 @@ from typing import Any
 
 import ml_collections
 
+# params_early_train of the original UDON config: its heads and every projection from step 0
+# (built in for UDON models, docs/udon-method.md §4).
+UDON_EARLY_TRAIN = [
+    "output_projection",
+    "teacher_projection_domain",
+    "universal_student_projection_domain",
+]
 # Starting weights of the original (`pretrained_ckpt_dir` + this file, by model class/type).
 CLIP_CKPT = "clip/vit_b16.npy"
 
@@ -72,12 +79,21 @@ def _only_best(value: Any, _c: Any) -> str:
 def _pretrained_file(directory: Any, c: ml_collections.ConfigDict) -> str:
     from universal_embedding.configs import config_train_vit
 
-    if str(c.get("model_class", "")).startswith("clip"):
+    if str(c.get("model_class", "")).removeprefix("udon_").startswith("clip"):
         return os.path.join(directory, CLIP_CKPT)
     name = config_train_vit.AUGREG_CHECKPOINTS.get(c.get("model_type"))
     if name is None:
         raise ValueError(f"no AugReg weights are known for model_type={c.get('model_type')!r}")
     return os.path.join(directory, "imagenet", name)
+
+
+def _universal_first(name: Any, c: ml_collections.ConfigDict) -> str:
+    """embedd_to_eval with `name` (the original's universal_embedding_is) moved first: the
+    first listed embedding is the universal one here."""
+    names = [n.strip() for n in str(c.embedd_to_eval).split(",") if n.strip()]
+    if name not in names:
+        raise ValueError(f"it must be one of embedd_to_eval ({','.join(names)})")
+    return ",".join([name, *(n for n in names if n != name)])
 
 
 def _comma_list(value: Any, _c: Any) -> str:
@@ -152,6 +168,11 @@ RULES: dict[str, Rule] = {
     "descr_save_path": Rule(
         "descr_save_path", _none_to(""), applies=_is_none, doc="`None` -> `''`"
     ),
+    "universal_embedding_is": Rule(
+        "embedd_to_eval",
+        _universal_first,
+        doc="the named embedding is moved first (the first listed is the universal one)",
+    ),
     "specialist_top_steps": Rule(
         "specialist_top_steps", _comma_list, applies=_is_list, doc="a list -> comma-separated"
     ),
@@ -173,8 +194,10 @@ RULES: dict[str, Rule] = {
     "params_early_train": _only(
         ["output_projection"],
         ("output_projection",),
-        advice="the classifier heads train from the start, backbone and projection after "
-        "--config.frozen_epochs",
+        UDON_EARLY_TRAIN,
+        tuple(UDON_EARLY_TRAIN),
+        advice="the classifier heads train from the start (UDON's projections too), the "
+        "backbone (and the UnED baseline's projection) after --config.frozen_epochs",
     ),
     "dataset_configs": _only({}, advice="remove the field"),
     "data_dtype_str": _only("float32", advice="for bfloat16 compute use --config.model.dtype"),

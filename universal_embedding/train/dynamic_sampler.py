@@ -9,9 +9,15 @@ step s with s % every == 0 the sampler:
    the window keep their old weight, then all weights are renormalised;
 3. redraws the whole schedule: floor(total_steps * w_d) steps per domain, the last domain the
    remainder, permuted with jax.random.PRNGKey(s).
-The window is exactly the steps since the previous update (the original used its logging
-buffer instead, 8 to 2,200 steps). Weights, the window's sums and the stream positions are
-checkpointed, and the schedule is a pure function of (weights, last update step), so a
+The loss window (`window`): 'since_update' (default) is exactly the steps since the previous
+update; 'original' is the original trainer's buffer, its training-summary buffer, emptied after
+step 1 and after every step t with t % summary_every == 1 (`original_window_cleared`), so its
+windows are uneven and may reach back before the previous update. The sampler reads the
+classification loss without label smoothing (`<type>_classifier_loss_unsmoothed`, which the
+step adds when smoothing is on), as the original logs it. `partitionable=False`
+draws the permutation with JAX's `jax_threefry_partitionable=False` (the original's JAX
+default: its exact order). Weights, the window's sums, the stream positions and both options
+are checkpointed, and the schedule is a pure function of (weights, last update step), so a
 resumed run draws the same domains as an uninterrupted one.
 """
 
@@ -23,6 +29,15 @@ import jax
 import numpy as np
 
 LOGIT_TYPES = ("teacher", "universal_student")
+WINDOWS = ("since_update", "original")
+UNSMOOTHED = "_unsmoothed"  # suffix of the step's classification losses without smoothing
+
+
+def original_window_cleared(step: int, summary_every: int) -> bool:
+    """Whether the original trainer empties its loss buffer after (1-based) step `step`: it
+    writes its training summary, then clears the buffer, after step 1 (its timer's warm-up
+    tick) and after every step t with t % log_summary_steps == 1 (docs/udon-method.md §3)."""
+    return step == 1 or step % summary_every == 1
 
 
 def updated_weights(old: np.ndarray, loss_sums: np.ndarray, counts: np.ndarray) -> np.ndarray:
@@ -40,14 +55,18 @@ def updated_weights(old: np.ndarray, loss_sums: np.ndarray, counts: np.ndarray) 
     return new / new.sum()
 
 
-def redraw_schedule(weights: np.ndarray, total_steps: int, seed: int) -> np.ndarray:
-    """int64 [total_steps]: floor(total * w_d) steps per domain (last: the rest), permuted."""
+def redraw_schedule(
+    weights: np.ndarray, total_steps: int, seed: int, partitionable: bool = True
+) -> np.ndarray:
+    """int64 [total_steps]: floor(total * w_d) steps per domain (last: the rest), permuted
+    with PRNGKey(seed) under jax_threefry_partitionable=`partitionable`."""
     weights = np.asarray(weights, np.float64)
     counts = np.floor(total_steps * weights[:-1]).astype(np.int64)
     counts = np.append(counts, total_steps - counts.sum())
     ordered = np.repeat(np.arange(len(weights), dtype=np.int64), counts)
-    perm = jax.random.permutation(jax.random.PRNGKey(seed), total_steps)
-    return ordered[np.asarray(perm)]
+    with jax.threefry_partitionable(partitionable):
+        perm = np.asarray(jax.random.permutation(jax.random.PRNGKey(seed), total_steps))
+    return ordered[perm]
 
 
 class DynamicSampler:
@@ -62,6 +81,9 @@ class DynamicSampler:
         every: int,
         logit_type: str,
         batch_size: int,
+        window: str = "since_update",
+        summary_every: int = 1,
+        partitionable: bool = True,
     ) -> None:
         if every < 1:
             raise ValueError(f"config.update_sampler_every_steps must be >= 1, got {every}.")
@@ -69,9 +91,16 @@ class DynamicSampler:
             raise ValueError(
                 f"config.update_sampler_logit_type={logit_type!r}; valid: {', '.join(LOGIT_TYPES)}."
             )
+        if window not in WINDOWS:
+            raise ValueError(f"config.sampler_window={window!r}; valid: {', '.join(WINDOWS)}.")
+        if summary_every < 1:
+            raise ValueError(f"log_summary_steps must be >= 1, got {summary_every}.")
         self.domains = tuple(domains)
         self.every = int(every)
         self.metric = f"{logit_type}_classifier_loss"
+        self.window = window
+        self.summary_every = int(summary_every)
+        self.partitionable = bool(partitionable)
         self.batch_size = int(batch_size)
         self._initial = np.asarray(initial_schedule, np.int64)
         self.total_steps = len(self._initial)
@@ -101,15 +130,19 @@ class DynamicSampler:
         self._flush()
         self.weights = updated_weights(self.weights, self.loss_sums, self.counts)
         self.last_update = s
-        self.schedule = redraw_schedule(self.weights, self.total_steps, s)
-        self.loss_sums[:] = 0.0
-        self.counts[:] = 0
+        self.schedule = self._redraw()
+        if self.window == "since_update":
+            self._clear_window()
         return self._scalars()
 
     def record(self, domain: int, metrics: Mapping[str, object]) -> None:
         """Count a finished step of `domain`; its loss stays on device until needed."""
         self.positions[domain] += 1
-        self._pending.append((domain, metrics[self.metric]))
+        unsmoothed = metrics.get(self.metric + UNSMOOTHED)  # present under label smoothing
+        self._pending.append((domain, metrics[self.metric] if unsmoothed is None else unsmoothed))
+        done = int(self.positions.sum())  # the 1-based step just finished
+        if self.window == "original" and original_window_cleared(done, self.summary_every):
+            self._clear_window()
 
     def positions_at(self, step: int) -> np.ndarray:
         """Batches each domain's stream gave out (valid right after restore / at the loop's k)."""
@@ -127,6 +160,8 @@ class DynamicSampler:
                 "last_update": int(self.last_update),
                 "window_loss_sums": self.loss_sums.tolist(),
                 "window_counts": self.counts.tolist(),
+                "window": self.window,
+                "threefry_partitionable": self.partitionable,
             },
         }
 
@@ -139,19 +174,30 @@ class DynamicSampler:
                 f"The checkpoint in {workdir} holds no dynamic-sampler state for {n} domains "
                 "(written by another method or domain list). Use a new --workdir."
             )
+        options = (saved.get("window", "since_update"), saved.get("threefry_partitionable", True))
+        if options != (self.window, self.partitionable):
+            raise ValueError(
+                f"The checkpoint in {workdir} was trained with sampler_window={options[0]!r}, "
+                f"sampler_threefry_partitionable={options[1]}: resume with those values (this "
+                f"run has {self.window!r}, {self.partitionable}) or use a new --workdir."
+            )
         self.weights = np.asarray(saved["weights"], np.float64)
         self.last_update = int(saved["last_update"])
         self.loss_sums = np.asarray(saved["window_loss_sums"], np.float64)
         self.counts = np.asarray(saved["window_counts"], np.int64)
         self.positions = np.asarray(extra["domain_positions"], np.int64)
         self.positions_at(start)
-        self.schedule = (
-            redraw_schedule(self.weights, self.total_steps, self.last_update)
-            if self.last_update
-            else self._initial
-        )
+        self.schedule = self._redraw() if self.last_update else self._initial
 
     # ---- internals ----
+    def _redraw(self) -> np.ndarray:
+        return redraw_schedule(self.weights, self.total_steps, self.last_update, self.partitionable)
+
+    def _clear_window(self) -> None:
+        self._pending = []
+        self.loss_sums[:] = 0.0
+        self.counts[:] = 0
+
     def _flush(self) -> None:
         if not self._pending:
             return

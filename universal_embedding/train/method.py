@@ -27,10 +27,14 @@ from universal_embedding.train import (
 @dataclasses.dataclass(frozen=True)
 class DynamicSamplerSettings:
     """UDON's update_sampler: redraw the schedule every `every` steps from the `logit_type`
-    ('teacher' | 'universal_student') classification losses (train/dynamic_sampler.py)."""
+    ('teacher' | 'universal_student') classification losses over the loss `window`
+    ('since_update' | 'original'); `threefry_partitionable=False`: the original's draw order
+    (train/dynamic_sampler.py)."""
 
     every: int  # update_sampler_every_steps
     logit_type: str  # update_sampler_logit_type
+    window: str = "since_update"  # sampler_window
+    threefry_partitionable: bool = True  # sampler_threefry_partitionable
 
 
 @dataclasses.dataclass(frozen=True)
@@ -106,4 +110,7 @@ def make_sampler(ms: MethodSettings, tplan: plan.TrainPlan):
         every=dyn.every,
         logit_type=dyn.logit_type,
         batch_size=tplan.batch_size,
+        window=dyn.window,
+        summary_every=tplan.log_summary_steps,
+        partitionable=dyn.threefry_partitionable,
     )

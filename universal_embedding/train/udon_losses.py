@@ -131,12 +131,14 @@ def loss_terms(
     labels: jax.Array,
     cfg: UdonLossConfig,
 ) -> dict[str, jax.Array]:
-    """Every term (computed even when its weight is 0, for logging) plus both precisions@1.
+    """Every term (computed even when its weight is 0, for logging) plus both precisions@1;
+    under label smoothing also both classification losses without it (`<term>_unsmoothed`,
+    what the original logs and its sampler reads: train/dynamic_sampler.py).
 
     `cos_student_distill` / `student_distill` are the student quantities the distillation
     terms see (the same arrays unless distillation must not reach the backbone).
     """
-    return {
+    terms = {
         "teacher_classifier_loss": classification(cos_teacher, labels, cfg),
         "universal_student_classifier_loss": classification(cos_student, labels, cfg),
         "distill_logits_loss": logit_distillation(
@@ -148,6 +150,13 @@ def loss_terms(
         "teacher_precision_at_1": losses.precision_at_1(cos_teacher, labels),
         "universal_student_precision_at_1": losses.precision_at_1(cos_student, labels),
     }
+    if cfg.label_smoothing:
+        plain = dataclasses.replace(cfg, label_smoothing=0.0)
+        terms["teacher_classifier_loss_unsmoothed"] = classification(cos_teacher, labels, plain)
+        terms["universal_student_classifier_loss_unsmoothed"] = classification(
+            cos_student, labels, plain
+        )
+    return terms
 
 
 def total_loss(terms: dict[str, jax.Array], cfg: UdonLossConfig) -> jax.Array:
