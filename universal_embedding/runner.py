@@ -26,7 +26,6 @@ from ml_collections import config_flags
 from universal_embedding import config_help, distributed, errors
 from universal_embedding.configs import _locate as locate
 from universal_embedding.errors import command, limits
-from universal_embedding.models import udon as udon_model
 from universal_embedding.original import config_fields, field_translation
 
 # --flag -> config.wandb field it sets (only when the flag is given).
@@ -201,9 +200,11 @@ def parse_flags(argv: list[str]) -> list[str]:
 def _defaults_for(config: ml_collections.ConfigDict, defaults: str) -> str:
     """The training defaults for a config file of the original UDON code (a UDON model_class):
     config_train_udon (its UDON-only fields), else `defaults`."""
-    if defaults == "config_train_vit" and udon_model.is_udon(str(config.get("model_class"))):
-        return "config_train_udon"
-    return defaults
+    if defaults != "config_train_vit":  # descr_eval and the others never import the models
+        return defaults
+    from universal_embedding.models import udon as udon_model
+
+    return "config_train_udon" if udon_model.is_udon(str(config.get("model_class"))) else defaults
 
 
 def _default_config(name: str) -> ml_collections.ConfigDict:
