@@ -124,6 +124,6 @@ def test_an_unknown_key_of_the_argument_string_is_one_line(tmp_path):
     assert out.returncode == 1
     assert out.stderr.strip().splitlines() == [
         f"FATAL Flags parsing error: flag --config={config}: Unknown config argument 'foo'. "
-        "Valid keys: data_dir (default 'demo_work/data')."
+        "Valid keys: data_dir (default 'demo_work/data'), backbone (default 'vit')."
     ]
     assert not workdir.exists()

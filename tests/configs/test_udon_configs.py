@@ -46,6 +46,21 @@ def test_udon_config_l_variants():
         config_train_udon.get_config("backbone=clip,variant=L/16")
 
 
+def test_udon_config_siglip_and_dinov2_backbones():
+    siglip = config_train_udon.get_config("backbone=siglip")
+    assert (siglip.model_class, siglip.model_type) == ("udon_siglip_vit_with_embedding", "B/16")
+    assert siglip.pretrained_ckpt == "data/models/siglip2/siglip2_b16_224.npz"
+    dino = config_train_udon.get_config("backbone=dinov2")  # its first variant: B/14
+    assert (dino.model_class, dino.model_type) == ("udon_dinov2_vit_with_embedding", "B/14")
+    assert dino.pretrained_ckpt == "data/models/dinov2/dinov2_vitb14/dinov2_vitb14_pretrain.pth"
+    large = config_train_udon.get_config("backbone=dinov2,variant=L/14")
+    assert large.pretrained_ckpt.endswith("dinov2_vitl14/dinov2_vitl14_pretrain.pth")
+    with pytest.raises(
+        ValueError, match=r"variant='B/16': dinov2 weights are known for B/14, L/14"
+    ):
+        config_train_udon.get_config("backbone=dinov2,variant=B/16")
+
+
 def test_demo_udon_trains_the_same_model_steps_and_data():
     base, udon = demo.get_config(), demo.get_config("method=udon")
     assert udon.model_class == "udon_vit_with_embedding" and udon.classifier == "separate"

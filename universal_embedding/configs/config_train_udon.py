@@ -4,8 +4,9 @@ the 64-d universal student, with loss-driven domain sampling (docs/udon-method.m
 `--config=universal_embedding/configs/config_train_udon.py` trains the AugReg ImageNet-21k
 ViT-B/16 variant (`udon_vit_with_embedding`); `...config_train_udon.py:backbone=clip` the CLIP
 ViT-B/16 one (`udon_clip_vit_with_embedding`), `backbone=siglip` the SigLIP 2 B/16 one at 224 px
-(`udon_siglip_vit_with_embedding`); `variant=L/16` (AugReg) or `variant=L/14` (CLIP) the ViT-L
-sizes, from the starting weights of config_train_vit.py / config_train_clip_vit.py.
+(`udon_siglip_vit_with_embedding`), `backbone=dinov2` the DINOv2 B/14 one
+(`udon_dinov2_vit_with_embedding`). `variant=L/16` (AugReg), `variant=L/14` (CLIP, DINOv2) give
+the ViT-L sizes, from the starting weights of the family's own train config.
 Defaults are the original's: 10 epochs, batch 128,
 lr 1e-3 for heads and projections from step 0, backbone lr 1e-5 after 2 frozen epochs, sampler
 update every 1000 steps on the teacher loss, domains in the original order.
@@ -18,6 +19,7 @@ import ml_collections
 from universal_embedding.configs import (
     base,
     config_train_clip_vit,
+    config_train_dinov2,
     config_train_siglip,
     config_train_vit,
 )
@@ -33,6 +35,10 @@ BACKBONES = {
     "siglip": (
         "udon_siglip_vit_with_embedding",
         {"B/16": config_train_siglip.checkpoint_path("B/16", 224)},
+    ),
+    "dinov2": (
+        "udon_dinov2_vit_with_embedding",
+        {v: config_train_dinov2.checkpoint_path(v, False) for v in ("B/14", "L/14")},
     ),
 }
 
@@ -78,10 +84,11 @@ def add_udon_fields(c: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
-    args = base.parse_arg(arg, backbone="vit", variant="B/16")
+    args = base.parse_arg(arg, backbone="vit", variant="")
     if args.backbone not in BACKBONES:
         raise ValueError(f"backbone={args.backbone!r}: choose one of {', '.join(BACKBONES)}.")
     model_class, files = BACKBONES[args.backbone]
+    args.variant = args.variant or next(iter(files))  # B/16 (DINOv2: B/14)
     if args.variant not in files:
         raise ValueError(
             f"variant={args.variant!r}: {args.backbone} weights are known for {', '.join(files)}."
