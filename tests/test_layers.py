@@ -74,6 +74,7 @@ ENTRY_POINTS = {
     "download_models",
     "settings",
     "train_settings",
+    "config_checks",
 }
 
 

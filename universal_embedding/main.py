@@ -12,7 +12,7 @@ from collections.abc import Mapping
 import jax
 import ml_collections
 
-from universal_embedding import runner, settings
+from universal_embedding import config_checks, runner, settings
 from universal_embedding.checkpoint.lock import LOCK_FILE
 from universal_embedding.errors import command
 from universal_embedding.knn.evaluate import EvalPlan
@@ -36,9 +36,11 @@ def report(workdir: str, results: Mapping[str, float], plan: EvalPlan) -> None:
 
 
 def main(config: ml_collections.ConfigDict, workdir: str) -> dict[str, float]:
-    """Register the config's own domains (domains_file), build the trainer's typed settings
-    once, then train and test; process 0 prints the results and the files written."""
+    """Register the config's own domains (domains_file), check the config (config_checks.py:
+    a bad one fails before anything is written), build the trainer's typed settings once,
+    then train and test; process 0 prints the results and the files written."""
     settings.register_domains(config)
+    config_checks.check_train_config(config)  # before anything is written
     ts = settings.train_settings(config)
     results = trainer.train_and_evaluate(workdir, ts)
     if jax.process_index() == 0:
