@@ -75,6 +75,7 @@ ENTRY_POINTS = {
     "settings",
     "train_settings",
     "config_checks",
+    "resume_check",
 }
 
 

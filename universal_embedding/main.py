@@ -6,13 +6,14 @@ in W: checkpoints/, config.json, metrics.jsonl, TensorBoard events, results.*.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from collections.abc import Mapping
 
 import jax
 import ml_collections
 
-from universal_embedding import config_checks, runner, settings
+from universal_embedding import config_checks, resume_check, runner, settings
 from universal_embedding.checkpoint.lock import LOCK_FILE
 from universal_embedding.errors import command
 from universal_embedding.knn.evaluate import EvalPlan
@@ -42,6 +43,8 @@ def main(config: ml_collections.ConfigDict, workdir: str) -> dict[str, float]:
     settings.register_domains(config)
     config_checks.check_train_config(config)  # before anything is written
     ts = settings.train_settings(config)
+    changes = resume_check.config_changes(config, workdir)
+    ts = dataclasses.replace(ts, run=dataclasses.replace(ts.run, config_changes=changes))
     results = trainer.train_and_evaluate(workdir, ts)
     if jax.process_index() == 0:
         report(workdir, results, ts.test_plan)

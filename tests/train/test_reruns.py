@@ -3,16 +3,17 @@
 from __future__ import annotations
 
 import collections
+import json
 import os
 import signal
 
 import pytest
 
+from universal_embedding import checkpoint, resume_check, writers
 from universal_embedding import main as train_main
-from universal_embedding import writers
 from universal_embedding.configs import tiny
 from universal_embedding.knn import evaluator
-from universal_embedding.train import preemption
+from universal_embedding.train import guards, preemption
 
 pytestmark = pytest.mark.usefixtures("compilation_cache")
 
@@ -100,3 +101,36 @@ def test_a_signal_during_a_raise_at_once_stage_raises_even_when_swallowed():
                 watch.check()
     finally:
         signal.signal(signal.SIGTERM, earlier)
+
+
+def test_changed_fields_names_what_a_resume_would_compute_differently():
+    saved = {"batch_size": 8, "dataset_name": "cars,sop", "lr": 0.1, "model": {"remat": False}}
+    now = {"batch_size": 16, "dataset_name": "sop, cars", "lr": 0.01, "model": {"remat": True}}
+    assert resume_check.changed_fields(saved, now) == (
+        "batch_size: 8 -> 16",
+        "dataset_name: 'cars,sop' -> 'sop, cars'",
+    )
+    assert resume_check.changed_fields(saved, {**saved, "dataset_name": " cars, sop"}) == ()
+
+
+def test_a_resume_stops_on_a_changed_batch_or_domain_order_and_takes_clipping(
+    data_dir, tmp_path, caplog
+):
+    workdir = str(tmp_path)
+    steps = dict(num_training_steps=4, checkpoint_steps=2)
+    train_main.main(tiny_config(data_dir, stop_after_steps=2, **steps), workdir)
+    config_json = (tmp_path / "config.json").read_bytes()
+    with pytest.raises(guards.ConfigChanged, match=r"\(batch_size: 8 -> 16\): use a new"):
+        train_main.main(tiny_config(data_dir, batch_size=16, **steps), workdir)
+    with pytest.raises(guards.ConfigChanged, match="dataset_name: 'cars,sop' -> 'sop,cars'"):
+        train_main.main(tiny_config(data_dir, dataset_name="sop,cars", **steps), workdir)
+    assert (tmp_path / "config.json").read_bytes() == config_json
+    # the one way through: resume_changed_config (a warning names the changes)
+    c = tiny_config(data_dir, batch_size=16, resume_changed_config=True, stop_after_steps=3)
+    train_main.main(c, workdir)
+    assert "config changes (resume_changed_config): batch_size: 8 -> 16" in caplog.text
+    assert json.loads((tmp_path / "config.json").read_text())["batch_size"] == 16
+    # adding clipping (and lowering lr), the advice after a NaN stop, resumes from step 2
+    c = tiny_config(data_dir, batch_size=16, grad_clip_norm=1.0, lr=1e-3, **steps)
+    train_main.main(c, workdir)
+    assert sorted(os.listdir(checkpoint.checkpoint_dir(workdir)))[-1] == "4"

@@ -11,6 +11,27 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 import numpy as np
+from absl import logging
+
+
+class ConfigChanged(ValueError):
+    """A resume whose config changes what the resumed run computes."""
+
+
+def check_unchanged(changes, allowed: bool, workdir: str, step: int) -> None:
+    """ConfigChanged naming `changes` (resume_check.py) unless `allowed`, then a warning."""
+    if not changes:
+        return
+    listed = "; ".join(changes)
+    if not allowed:
+        raise ConfigChanged(
+            f"{workdir} resumes from step {step} with a config that changes what it computes "
+            f"({listed}): use a new workdir, or rerun with the workdir's config.json values, or "
+            "add --config.resume_changed_config=True to continue anyway."
+        )
+    logging.warning(
+        "resuming step %d with config changes (resume_changed_config): %s", step, listed
+    )
 
 
 class NonFinite(SystemExit):

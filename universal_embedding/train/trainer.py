@@ -183,6 +183,7 @@ def _train(workdir: str, ts: TrainSettings, watch) -> dict[str, float]:
         loading.check_same_numerics(spec, workdir)
         state, extra = ckpts.restore_latest(state)
         start = int(jax.device_get(state.step))
+        guards.check_unchanged(run.config_changes, run.resume_changed_config, workdir, start)
         sampler.restore(extra, start, workdir)
         _log("resumed from step %d", start)
     if lead:  # only now: a failed resume leaves the run's config.json as it was
