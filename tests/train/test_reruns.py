@@ -44,7 +44,7 @@ def test_kill_before_the_first_checkpoint_writes_no_row_twice(data_dir, tmp_path
 
 
 def test_ctrl_c_during_the_final_test_exits_non_zero_and_the_rerun_tests_once(
-    data_dir, tmp_path, monkeypatch
+    data_dir, tmp_path, monkeypatch, capsys
 ):
     workdir = str(tmp_path)
     c = tiny_config(data_dir, num_training_steps=2, do_final_testing=True)
@@ -69,6 +69,16 @@ def test_ctrl_c_during_the_final_test_exits_non_zero_and_the_rerun_tests_once(
     results = train_main.main(c, workdir)  # tests again, at the last step
     assert results and os.path.exists(os.path.join(workdir, "results.json"))
     assert repeated_rows(workdir) == []
+    # the same command again: nothing to do, and it says so
+    before = {n: os.stat(os.path.join(workdir, n)).st_mtime_ns for n in os.listdir(workdir)}
+    capsys.readouterr()
+    again = train_main.main(c, workdir)
+    assert f"{workdir} already finished (step 2, final test in results.json): nothing to do" in (
+        capsys.readouterr().out
+    )
+    assert again == pytest.approx(results)
+    after = {n: os.stat(os.path.join(workdir, n)).st_mtime_ns for n in os.listdir(workdir)}
+    assert after == before
 
 
 def test_a_torn_last_metrics_line_is_dropped_with_a_warning(tmp_path, caplog):

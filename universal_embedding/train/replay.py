@@ -8,7 +8,13 @@ killed during its final test (the test runs again at the last step).
 
 from __future__ import annotations
 
+import math
+import os
+
 from universal_embedding import writers
+from universal_embedding.errors import limits
+
+RESULTS_FILE = "results.json"  # report/results_files.py: written last, after the final test
 
 
 def logged_from(workdir: str, step: int) -> set[tuple[int, str]]:
@@ -42,3 +48,32 @@ def skip_logged(writer, workdir: str, start: int):
     step `start` itself are those of the checkpoint resumed from, or step 0's of a restart)."""
     logged = logged_from(workdir, start)
     return SkipLogged(writer, logged) if logged else writer
+
+
+def finished_results(workdir: str, final_test: bool) -> dict[str, float] | None:
+    """A run whose last step is checkpointed: {} when it has no final test, the results of
+    workdir/results.json when it has one (the test finished); None when that file is missing
+    or unreadable (the test must run again)."""
+    if not final_test:
+        return {}
+    path = os.path.join(workdir, RESULTS_FILE)
+    if not os.path.isfile(path):
+        return None
+    try:
+        saved = limits.read_json_object(path, "Results")
+    except (OSError, ValueError):
+        return None
+    return {
+        k: math.nan if v is None else float(v)
+        for k, v in saved.items()
+        if k != "provenance" and (v is None or isinstance(v, (int, float)))
+    }
+
+
+def finished_message(workdir: str, step: int, final_test: bool) -> str:
+    """What a rerun of a finished run says."""
+    tested = ", final test in results.json" if final_test else ""
+    return (
+        f"{workdir} already finished (step {step}{tested}): nothing to do; use another "
+        "--workdir (or more steps) to train again."
+    )

@@ -186,6 +186,12 @@ def _train(workdir: str, ts: TrainSettings, watch) -> dict[str, float]:
         guards.check_unchanged(run.config_changes, run.resume_changed_config, workdir, start)
         sampler.restore(extra, start, workdir)
         _log("resumed from step %d", start)
+        done = start == tplan.total_steps and ckpts.best_step() is not None
+        finished = replay.finished_results(workdir, run.do_final_testing) if done else None
+        if finished is not None:  # the same command again on a finished run
+            _log(replay.finished_message(workdir, start, run.do_final_testing))
+            ckpts.close()
+            return finished
     if lead:  # only now: a failed resume leaves the run's config.json as it was
         writers.write_config_json(ts.config_dict, os.path.join(workdir, "config.json"))
         writers.drop_torn_tail(workdir)  # a kill while a metrics row was written
