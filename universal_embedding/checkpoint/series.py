@@ -92,7 +92,15 @@ class Checkpoints:
             )
             self._best_metric = float(info["extra"]["metric"])
 
+    @property
+    def workdir(self) -> str:
+        return self._workdir
+
     # ---- latest ----
+    def saved_steps(self) -> list[int]:
+        """Steps of the complete latest checkpoints, oldest first."""
+        return sorted(self._latest.all_steps())
+
     def latest_step(self) -> int | None:
         """Step of the newest complete latest checkpoint, or None."""
         return self._latest.latest_step()
