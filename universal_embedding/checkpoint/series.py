@@ -17,6 +17,7 @@ from typing import Any
 import jax
 import numpy as np
 import orbax.checkpoint as ocp
+from absl import logging
 
 LATEST = "latest"
 BEST = "best"
@@ -87,10 +88,24 @@ class Checkpoints:
         best_step = self._best.latest_step()
         self._best_metric: float | None = None
         if best_step is not None:
-            info = self._best.restore(
-                best_step, args=ocp.args.Composite(extra=ocp.args.JsonRestore())
-            )
-            self._best_metric = float(info["extra"]["metric"])
+            self._best_metric = self._read_best_metric(best_step)
+
+    def _read_best_metric(self, step: int) -> float | None:
+        """The metric of best step `step`; a best checkpoint that cannot say (its extra/ gone
+        or damaged) is moved to checkpoints/corrupt/ with a warning: it blocks no resume, and
+        the next validation saves a new best."""
+        from universal_embedding.checkpoint import repair
+
+        try:
+            info = self._best.restore(step, args=ocp.args.Composite(extra=ocp.args.JsonRestore()))
+            return float(info["extra"]["metric"])
+        except Exception as e:  # noqa: BLE001 - whatever the reader raises, the step is unusable
+            target = repair.set_aside(self._best, self._workdir, [step])
+            logging.warning(
+                "Best checkpoint step %d under %s is damaged (%s); moved it to %s.",
+                step, self._best.directory, repair.reason(e), target,
+            )  # fmt: skip
+            return None
 
     @property
     def workdir(self) -> str:
