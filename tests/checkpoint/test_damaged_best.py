@@ -28,3 +28,25 @@ def test_best_without_extra_is_set_aside_and_latest_resumes(tmp_path, caplog):
     assert os.listdir(os.path.join(workdir, "checkpoints", "corrupt")) == ["2"]
     assert ckpts.save_best_if_better(2, state, 0.1)  # a new best is saved
     ckpts.close()
+
+
+def test_latest_reader_falls_back_from_a_truncated_newest_step(tmp_path, caplog):
+    # knn_main --config.checkpoint=latest on a run whose newest step is truncated
+    workdir = str(tmp_path)
+    ckpts = checkpoint.Checkpoints(workdir, checkpoint_steps=1, max_to_keep=3, async_save=False)
+    rng = np.random.default_rng(0)
+    weights = {step: rng.standard_normal(4096).astype(np.float32) for step in (2, 4)}
+    for step in (2, 4):
+        state = {"params": {"w": weights[step]}}
+        ckpts.save_latest(step, state, {}, force=True)
+    ckpts.close()
+    newest = os.path.join(checkpoint.checkpoint_dir(workdir), "4")
+    files = [os.path.join(d, n) for d, _, ns in os.walk(os.path.join(newest, "state")) for n in ns]
+    biggest = max(files, key=os.path.getsize)
+    with open(biggest, "r+b") as f:
+        f.truncate(os.path.getsize(biggest) // 2)
+    params, info = checkpoint.restore_params(workdir, "latest")
+    assert info["step"] == 2
+    np.testing.assert_array_equal(params["w"], weights[2])
+    assert f"Skipped unreadable latest checkpoint(s): {newest} (" in caplog.text
+    assert "using step 2" in caplog.text
