@@ -50,3 +50,40 @@ def test_latest_reader_falls_back_from_a_truncated_newest_step(tmp_path, caplog)
     np.testing.assert_array_equal(params["w"], weights[2])
     assert f"Skipped unreadable latest checkpoint(s): {newest} (" in caplog.text
     assert "using step 2" in caplog.text
+
+
+def test_a_full_disk_during_a_save_is_one_line_and_the_last_step_stays_usable(
+    tmp_path, monkeypatch
+):
+    workdir = str(tmp_path)
+    ckpts = checkpoint.Checkpoints(workdir, checkpoint_steps=1, max_to_keep=3, async_save=False)
+    state = {"params": {"w": np.arange(4, dtype=np.float32)}}
+    ckpts.save_latest(2, state, {}, force=True)
+    ckpts.wait()
+    latest = checkpoint.checkpoint_dir(workdir)
+    partial = os.path.join(latest, "4.orbax-checkpoint-tmp-1")
+
+    def full(*args, **kwargs):  # what TensorStore raises (seen on a 200 KB tmpfs)
+        os.makedirs(os.path.join(partial, "state"))
+        raise ValueError(
+            'RESOURCE_EXHAUSTED: Error writing "params.w/0": Failed to write 214755 bytes to '
+            "file 4: No space left on device [os_error_code='28']"
+        )
+
+    monkeypatch.setattr(ckpts._latest, "save", full)
+    try:
+        ckpts.save_latest(4, state, {}, force=True)
+    except checkpoint.DiskFull as e:
+        message = str(e)
+    assert message == (
+        f"No space left on device while saving step 4 under {os.path.dirname(latest)} (the "
+        "partial save was removed; last intact checkpoint: step 2). Free space or lower "
+        "config.max_checkpoints_to_keep, then rerun the same command."
+    )
+    assert os.listdir(latest) == ["2"]
+    monkeypatch.undo()
+    ckpts.close()
+    again = checkpoint.Checkpoints(workdir, checkpoint_steps=1, max_to_keep=3)
+    restored, _ = again.restore_latest({"params": {"w": np.zeros(4, np.float32)}})
+    np.testing.assert_array_equal(restored["params"]["w"], state["params"]["w"])
+    again.close()
