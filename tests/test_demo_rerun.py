@@ -52,7 +52,7 @@ def stubbed_stages(monkeypatch):
     monkeypatch.setattr(demo, "make_data", lambda data_dir: None)
     monkeypatch.setattr(jax.config, "update", lambda *a: None)
 
-    def fake_train(config, workdir, ts):
+    def fake_train(workdir, ts):
         calls.append(workdir)
         write_json(os.path.join(workdir, "results.json"), full_results(0.6))
         return full_results(0.6)

@@ -3,6 +3,7 @@
 import json
 import os
 import re
+import subprocess
 
 import numpy as np
 import pytest
@@ -319,3 +320,23 @@ def test_train_dir_without_checkpoint_fails(data_dir, tmp_path):
         config = knn_config(data_dir, train_dir=train_dir, checkpoint=which)
         with pytest.raises(FileNotFoundError, match=match):
             knn_main.run_knn(config, str(tmp_path / "w"))
+
+
+def test_knn_main_refuses_a_workdir_a_training_holds(data_dir, tmp_path):
+    # knn_main pointed at a training in progress used to replace its results.json
+    from universal_embedding.checkpoint import lock
+
+    holder = subprocess.Popen(["sleep", "60"])
+    workdir = tmp_path / "w"
+    try:
+        workdir.mkdir()
+        (workdir / "results.json").write_text("{}")
+        with open(lock.lock_path(str(workdir)), "w") as f:
+            json.dump({"pid": holder.pid, "host": os.uname().nodename, "started": 0}, f)
+        with pytest.raises(lock.WorkdirLocked, match=f"in use by pid {holder.pid}"):
+            knn_main.main(knn_config(data_dir), str(workdir))
+    finally:
+        holder.kill()
+        holder.wait()
+    assert sorted(os.listdir(workdir)) == ["results.json", lock.LOCK_FILE]
+    assert (workdir / "results.json").read_text() == "{}"

@@ -75,6 +75,8 @@ ENTRY_POINTS = {
     "commands",
     "settings",
     "train_settings",
+    "config_checks",
+    "resume_check",
 }
 
 

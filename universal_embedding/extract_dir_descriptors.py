@@ -21,6 +21,7 @@ import numpy as np
 from absl import logging
 
 from universal_embedding import loading, runner, settings, writers
+from universal_embedding.checkpoint.lock import WorkdirLock
 from universal_embedding.distributed.mesh import global_batch_size
 from universal_embedding.errors import command
 from universal_embedding.knn import descriptors as knn_descriptors
@@ -89,7 +90,11 @@ def run_extract_dir(
 
 
 def main(config: ml_collections.ConfigDict, workdir: str) -> None:
-    run_extract_dir(config, workdir)
+    """run_extract_dir holding the workdir's lock (checkpoint/lock.py): a training or another
+    command writing into the same workdir refuses to start, and this one refuses while one
+    runs."""
+    with WorkdirLock(workdir, enabled=jax.process_index() == 0):
+        run_extract_dir(config, workdir)
 
 
 def cli() -> None:

@@ -20,6 +20,7 @@ import ml_collections
 from absl import logging
 
 from universal_embedding import loading, runner, settings, writers
+from universal_embedding.checkpoint.lock import WorkdirLock
 from universal_embedding.checkpoint.restore import parse_which
 from universal_embedding.checkpoint.series import BEST, LATEST, checkpoint_dir
 from universal_embedding.errors import command
@@ -121,7 +122,10 @@ def run_knn(config: ml_collections.ConfigDict, workdir: str) -> dict[str, float]
 
 
 def main(config: ml_collections.ConfigDict, workdir: str) -> None:
-    run_knn(config, workdir)
+    """run_knn holding the workdir's lock (checkpoint/lock.py): a training or another command
+    writing into the same workdir refuses to start, and this one refuses while one runs."""
+    with WorkdirLock(workdir, enabled=jax.process_index() == 0):
+        run_knn(config, workdir)
 
 
 def cli() -> None:

@@ -6,13 +6,14 @@ in W: checkpoints/, config.json, metrics.jsonl, TensorBoard events, results.*.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from collections.abc import Mapping
 
 import jax
 import ml_collections
 
-from universal_embedding import runner, settings
+from universal_embedding import config_checks, resume_check, runner, settings
 from universal_embedding.checkpoint.lock import LOCK_FILE
 from universal_embedding.errors import command
 from universal_embedding.knn.evaluate import EvalPlan
@@ -36,10 +37,14 @@ def report(workdir: str, results: Mapping[str, float], plan: EvalPlan) -> None:
 
 
 def main(config: ml_collections.ConfigDict, workdir: str) -> dict[str, float]:
-    """Register the config's own domains (domains_file), build the trainer's typed settings
-    once, then train and test; process 0 prints the results and the files written."""
+    """Register the config's own domains (domains_file), check the config (config_checks.py:
+    a bad one fails before anything is written), build the trainer's typed settings once,
+    then train and test; process 0 prints the results and the files written."""
     settings.register_domains(config)
+    config_checks.check_train_config(config)  # before anything is written
     ts = settings.train_settings(config)
+    changes = resume_check.config_changes(config, workdir)
+    ts = dataclasses.replace(ts, run=dataclasses.replace(ts.run, config_changes=changes))
     results = trainer.train_and_evaluate(workdir, ts)
     if jax.process_index() == 0:
         report(workdir, results, ts.test_plan)

@@ -129,10 +129,12 @@ def train_data(config: Config) -> TrainData:
 
 
 def run_settings(config: Config) -> RunSettings:
-    """max_checkpoints_to_keep, wandb, stop_after_steps and do_final_testing."""
+    """max_checkpoints_to_keep, wandb, stop_after_steps, do_final_testing and
+    resume_changed_config (config_changes: set by the entry point, resume_check.py)."""
     return RunSettings(
         max_checkpoints_to_keep=int(config.max_checkpoints_to_keep),
         wandb=config.wandb.to_dict(),
         stop_after_steps=int(config.stop_after_steps),
         do_final_testing=bool(config.do_final_testing),
+        resume_changed_config=bool(config.get("resume_changed_config", False)),
     )

@@ -125,3 +125,7 @@ def restore_newest_intact(
         + "; ".join(f"step {s} ({why})" for s, why in skipped)
         + ". Move that folder away to train from step 0, or use a new --workdir."
     )
+
+
+set_aside = _set_aside  # for the best series (series.py)
+reason = _reason

@@ -12,6 +12,7 @@ from typing import Any
 import jax
 import numpy as np
 import orbax.checkpoint as ocp
+from absl import logging
 
 from universal_embedding.checkpoint.series import BEST, LATEST, checkpoint_dir
 from universal_embedding.errors import limits
@@ -76,6 +77,37 @@ def check_links_inside(workdir: str, path: str) -> None:
                 )
 
 
+def _restore_newest_readable(path: str, sharding: Any) -> tuple[Any, dict, int]:
+    """_restore_item of the newest latest step that reads; each unreadable newer step (e.g. a
+    truncated file) is named in a warning. Nothing is moved: readers leave the workdir as is."""
+    from universal_embedding.checkpoint import repair
+
+    steps = sorted((int(n) for n in os.listdir(path) if n.isdigit()), reverse=True)
+    skipped: list[str] = []
+    for step in steps:
+        try:
+            out = _restore_item(path, "state", step, sharding)
+        except FileNotFoundError as e:  # an unfinished save: orbax does not list it
+            skipped.append(f"step {step} ({limits.short(str(e))})")
+            continue
+        except Exception as e:  # noqa: BLE001 - whatever the reader raises, the step is unusable
+            skipped.append(f"{os.path.join(path, str(step))} ({repair.reason(e)})")
+            continue
+        if skipped:
+            logging.warning(
+                "Skipped unreadable latest checkpoint(s): %s; using step %d.",
+                "; ".join(skipped),
+                step,
+            )
+        return out
+    if not skipped:
+        return _restore_item(path, "state", None, sharding)  # no step: its own message
+    raise ValueError(
+        f"No readable latest checkpoint under {path}: {'; '.join(skipped)}. Pick another with "
+        "--config.checkpoint=best or a step number, or train again."
+    )
+
+
 def restore_params(
     workdir: str, which: str | int = "best", sharding: Any = None
 ) -> tuple[dict, dict]:
@@ -92,6 +124,9 @@ def restore_params(
         )
     item = "params" if series == BEST else "state"
     check_links_inside(workdir, path)
-    tree, extra, step = _restore_item(path, item, step, sharding)
+    if series == LATEST and step is None:
+        tree, extra, step = _restore_newest_readable(path, sharding)
+    else:
+        tree, extra, step = _restore_item(path, item, step, sharding)
     params = tree if series == BEST else tree["params"]
     return dict(params), {**extra, "step": extra.get("step", step)}

@@ -9,14 +9,18 @@ short (crash, SIGKILL) is never listed as a step.
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import math
 import os
+import shutil
 from collections.abc import Mapping
 from typing import Any
 
 import jax
 import numpy as np
 import orbax.checkpoint as ocp
+from absl import logging
 
 LATEST = "latest"
 BEST = "best"
@@ -62,6 +66,26 @@ def _save_policy(interval: int, steps: tuple[int, ...]):
     )
 
 
+class DiskFull(OSError):
+    """No space left on device while a checkpoint was written (the partial save is removed)."""
+
+
+def _no_space(error: BaseException) -> bool:
+    """True for a full disk or quota, however the storage layer wraps it (TensorStore raises
+    ValueError('RESOURCE_EXHAUSTED: ... No space left on device'))."""
+    errno_ = getattr(error, "errno", None)
+    return errno_ in (errno.ENOSPC, errno.EDQUOT) or "No space left on device" in str(error)
+
+
+def _remove_partial_saves(folders: tuple[str, ...]) -> None:
+    """Delete the temporary folders of unfinished saves (orbax's '<step>.orbax-checkpoint-tmp*')."""
+    for folder in folders:
+        if os.path.isdir(folder):
+            for name in os.listdir(folder):
+                if ".orbax-checkpoint-tmp" in name:
+                    shutil.rmtree(os.path.join(folder, name), ignore_errors=True)
+
+
 class Checkpoints:
     """The two checkpoint series of one training run (all processes must call the same methods)."""
 
@@ -87,12 +111,34 @@ class Checkpoints:
         best_step = self._best.latest_step()
         self._best_metric: float | None = None
         if best_step is not None:
-            info = self._best.restore(
-                best_step, args=ocp.args.Composite(extra=ocp.args.JsonRestore())
-            )
-            self._best_metric = float(info["extra"]["metric"])
+            self._best_metric = self._read_best_metric(best_step)
+
+    def _read_best_metric(self, step: int) -> float | None:
+        """The metric of best step `step`; a best checkpoint that cannot say (its extra/ gone
+        or damaged) is moved to checkpoints/corrupt/ with a warning: it blocks no resume, and
+        the next validation saves a new best."""
+        from universal_embedding.checkpoint import repair
+
+        try:
+            info = self._best.restore(step, args=ocp.args.Composite(extra=ocp.args.JsonRestore()))
+            return float(info["extra"]["metric"])
+        except Exception as e:  # noqa: BLE001 - whatever the reader raises, the step is unusable
+            target = repair.set_aside(self._best, self._workdir, [step])
+            logging.warning(
+                "Best checkpoint step %d under %s is damaged (%s); moved it to %s.",
+                step, self._best.directory, repair.reason(e), target,
+            )  # fmt: skip
+            return None
+
+    @property
+    def workdir(self) -> str:
+        return self._workdir
 
     # ---- latest ----
+    def saved_steps(self) -> list[int]:
+        """Steps of the complete latest checkpoints, oldest first."""
+        return sorted(self._latest.all_steps())
+
     def latest_step(self) -> int | None:
         """Step of the newest complete latest checkpoint, or None."""
         return self._latest.latest_step()
@@ -121,7 +167,8 @@ class Checkpoints:
         args = ocp.args.Composite(
             state=ocp.args.PyTreeSave(state), extra=ocp.args.JsonSave(_jsonable(extra or {}))
         )
-        return self._latest.save(step, args=args, force=force)
+        with self._storage(f"step {step}"):
+            return self._latest.save(step, args=args, force=force)
 
     def restore_latest(self, template: Any, step: int | None = None) -> tuple[Any, dict]:
         """(state, extra) of the newest intact (or `step`) checkpoint, laid out like `template`.
@@ -167,7 +214,8 @@ class Checkpoints:
         if step in self._best.all_steps():  # re-evaluated after a resume: replace it
             self._best.delete(step)
         args = ocp.args.Composite(params=ocp.args.PyTreeSave(params), extra=ocp.args.JsonSave(info))
-        self._best.save(step, args=args, force=True)
+        with self._storage(f"the best checkpoint (step {step})"):
+            self._best.save(step, args=args, force=True)
         self._best_metric = metric
         return True
 
@@ -177,9 +225,31 @@ class Checkpoints:
 
     # ---- lifetime ----
     def wait(self) -> None:
-        """Block until pending asynchronous saves are on disk."""
-        self._latest.wait_until_finished()
-        self._best.wait_until_finished()
+        """Block until pending asynchronous saves are on disk; DiskFull (one line) when the
+        disk filled up during one."""
+        with self._storage("a checkpoint"):
+            self._latest.wait_until_finished()
+            self._best.wait_until_finished()
+
+    @contextlib.contextmanager
+    def _storage(self, what: str):
+        """Turn a full disk during a save into DiskFull, removing the partial save so that the
+        newest intact step stays the one a rerun resumes from."""
+        try:
+            yield
+        except Exception as e:
+            if not _no_space(e):
+                raise
+            folders = (str(self._latest.directory), str(self._best.directory))
+            if jax.process_index() == 0:
+                _remove_partial_saves(folders)
+            steps = sorted(int(n) for n in os.listdir(folders[0]) if n.isdigit())
+            last = f"step {steps[-1]}" if steps else "none (a rerun starts from step 0)"
+            raise DiskFull(
+                f"No space left on device while saving {what} under {os.path.dirname(folders[0])}"
+                f" (the partial save was removed; last intact checkpoint: {last}). Free space "
+                "or lower config.max_checkpoints_to_keep, then rerun the same command."
+            ) from None
 
     def close(self) -> None:
         """Finish pending saves and release resources."""

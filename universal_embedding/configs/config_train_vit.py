@@ -30,6 +30,9 @@ SAMPLINGS = ("round_robin", "dataset_size", "balanced", "specialist_top_steps")
 def add_train_fields(c: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
     """Trainer-only fields (added to a base config)."""
     c.stop_after_steps = 0  # debug: leave the loop after this step, as if killed; 0 = off
+    # Resume although the config changes what the run computes (batch, domains, sampler,
+    # model, loss against the workdir's config.json: resume_check.py); off = stop and say so.
+    c.resume_changed_config = False
     # Start from a trained model (backbone, projection and heads; step 0, fresh optimiser):
     # a checkpoint_<step> file or workdir of the original code, or a workdir of this project.
     c.init_ckpt = ""

@@ -8,9 +8,35 @@ always finite, and the error names the first bad step, its domain and the last g
 
 from __future__ import annotations
 
+import os
+
 import jax
 import jax.numpy as jnp
 import numpy as np
+from absl import logging
+
+from universal_embedding import checkpoint, writers
+from universal_embedding.train import divergence
+
+
+class ConfigChanged(ValueError):
+    """A resume whose config changes what the resumed run computes."""
+
+
+def check_unchanged(changes, allowed: bool, workdir: str, step: int) -> None:
+    """ConfigChanged naming `changes` (resume_check.py) unless `allowed`, then a warning."""
+    if not changes:
+        return
+    listed = "; ".join(changes)
+    if not allowed:
+        raise ConfigChanged(
+            f"{workdir} resumes from step {step} with a config that changes what it computes "
+            f"({listed}): use a new workdir, or rerun with the workdir's config.json values, or "
+            "add --config.resume_changed_config=True to continue anyway."
+        )
+    logging.warning(
+        "resuming step %d with config changes (resume_changed_config): %s", step, listed
+    )
 
 
 class NonFinite(SystemExit):
@@ -50,11 +76,40 @@ def check_finite(pending: list, step: int, domains, ckpts, params=None, on_stop=
     if on_stop is not None:
         on_stop()
     ckpts.wait()
-    last = ckpts.latest_step()
+    last, collapsed = _resumable(ckpts, pending, step)
     ckpts.close()
+    note = _set_aside(ckpts.workdir, collapsed)
     domain = domains[d] if d is not None else "?"
     raise NonFinite(
         f"non-finite {what} at step {at} (domain {domain}); last good checkpoint: "
         + (f"step {last}" if last is not None else "none (rerunning starts from step 0)")
-        + ". Lower config.lr or set config.grad_clip_norm and rerun."
+        + f".{note} Lower config.lr or set config.grad_clip_norm and rerun"
+        + (f": it resumes from step {last}." if last is not None else ".")
+    )
+
+
+def _resumable(ckpts, pending: list, step: int) -> tuple[int | None, list[int]]:
+    """(the saved step worth resuming from, the newer saved steps that had collapsed:
+    train/divergence.py), judged by the pending steps' metrics and metrics.jsonl."""
+    saved = ckpts.saved_steps()
+    if not saved:
+        return None, []
+    first = step - len(pending) + 1
+    host = jax.device_get([(m["loss"], m["grad_norm"]) for _, m in pending])
+    per_step = {first + i: (float(a), float(b)) for i, (a, b) in enumerate(host)}
+    health = divergence.step_health(writers.read_metrics(ckpts.workdir), per_step)
+    return divergence.worth_resuming(saved, health)
+
+
+def _set_aside(workdir: str, collapsed: list[int]) -> str:
+    """Move the collapsed steps to W/checkpoints/diverged/ (process 0); the sentence saying so."""
+    if not collapsed:
+        return ""
+    where = os.path.join(os.path.dirname(checkpoint.checkpoint_dir(workdir)), divergence.DIVERGED)
+    if jax.process_index() == 0:
+        where = divergence.set_aside(checkpoint.checkpoint_dir(workdir), collapsed)
+    steps = ", ".join(map(str, collapsed))
+    return (
+        f" Steps {steps} had collapsed (gradient norm <= {divergence.COLLAPSED_GRAD_NORM:g} or "
+        f"not finite in metrics.jsonl) and were moved to {where}."
     )

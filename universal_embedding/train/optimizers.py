@@ -151,6 +151,21 @@ def make_optimizer(
         },
         param_labels,
     )
-    if opt.grad_clip_norm > 0:
-        tx = optax.chain(optax.clip_by_global_norm(opt.grad_clip_norm), tx)
-    return tx
+    return clip_then(tx, opt.grad_clip_norm)
+
+
+def clip_then(inner: optax.GradientTransformation, max_norm: float) -> optax.GradientTransformation:
+    """`inner` applied to the gradients clipped to global norm `max_norm` (<= 0: `inner`).
+
+    The state is `inner`'s alone (clipping keeps none), so a run checkpointed without clipping
+    resumes with config.grad_clip_norm set, as the advice after a NaN stop says.
+    """
+    if max_norm <= 0:
+        return inner
+    clip = optax.clip_by_global_norm(max_norm)
+
+    def update_fn(updates, state, params=None):
+        clipped, _ = clip.update(updates, clip.init(updates), params)
+        return inner.update(clipped, state, params)
+
+    return optax.GradientTransformation(inner.init, update_fn)

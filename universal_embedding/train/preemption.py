@@ -32,6 +32,7 @@ class SignalWatch:
     def __init__(self) -> None:
         self.received: int | None = None
         self._previous: dict[int, object] = {}
+        self._stage = ""  # set by raise_at_once: a signal then raises Preempted at once
 
     def __enter__(self) -> SignalWatch:
         main_thread = threading.current_thread() is threading.main_thread()
@@ -46,6 +47,24 @@ class SignalWatch:
             self.received = signum
             logging.warning("%s received: stopping after this step.", signal.Signals(signum).name)
         signal.signal(signum, self._previous.pop(signum, signal.SIG_DFL))
+        if self._stage:
+            self.check()
+
+    def raise_at_once(self, stage: str) -> None:
+        """From now on a signal raises Preempted at once (`stage`, e.g. 'the final test', has
+        no checkpoint to save); one received earlier raises now. Call `check()` again when the
+        stage ends: a Preempted swallowed by a library still ends the run non-zero."""
+        self._stage = stage
+        self.check()
+
+    def check(self) -> None:
+        """Raise Preempted when a signal was received during the stage of `raise_at_once`."""
+        if self.received is not None and self._stage:
+            name = signal.Signals(self.received).name
+            raise Preempted(
+                f"{name} received during {self._stage}: stopped; rerun the same command to "
+                "finish (it resumes from the last checkpoint)"
+            )
 
     def disarm(self) -> None:
         """Restore the previous handlers (signals act as usual again)."""

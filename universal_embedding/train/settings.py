@@ -38,6 +38,10 @@ class RunSettings:
     wandb: Mapping[str, Any]  # config.wandb as a dict (enabled, project, group, entity, name)
     stop_after_steps: int  # debug: leave the loop after this step, as if killed; 0 = off
     do_final_testing: bool  # test kNN on the best checkpoint at the end
+    # fields whose change against the workdir's config.json alters a resumed run
+    # (resume_check.py, set by the entry point); a resume with any stops unless allowed
+    config_changes: tuple[str, ...] = ()
+    resume_changed_config: bool = False
 
 
 @dataclasses.dataclass(frozen=True)

@@ -183,10 +183,18 @@ def _train(workdir: str, ts: TrainSettings, watch) -> dict[str, float]:
         loading.check_same_numerics(spec, workdir)
         state, extra = ckpts.restore_latest(state)
         start = int(jax.device_get(state.step))
+        guards.check_unchanged(run.config_changes, run.resume_changed_config, workdir, start)
         sampler.restore(extra, start, workdir)
         _log("resumed from step %d", start)
+        done = start == tplan.total_steps and ckpts.best_step() is not None
+        finished = replay.finished_results(workdir, run.do_final_testing) if done else None
+        if finished is not None:  # the same command again on a finished run
+            _log(replay.finished_message(workdir, start, run.do_final_testing))
+            ckpts.close()
+            return finished
     if lead:  # only now: a failed resume leaves the run's config.json as it was
         writers.write_config_json(ts.config_dict, os.path.join(workdir, "config.json"))
+        writers.drop_torn_tail(workdir)  # a kill while a metrics row was written
     writer = writers.create_writer(workdir, run.wandb, writers.flat_hparams(ts.config_dict))
     writer = replay.skip_logged(writer, workdir, start)
     if start == 0 and sampler.initial_scalars():
@@ -270,7 +278,7 @@ def _train(workdir: str, ts: TrainSettings, watch) -> dict[str, float]:
             _log("stop_after_steps=%d reached: leaving the loop (as if killed).", stop_after)
             break
     bar.close()
-    watch.disarm()
+    watch.raise_at_once("the final steps and test")  # Ctrl-C from here on: exit 1 at once
     ckpts.wait()
     writer.flush()
     final_step = int(jax.device_get(state.step))
@@ -289,6 +297,7 @@ def _train(workdir: str, ts: TrainSettings, watch) -> dict[str, float]:
         test_plan = ts.test_plan
         test_eval = evaluator.KnnEvaluator(model, test_plan, eval_data, spec.embedd_to_eval, mesh)
         results, descr = test_eval.run(loading.without_heads(best_params))
+        watch.check()  # a signal a library swallowed during the test: no results written
         writer.write_scalars(final_step, results_files.summary_scalars(results))
         writer.write_texts(final_step, results_files.summary_texts(results, test_plan))
         results_files.write_outputs(
@@ -304,4 +313,5 @@ def _train(workdir: str, ts: TrainSettings, watch) -> dict[str, float]:
         )
     writer.flush()
     ckpts.close()
+    watch.check()
     return results

@@ -11,7 +11,12 @@ import importlib
 from typing import Any
 
 from universal_embedding.writers.config_json import flat_hparams, write_config_json
-from universal_embedding.writers.metrics_file import HPARAMS_FILE, METRICS_FILE, read_metrics
+from universal_embedding.writers.metrics_file import (
+    HPARAMS_FILE,
+    METRICS_FILE,
+    drop_torn_tail,
+    read_metrics,
+)
 
 # name -> module defining it, imported when the name is first used (they import clu).
 _LAZY = {
@@ -24,6 +29,7 @@ _LAZY = {
 __all__ = [
     "HPARAMS_FILE",
     "METRICS_FILE",
+    "drop_torn_tail",
     "flat_hparams",
     "read_metrics",
     "write_config_json",
