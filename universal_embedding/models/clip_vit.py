@@ -47,13 +47,8 @@ class Mlp(nn.Module):
         return _dense(x.shape[-1], self.dtype, "c_proj")(y)
 
 
-class ResidualBlock(nn.Module):
+class ResidualBlock(parts.BlockFields):
     """Pre-LN residual attention block (OpenAI `ResidualAttentionBlock`)."""
-
-    num_heads: int
-    mlp_dim: int
-    dtype: jnp.dtype = jnp.float32
-    attention: str = "xla"
 
     @nn.compact
     def __call__(self, x: jax.Array, seq_lengths: jax.Array | None) -> jax.Array:
@@ -83,17 +78,9 @@ class Transformer(nn.Module):
         )
 
 
-class ClipViT(nn.Module):
+class ClipViT(parts.BackboneFields):
     """CLIP visual tower; returns ln_post(class token) [B, hidden] in float32."""
 
-    hidden_size: int
-    num_heads: int
-    mlp_dim: int
-    num_layers: int
-    patch_size: int
-    dtype: jnp.dtype = jnp.float32
-    attention: str = "xla"
-    pad_multiple: int = 1
     remat: bool = False  # gradient checkpointing per residual block
 
     @nn.compact

@@ -34,13 +34,8 @@ class LayerScale(nn.Module):
         return x * gamma.astype(x.dtype)
 
 
-class Dinov2Block(nn.Module):
+class Dinov2Block(parts.BlockFields):
     """Pre-LN block with layer scale on both residual branches."""
-
-    num_heads: int
-    mlp_dim: int
-    dtype: jnp.dtype = jnp.float32
-    attention: str = "xla"
 
     @nn.compact
     def __call__(self, x: jax.Array, seq_lengths: jax.Array | None) -> jax.Array:
@@ -54,17 +49,9 @@ class Dinov2Block(nn.Module):
         return x + LayerScale(name="ls2")(y)
 
 
-class Dinov2ViT(nn.Module):
+class Dinov2ViT(parts.BackboneFields):
     """DINOv2 ViT; returns the final-norm class token [B, hidden] in float32."""
 
-    hidden_size: int
-    num_heads: int
-    mlp_dim: int
-    num_layers: int
-    patch_size: int
-    dtype: jnp.dtype = jnp.float32
-    attention: str = "xla"
-    pad_multiple: int = 1
     num_registers: int = 0
     remat: bool = False
 

@@ -70,3 +70,26 @@ def stack_blocks(
     for i in range(num_layers):
         x = cls(*fields, name=f"{prefix}{i}")(x, seq_lengths)
     return x
+
+
+class BlockFields(nn.Module):
+    """The fields every transformer block shares; a family's block adds its own after them."""
+
+    num_heads: int
+    mlp_dim: int
+    dtype: jnp.dtype = jnp.float32
+    attention: str = "xla"  # attention implementation (models/attention.py)
+
+
+class BackboneFields(nn.Module):
+    """The sizes and compute settings every ViT backbone shares; a family adds its own fields
+    (`gelu_approximate`, `num_registers`, `remat`, ...) after these, in this order."""
+
+    hidden_size: int
+    num_heads: int
+    mlp_dim: int
+    num_layers: int
+    patch_size: int
+    dtype: jnp.dtype = jnp.float32
+    attention: str = "xla"
+    pad_multiple: int = 1  # pad the token count to a multiple of this (cuDNN attention)

@@ -49,17 +49,9 @@ class MAPHead(nn.Module):
         return y[:, 0]
 
 
-class SiglipViT(nn.Module):
+class SiglipViT(parts.BackboneFields):
     """SigLIP image tower; returns the MAP-pooled vector [B, hidden] in float32."""
 
-    hidden_size: int
-    num_heads: int
-    mlp_dim: int
-    num_layers: int
-    patch_size: int
-    dtype: jnp.dtype = jnp.float32
-    attention: str = "xla"
-    pad_multiple: int = 1
     gelu_approximate: bool = True  # False: exact (erf) GELU (timm's SigLIP default)
     remat: bool = False  # gradient checkpointing per encoder block
 

@@ -46,13 +46,9 @@ class MlpBlock(nn.Module):
         return _dense(x.shape[-1], self.dtype, "Dense_1")(y)
 
 
-class EncoderBlock(nn.Module):
+class EncoderBlock(parts.BlockFields):
     """Pre-LN transformer block (AugReg names)."""
 
-    num_heads: int
-    mlp_dim: int
-    dtype: jnp.dtype = jnp.float32
-    attention: str = "xla"
     gelu_approximate: bool = True
 
     @nn.compact
@@ -111,17 +107,9 @@ class Encoder(nn.Module):
         )
 
 
-class ViT(nn.Module):
+class ViT(parts.BackboneFields):
     """AugReg ViT; returns the final-LayerNorm class token [B, hidden] in float32."""
 
-    hidden_size: int
-    num_heads: int
-    mlp_dim: int
-    num_layers: int
-    patch_size: int
-    dtype: jnp.dtype = jnp.float32
-    attention: str = "xla"
-    pad_multiple: int = 1
     gelu_approximate: bool = True  # False: exact (erf) GELU
     remat: bool = False  # gradient checkpointing per encoder block
 
