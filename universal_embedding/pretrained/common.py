@@ -115,6 +115,19 @@ def fused_attention_rules(weight: str, bias: str, out: str, dst: str) -> list[Ru
     ]
 
 
+def hf_vit_embedding_rules(cls: str, posemb: str, patch: str) -> list[Rule]:
+    """transformers' ViT-style embeddings (`ViTModel`, `Dinov2Model`): `embeddings.cls_token`,
+    `embeddings.position_embeddings` and the conv `embeddings.patch_embeddings.projection` ->
+    the backbone's `cls`, `posemb` and `patch/{kernel,bias}`."""
+    conv = r"embeddings\.patch_embeddings\.projection"
+    return [
+        (r"embeddings\.cls_token", cls, copy),
+        (r"embeddings\.position_embeddings", posemb, copy),
+        (conv + r"\.weight", patch + "/kernel", conv_kernel),
+        (conv + r"\.bias", patch + "/bias", copy),
+    ]
+
+
 @dataclasses.dataclass
 class Converted:
     """Tensors renamed to backbone paths, plus what the rules did not know or skipped."""

@@ -25,6 +25,7 @@ from universal_embedding.pretrained.common import (
     copy,
     dense_rules,
     fused_attention_rules,
+    hf_vit_embedding_rules,
     layer_norm_rules,
     split_attention_rules,
 )
@@ -37,11 +38,8 @@ REGISTERS = "register_tokens"
 _HB = r"encoder\.layer\.(\d+)\."
 _D = r"blocks_\1/"
 HF_RULES: list[Rule] = [
-    (r"embeddings\.cls_token", "cls_token", copy),
+    *hf_vit_embedding_rules("cls_token", POSEMB, "patch_embed"),
     (r"embeddings\.register_tokens", REGISTERS, copy),
-    (r"embeddings\.position_embeddings", POSEMB, copy),
-    (r"embeddings\.patch_embeddings\.projection\.weight", "patch_embed/kernel", conv_kernel),
-    (r"embeddings\.patch_embeddings\.projection\.bias", "patch_embed/bias", copy),
     *layer_norm_rules(_HB + r"norm1", _D + "norm1"),
     *layer_norm_rules(_HB + r"norm2", _D + "norm2"),
     *split_attention_rules(

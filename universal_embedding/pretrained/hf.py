@@ -19,6 +19,7 @@ from universal_embedding.pretrained.common import (
     conv_kernel,
     copy,
     dense_rules,
+    hf_vit_embedding_rules,
     layer_norm_rules,
     split_attention_rules,
 )
@@ -53,10 +54,7 @@ _VB = r"encoder\.layer\.(\d+)\."
 _VD = r"Transformer/encoderblock_\1/"
 _ATT = _VD + "MultiHeadDotProductAttention_1"
 VIT_RULES: list[Rule] = [
-    (r"embeddings\.cls_token", "cls", copy),
-    (r"embeddings\.position_embeddings", "Transformer/posembed_input/pos_embedding", copy),
-    (r"embeddings\.patch_embeddings\.projection\.weight", "embedding/kernel", conv_kernel),
-    (r"embeddings\.patch_embeddings\.projection\.bias", "embedding/bias", copy),
+    *hf_vit_embedding_rules("cls", "Transformer/posembed_input/pos_embedding", "embedding"),
     *layer_norm_rules(_VB + r"layernorm_before", _VD + "LayerNorm_0"),
     *layer_norm_rules(_VB + r"layernorm_after", _VD + "LayerNorm_2"),
     *split_attention_rules(
