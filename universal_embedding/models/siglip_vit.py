@@ -23,7 +23,7 @@ import numpy as np
 
 from universal_embedding.models import parts
 from universal_embedding.models.attention import MultiHeadAttention
-from universal_embedding.models.vit import Encoder, MlpBlock
+from universal_embedding.models.vit import MlpBlock, transformer
 
 
 class MAPHead(nn.Module):
@@ -62,19 +62,7 @@ class SiglipViT(parts.BackboneFields):
         init = nn.initializers.normal(1 / np.sqrt(d))
         pos = self.param("pos_embedding", init, (1, x.shape[1], d), jnp.float32)
         x = (x + pos).astype(self.dtype)
-        x = Encoder(
-            self.num_layers,
-            self.num_heads,
-            self.mlp_dim,
-            self.dtype,
-            self.attention,
-            self.pad_multiple,
-            self.gelu_approximate,
-            self.remat,
-            position_embedding=False,
-            class_token=False,
-            name="Transformer",
-        )(x)
+        x = transformer(self, position_embedding=False, class_token=False)(x)
         head = MAPHead(
             self.num_heads, self.mlp_dim, self.dtype, self.gelu_approximate, name="MAPHead_0"
         )

@@ -107,6 +107,15 @@ class Encoder(nn.Module):
         )
 
 
+def transformer(backbone: parts.BackboneFields, **options: bool) -> Encoder:
+    """The `Transformer` encoder of a ViT or SigLIP backbone, from its fields (sizes, dtype,
+    attention, padding, `gelu_approximate`, `remat`); `options` are Encoder's own switches.
+    Called inside the backbone's `nn.compact` method, so `Transformer` is its child."""
+    b = backbone
+    fields = (b.num_layers, b.num_heads, b.mlp_dim, b.dtype, b.attention, b.pad_multiple)
+    return Encoder(*fields, b.gelu_approximate, b.remat, name="Transformer", **options)
+
+
 class ViT(parts.BackboneFields):
     """AugReg ViT; returns the final-LayerNorm class token [B, hidden] in float32."""
 
@@ -120,15 +129,4 @@ class ViT(parts.BackboneFields):
         )
         cls = self.param("cls", nn.initializers.zeros, (1, 1, self.hidden_size), jnp.float32)
         x = parts.prepend_token(x, cls)
-        out = Encoder(
-            self.num_layers,
-            self.num_heads,
-            self.mlp_dim,
-            self.dtype,
-            self.attention,
-            self.pad_multiple,
-            self.gelu_approximate,
-            self.remat,
-            name="Transformer",
-        )(x)
-        return out.astype(jnp.float32)
+        return transformer(self)(x).astype(jnp.float32)
