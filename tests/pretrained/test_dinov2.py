@@ -23,7 +23,7 @@ import torch.nn.functional as F
 import transformers
 from safetensors.numpy import load_file, save_file
 
-from tests.pretrained.test_formats import hf_embed, numpy_state, randomise
+from tests.pretrained.test_formats import fused_qkv, hf_embed, numpy_state, randomise
 from universal_embedding import settings
 from universal_embedding.configs.base import get_config
 from universal_embedding.models import embedding_model as em
@@ -81,8 +81,7 @@ def hf_to_hub(sd):
     for i in range(LAYERS):
         h, t = f"encoder.layer.{i}.", f"blocks.{i}."
         for kind in ("weight", "bias"):
-            qkv = [sd[f"{h}attention.{n}_proj.{kind}"] for n in "qkv"]
-            o[f"{t}attn.qkv.{kind}"] = np.concatenate(qkv, axis=0)
+            o[f"{t}attn.qkv.{kind}"] = fused_qkv(sd, h + "attention.{}_proj." + kind)
             o[f"{t}attn.proj.{kind}"] = sd[f"{h}attention.o_proj.{kind}"]
             for n in ("norm1", "norm2", "mlp.fc1", "mlp.fc2"):
                 o[f"{t}{n}.{kind}"] = sd[f"{h}{n}.{kind}"]
