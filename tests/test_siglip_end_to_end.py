@@ -11,6 +11,7 @@ import os
 import numpy as np
 import pytest
 
+from tests.command_lines import MERGED, run_train_then_knn, two_step_train_flags
 from universal_embedding import Embedder, checkpoint, demo, export, index, knn_main
 from universal_embedding import main as train_main
 from universal_embedding.configs import config_knn_siglip, tiny
@@ -20,7 +21,6 @@ from universal_embedding.pretrained.common import flatten
 
 pytestmark = pytest.mark.usefixtures("compilation_cache")
 TOL = 1e-4
-MERGED = "average:common:test_knn:mp_5"
 STEPS = 40
 
 
@@ -153,9 +153,6 @@ def test_a_big_vision_file_off_the_shelf(trained, tmp_path):
 def test_siglip_b16_at_224_two_steps_through_the_command_lines(data_dir, tmp_path):
     """A random SigLIP B/16 written as a released big_vision file, trained 2 steps at 224 px by
     `main` with config_train_siglip.py, then evaluated by `knn_main` (config_knn_siglip.py)."""
-    import subprocess
-    import sys
-
     import jax
 
     from universal_embedding import settings
@@ -171,40 +168,10 @@ def test_siglip_b16_at_224_two_steps_through_the_command_lines(data_dir, tmp_pat
     )
     npz = str(tmp_path / "siglip2_b16_224.npz")
     as_big_vision_npz(backbone, npz)
-    data = [
-        f"--config.train_dataset_dir={data_dir}/tfds",
-        f"--config.eval_dataset_dir={data_dir}/tfds",
-        f"--config.info_files_dir={data_dir}/info_files",
-        "--config.knn_eval_names=cars,sop",
-        "--config.eval_batch_size=8",
-    ]
-    train = [
-        "--config=universal_embedding/configs/config_train_siglip.py:variant=B/16,res=224",
-        f"--workdir={tmp_path / 'train'}",
-        f"--config.pretrained_ckpt={npz}",
-        "--config.dataset_name=cars,sop",
-        "--config.num_training_steps=2",
-        "--config.batch_size=4",
-        "--config.frozen_epochs=0",
-        "--config.checkpoint_steps=2",
-        "--config.eval_knns=",
-    ]
-    knn = [
-        "--config=universal_embedding/configs/config_knn_siglip.py:variant=B/16,res=224",
-        f"--workdir={tmp_path / 'knn'}",
-        f"--config.train_dir={tmp_path / 'train'}",
-    ]
-    repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    for module, args in (("main", train), ("knn_main", knn)):
-        proc = subprocess.run(
-            [sys.executable, "-m", f"universal_embedding.{module}", *args, *data],
-            cwd=repo,
-            capture_output=True,
-            text=True,
-            timeout=1800,
-        )
-        assert proc.returncode == 0, proc.stderr[-3000:]
-    for folder in ("train", "knn"):
-        with open(tmp_path / folder / "results.json") as f:
-            results = json.load(f)
-        assert 0.0 <= results[MERGED] <= 1.0 and "cars:common:test_knn:top_1" in results
+    train = two_step_train_flags(
+        "universal_embedding/configs/config_train_siglip.py:variant=B/16,res=224",
+        str(tmp_path / "train"),
+        npz,
+    )
+    knn_config = "universal_embedding/configs/config_knn_siglip.py:variant=B/16,res=224"
+    run_train_then_knn(train, knn_config, tmp_path, data_dir)

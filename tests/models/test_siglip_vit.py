@@ -5,29 +5,17 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from tests.models.test_embedding_model import CLASSES, IMAGE, tiny_config
 from universal_embedding import settings
-from universal_embedding.configs.base import get_config
 from universal_embedding.models import embedding_model as em
 from universal_embedding.models import siglip_vit, udon
 from universal_embedding.pretrained.common import flatten
 
 FAMILY = "siglip_vit_with_embedding"
-IMAGE = 32
-CLASSES = {"cars": 5, "sop": 7}
-
-
-def tiny_config(model_class=FAMILY, **model):
-    c = get_config()
-    c.model_class = model_class
-    c.model.hidden_size, c.model.num_heads, c.model.mlp_dim = 32, 2, 64
-    c.model.num_layers, c.model.patch_size = 2, 8
-    for k, v in model.items():
-        setattr(c.model, k, v)
-    return c
 
 
 def build(**model):
-    return em.build_model(settings.model_spec(tiny_config(**model)), CLASSES)
+    return em.build_model(settings.model_spec(tiny_config(FAMILY, **model)), CLASSES)
 
 
 def random_params(model, seed=0):

@@ -23,6 +23,7 @@ import torch.nn.functional as F
 import transformers
 from safetensors.numpy import load_file, save_file
 
+from tests.pretrained.test_formats import fused_qkv, hf_embed, numpy_state, randomise
 from universal_embedding import settings
 from universal_embedding.configs.base import get_config
 from universal_embedding.models import embedding_model as em
@@ -55,16 +56,6 @@ def ours(path, images, registers, pos_interpolation=""):
     return np.asarray(model.apply({"params": params}, images)["backbone_out"])
 
 
-def randomise(model, seed):
-    gen = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for name, p in model.named_parameters():
-            p.copy_(torch.randn(p.shape, generator=gen) * 0.2)
-            if "norm" in name and name.endswith("weight"):
-                p.add_(1.0)
-    return model.eval()
-
-
 def hf_model(registers, image_size=CKPT_IMAGE, seed=1):
     kw = dict(hidden_size=HIDDEN, num_hidden_layers=LAYERS, num_attention_heads=HEADS)
     kw |= dict(image_size=image_size, patch_size=PATCH)
@@ -72,17 +63,6 @@ def hf_model(registers, image_size=CKPT_IMAGE, seed=1):
         cfg = transformers.Dinov2WithRegistersConfig(num_register_tokens=registers, **kw)
         return randomise(transformers.Dinov2WithRegistersModel(cfg), seed)
     return randomise(transformers.Dinov2Model(transformers.Dinov2Config(**kw)), seed)
-
-
-def class_token(model, images):
-    with torch.no_grad():
-        out = model(pixel_values=torch.from_numpy(images.transpose(0, 3, 1, 2)))
-    x = out.last_hidden_state[:, 0].numpy()
-    return x / np.linalg.norm(x, axis=1, keepdims=True)
-
-
-def numpy_state(model):
-    return {k: v.detach().numpy().copy() for k, v in model.state_dict().items()}
 
 
 def hf_to_hub(sd):
@@ -101,8 +81,7 @@ def hf_to_hub(sd):
     for i in range(LAYERS):
         h, t = f"encoder.layer.{i}.", f"blocks.{i}."
         for kind in ("weight", "bias"):
-            qkv = [sd[f"{h}attention.{n}_proj.{kind}"] for n in "qkv"]
-            o[f"{t}attn.qkv.{kind}"] = np.concatenate(qkv, axis=0)
+            o[f"{t}attn.qkv.{kind}"] = fused_qkv(sd, h + "attention.{}_proj." + kind)
             o[f"{t}attn.proj.{kind}"] = sd[f"{h}attention.o_proj.{kind}"]
             for n in ("norm1", "norm2", "mlp.fc1", "mlp.fc2"):
                 o[f"{t}{n}.{kind}"] = sd[f"{h}{n}.{kind}"]
@@ -136,7 +115,7 @@ def reference_at_grid(state, registers, posemb, images):
     sd = {k: torch.from_numpy(np.array(v)) for k, v in state.items()}
     sd["embeddings.position_embeddings"] = torch.from_numpy(posemb)
     model.load_state_dict(sd)
-    return class_token(model.eval(), images)
+    return hf_embed(model.eval(), images, pooled=False)
 
 
 @pytest.fixture(scope="module")
@@ -153,7 +132,7 @@ def ref(request, images, tmp_path_factory):
     return {
         "registers": registers,
         "model": model,
-        "want": class_token(model, images),
+        "want": hf_embed(model, images, pooled=False),
         "state": numpy_state(model),
         "dir": folder,
     }

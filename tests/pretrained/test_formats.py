@@ -71,6 +71,11 @@ def hf_embed(model, images, pooled):
     return x / np.linalg.norm(x, axis=1, keepdims=True)
 
 
+def fused_qkv(sd, name):
+    """The q, k and v tensors `name` ('{}' -> q, k, v) as one fused in-projection (axis 0)."""
+    return np.concatenate([sd[name.format(n)] for n in "qkv"], axis=0)
+
+
 def numpy_state(model):
     return {k: v.detach().numpy().copy() for k, v in model.state_dict().items()}
 
@@ -122,8 +127,7 @@ def hf_clip_to_openai(sd):
     for i in range(layers):
         h, t = f"encoder.layers.{i}.", f"transformer.resblocks.{i}."
         for kind in ("weight", "bias"):
-            qkv = [sd[f"{h}self_attn.{n}_proj.{kind}"] for n in "qkv"]
-            o[f"{t}attn.in_proj_{kind}"] = np.concatenate(qkv, axis=0)
+            o[f"{t}attn.in_proj_{kind}"] = fused_qkv(sd, h + "self_attn.{}_proj." + kind)
             o[f"{t}attn.out_proj.{kind}"] = sd[f"{h}self_attn.out_proj.{kind}"]
             o[f"{t}ln_1.{kind}"] = sd[f"{h}layer_norm1.{kind}"]
             o[f"{t}ln_2.{kind}"] = sd[f"{h}layer_norm2.{kind}"]

@@ -16,6 +16,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from universal_embedding.models import parts
 from universal_embedding.models.attention import MultiHeadAttention, pad_tokens
 
 LN_EPS = 1e-5
@@ -27,7 +28,7 @@ def quick_gelu(x: jax.Array) -> jax.Array:
 
 
 def _layer_norm(dtype: jnp.dtype, name: str) -> nn.LayerNorm:
-    return nn.LayerNorm(epsilon=LN_EPS, dtype=dtype, param_dtype=jnp.float32, name=name)
+    return parts.layer_norm(dtype, name, LN_EPS)
 
 
 def _dense(features: int, dtype: jnp.dtype, name: str) -> nn.Dense:
@@ -46,13 +47,8 @@ class Mlp(nn.Module):
         return _dense(x.shape[-1], self.dtype, "c_proj")(y)
 
 
-class ResidualBlock(nn.Module):
+class ResidualBlock(parts.BlockFields):
     """Pre-LN residual attention block (OpenAI `ResidualAttentionBlock`)."""
-
-    num_heads: int
-    mlp_dim: int
-    dtype: jnp.dtype = jnp.float32
-    attention: str = "xla"
 
     @nn.compact
     def __call__(self, x: jax.Array, seq_lengths: jax.Array | None) -> jax.Array:
@@ -76,45 +72,24 @@ class Transformer(nn.Module):
 
     @nn.compact
     def __call__(self, x: jax.Array, seq_lengths: jax.Array | None) -> jax.Array:
-        block = nn.remat(ResidualBlock) if self.remat else ResidualBlock
-        for i in range(self.num_layers):
-            x = block(
-                self.num_heads, self.mlp_dim, self.dtype, self.attention, name=f"resblocks_{i}"
-            )(x, seq_lengths)
-        return x
+        fields = (self.num_heads, self.mlp_dim, self.dtype, self.attention)
+        return parts.stack_blocks(
+            ResidualBlock, self.num_layers, "resblocks_", self.remat, x, seq_lengths, *fields
+        )
 
 
-class ClipViT(nn.Module):
+class ClipViT(parts.BackboneFields):
     """CLIP visual tower; returns ln_post(class token) [B, hidden] in float32."""
 
-    hidden_size: int
-    num_heads: int
-    mlp_dim: int
-    num_layers: int
-    patch_size: int
-    dtype: jnp.dtype = jnp.float32
-    attention: str = "xla"
-    pad_multiple: int = 1
     remat: bool = False  # gradient checkpointing per residual block
 
     @nn.compact
     def __call__(self, images: jax.Array) -> jax.Array:
-        p, d = self.patch_size, self.hidden_size
-        x = nn.Conv(
-            d,
-            (p, p),
-            strides=(p, p),
-            padding="VALID",
-            use_bias=False,
-            dtype=self.dtype,
-            param_dtype=jnp.float32,
-            name="conv1",
-        )(images.astype(self.dtype))
-        b = x.shape[0]
-        x = x.reshape(b, -1, d)
+        d = self.hidden_size
+        x = parts.patch_embedding(images, self.patch_size, d, self.dtype, "conv1", use_bias=False)
         scale = d**-0.5
         cls = self.param("class_embedding", nn.initializers.normal(scale), (d,), jnp.float32)
-        x = jnp.concatenate([jnp.broadcast_to(cls, (b, 1, d)).astype(x.dtype), x], axis=1)
+        x = parts.prepend_token(x, cls)
         pos = self.param(
             "positional_embedding", nn.initializers.normal(scale), (x.shape[1], d), jnp.float32
         )

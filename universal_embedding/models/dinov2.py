@@ -20,8 +20,9 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from universal_embedding.models import parts
 from universal_embedding.models.attention import MultiHeadAttention, pad_tokens
-from universal_embedding.models.vit import MlpBlock, _layer_norm
+from universal_embedding.models.vit import MlpBlock
 
 
 class LayerScale(nn.Module):
@@ -33,56 +34,34 @@ class LayerScale(nn.Module):
         return x * gamma.astype(x.dtype)
 
 
-class Dinov2Block(nn.Module):
+class Dinov2Block(parts.BlockFields):
     """Pre-LN block with layer scale on both residual branches."""
-
-    num_heads: int
-    mlp_dim: int
-    dtype: jnp.dtype = jnp.float32
-    attention: str = "xla"
 
     @nn.compact
     def __call__(self, x: jax.Array, seq_lengths: jax.Array | None) -> jax.Array:
-        y = _layer_norm(self.dtype, "norm1")(x)
+        y = parts.layer_norm(self.dtype, "norm1")(x)
         y = MultiHeadAttention(self.num_heads, self.dtype, self.attention, name="attn")(
             y, seq_lengths
         )
         x = x + LayerScale(name="ls1")(y)
-        y = _layer_norm(self.dtype, "norm2")(x)
+        y = parts.layer_norm(self.dtype, "norm2")(x)
         y = MlpBlock(self.mlp_dim, self.dtype, gelu_approximate=False, name="mlp")(y)
         return x + LayerScale(name="ls2")(y)
 
 
-class Dinov2ViT(nn.Module):
+class Dinov2ViT(parts.BackboneFields):
     """DINOv2 ViT; returns the final-norm class token [B, hidden] in float32."""
 
-    hidden_size: int
-    num_heads: int
-    mlp_dim: int
-    num_layers: int
-    patch_size: int
-    dtype: jnp.dtype = jnp.float32
-    attention: str = "xla"
-    pad_multiple: int = 1
     num_registers: int = 0
     remat: bool = False
 
     @nn.compact
     def __call__(self, images: jax.Array) -> jax.Array:
-        p, d = self.patch_size, self.hidden_size
-        x = nn.Conv(
-            d,
-            (p, p),
-            strides=(p, p),
-            padding="VALID",
-            dtype=self.dtype,
-            param_dtype=jnp.float32,
-            name="patch_embed",
-        )(images.astype(self.dtype))
+        d = self.hidden_size
+        x = parts.patch_embedding(images, self.patch_size, d, self.dtype, "patch_embed")
         b = x.shape[0]
-        x = x.reshape(b, -1, d)
         cls = self.param("cls_token", nn.initializers.normal(1e-6), (1, 1, d), jnp.float32)
-        x = jnp.concatenate([jnp.broadcast_to(cls, (b, 1, d)).astype(x.dtype), x], axis=1)
+        x = parts.prepend_token(x, cls)
         shape = (1, x.shape[1], d)
         pos = self.param("pos_embed", nn.initializers.normal(0.02), shape, jnp.float32)
         x = (x + pos).astype(self.dtype)
@@ -93,9 +72,8 @@ class Dinov2ViT(nn.Module):
             reg = jnp.broadcast_to(reg, (b, *reg_shape[1:])).astype(self.dtype)
             x = jnp.concatenate([x[:, :1], reg, x[:, 1:]], axis=1)
         x, seq_lengths = pad_tokens(x, self.pad_multiple)
-        block = nn.remat(Dinov2Block) if self.remat else Dinov2Block
-        for i in range(self.num_layers):
-            x = block(self.num_heads, self.mlp_dim, self.dtype, self.attention, name=f"blocks_{i}")(
-                x, seq_lengths
-            )
-        return _layer_norm(self.dtype, "norm")(x[:, 0]).astype(jnp.float32)
+        fields = (self.num_heads, self.mlp_dim, self.dtype, self.attention)
+        x = parts.stack_blocks(
+            Dinov2Block, self.num_layers, "blocks_", self.remat, x, seq_lengths, *fields
+        )
+        return parts.layer_norm(self.dtype, "norm")(x[:, 0]).astype(jnp.float32)

@@ -7,7 +7,8 @@ multihead-attention pooling head `MAPHead_0`: a learned `probe` token attends ov
 (`MultiHeadDotProductAttention_0`), then `+ MlpBlock_0(LayerNorm_0(.))`; its output is the
 embedding. LayerNorm eps 1e-6 and the tanh GELU, as big_vision and transformers compute them.
 
-The encoder blocks are vit.py's `EncoderBlock` (AugReg names `LayerNorm_0`,
+The encoder ('Transformer') is vit.py's `Encoder` without its position embedding, normed over
+every token; its blocks are vit.py's `EncoderBlock` (AugReg names `LayerNorm_0`,
 `MultiHeadDotProductAttention_1`, `LayerNorm_2`, `MlpBlock_3`); pretrained/siglip.py renames
 big_vision's and Hugging Face's tensors to these paths. `remat=True` recomputes each block in
 the backward pass (gradient checkpointing): the same parameters and gradients, less memory.
@@ -20,12 +21,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from universal_embedding.models.attention import MultiHeadAttention, pad_tokens
-from universal_embedding.models.vit import LN_EPS, EncoderBlock, MlpBlock
-
-
-def _layer_norm(dtype: jnp.dtype, name: str) -> nn.LayerNorm:
-    return nn.LayerNorm(epsilon=LN_EPS, dtype=dtype, param_dtype=jnp.float32, name=name)
+from universal_embedding.models import parts
+from universal_embedding.models.attention import MultiHeadAttention
+from universal_embedding.models.vit import MlpBlock, transformer
 
 
 class MAPHead(nn.Module):
@@ -47,80 +45,24 @@ class MAPHead(nn.Module):
         )
         y = attention(query, kv=x)
         mlp = MlpBlock(self.mlp_dim, self.dtype, self.gelu_approximate, name="MlpBlock_0")
-        y = y + mlp(_layer_norm(self.dtype, "LayerNorm_0")(y))
+        y = y + mlp(parts.layer_norm(self.dtype, "LayerNorm_0")(y))
         return y[:, 0]
 
 
-class SiglipEncoder(nn.Module):
-    """Encoder blocks `encoderblock_{i}` and the final LayerNorm over every token."""
-
-    num_layers: int
-    num_heads: int
-    mlp_dim: int
-    dtype: jnp.dtype = jnp.float32
-    attention: str = "xla"
-    pad_multiple: int = 1
-    gelu_approximate: bool = True
-    remat: bool = False
-
-    @nn.compact
-    def __call__(self, x: jax.Array) -> jax.Array:
-        tokens = x.shape[1]
-        x, seq_lengths = pad_tokens(x, self.pad_multiple)
-        block = nn.remat(EncoderBlock) if self.remat else EncoderBlock
-        for i in range(self.num_layers):
-            x = block(
-                self.num_heads,
-                self.mlp_dim,
-                self.dtype,
-                self.attention,
-                self.gelu_approximate,
-                name=f"encoderblock_{i}",
-            )(x, seq_lengths)
-        return _layer_norm(self.dtype, "encoder_norm")(x[:, :tokens])
-
-
-class SiglipViT(nn.Module):
+class SiglipViT(parts.BackboneFields):
     """SigLIP image tower; returns the MAP-pooled vector [B, hidden] in float32."""
 
-    hidden_size: int
-    num_heads: int
-    mlp_dim: int
-    num_layers: int
-    patch_size: int
-    dtype: jnp.dtype = jnp.float32
-    attention: str = "xla"
-    pad_multiple: int = 1
     gelu_approximate: bool = True  # False: exact (erf) GELU (timm's SigLIP default)
     remat: bool = False  # gradient checkpointing per encoder block
 
     @nn.compact
     def __call__(self, images: jax.Array) -> jax.Array:
-        p, d = self.patch_size, self.hidden_size
-        x = nn.Conv(
-            d,
-            (p, p),
-            strides=(p, p),
-            padding="VALID",
-            dtype=self.dtype,
-            param_dtype=jnp.float32,
-            name="embedding",
-        )(images.astype(self.dtype))
-        x = x.reshape(x.shape[0], -1, d)
+        d = self.hidden_size
+        x = parts.patch_embedding(images, self.patch_size, d, self.dtype, "embedding")
         init = nn.initializers.normal(1 / np.sqrt(d))
         pos = self.param("pos_embedding", init, (1, x.shape[1], d), jnp.float32)
         x = (x + pos).astype(self.dtype)
-        x = SiglipEncoder(
-            self.num_layers,
-            self.num_heads,
-            self.mlp_dim,
-            self.dtype,
-            self.attention,
-            self.pad_multiple,
-            self.gelu_approximate,
-            self.remat,
-            name="Transformer",
-        )(x)
+        x = transformer(self, position_embedding=False, class_token=False)(x)
         head = MAPHead(
             self.num_heads, self.mlp_dim, self.dtype, self.gelu_approximate, name="MAPHead_0"
         )

@@ -17,13 +17,8 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from universal_embedding.models import parts
 from universal_embedding.models.attention import MultiHeadAttention, pad_tokens
-
-LN_EPS = 1e-6
-
-
-def _layer_norm(dtype: jnp.dtype, name: str) -> nn.LayerNorm:
-    return nn.LayerNorm(epsilon=LN_EPS, dtype=dtype, param_dtype=jnp.float32, name=name)
 
 
 def _dense(features: int, dtype: jnp.dtype, name: str) -> nn.Dense:
@@ -51,23 +46,19 @@ class MlpBlock(nn.Module):
         return _dense(x.shape[-1], self.dtype, "Dense_1")(y)
 
 
-class EncoderBlock(nn.Module):
+class EncoderBlock(parts.BlockFields):
     """Pre-LN transformer block (AugReg names)."""
 
-    num_heads: int
-    mlp_dim: int
-    dtype: jnp.dtype = jnp.float32
-    attention: str = "xla"
     gelu_approximate: bool = True
 
     @nn.compact
     def __call__(self, x: jax.Array, seq_lengths: jax.Array | None) -> jax.Array:
-        y = _layer_norm(self.dtype, "LayerNorm_0")(x)
+        y = parts.layer_norm(self.dtype, "LayerNorm_0")(x)
         y = MultiHeadAttention(
             self.num_heads, self.dtype, self.attention, name="MultiHeadDotProductAttention_1"
         )(y, seq_lengths)
         x = x + y
-        y = _layer_norm(self.dtype, "LayerNorm_2")(x)
+        y = parts.layer_norm(self.dtype, "LayerNorm_2")(x)
         mlp = MlpBlock(self.mlp_dim, self.dtype, self.gelu_approximate, name="MlpBlock_3")
         return x + mlp(y)
 
@@ -82,7 +73,12 @@ class PositionEmbedding(nn.Module):
 
 
 class Encoder(nn.Module):
-    """Position embedding, encoder blocks, final LayerNorm (AugReg 'Transformer')."""
+    """Position embedding, encoder blocks, final LayerNorm (AugReg 'Transformer').
+
+    SigLIP's encoder is this one with `position_embedding=False` (its embedding is added
+    before, outside 'Transformer') and `class_token=False` (the final LayerNorm over every
+    token, the padding dropped).
+    """
 
     num_layers: int
     num_heads: int
@@ -92,64 +88,45 @@ class Encoder(nn.Module):
     pad_multiple: int = 1
     gelu_approximate: bool = True
     remat: bool = False  # recompute each block in the backward pass (gradient checkpointing)
+    position_embedding: bool = True  # add `posembed_input` here
+    class_token: bool = True  # return the normed class token, else every normed token
 
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
-        pos = PositionEmbedding(name="posembed_input")(x)
-        x = (x + pos).astype(self.dtype)
+        tokens = x.shape[1]
+        if self.position_embedding:
+            pos = PositionEmbedding(name="posembed_input")(x)
+            x = (x + pos).astype(self.dtype)
         x, seq_lengths = pad_tokens(x, self.pad_multiple)
-        block = nn.remat(EncoderBlock) if self.remat else EncoderBlock
-        for i in range(self.num_layers):
-            x = block(
-                self.num_heads,
-                self.mlp_dim,
-                self.dtype,
-                self.attention,
-                self.gelu_approximate,
-                name=f"encoderblock_{i}",
-            )(x, seq_lengths)
-        return _layer_norm(self.dtype, "encoder_norm")(x[:, 0])
+        fields = (self.num_heads, self.mlp_dim, self.dtype, self.attention, self.gelu_approximate)
+        x = parts.stack_blocks(
+            EncoderBlock, self.num_layers, "encoderblock_", self.remat, x, seq_lengths, *fields
+        )
+        return parts.layer_norm(self.dtype, "encoder_norm")(
+            x[:, 0] if self.class_token else x[:, :tokens]
+        )
 
 
-class ViT(nn.Module):
+def transformer(backbone: parts.BackboneFields, **options: bool) -> Encoder:
+    """The `Transformer` encoder of a ViT or SigLIP backbone, from its fields (sizes, dtype,
+    attention, padding, `gelu_approximate`, `remat`); `options` are Encoder's own switches.
+    Called inside the backbone's `nn.compact` method, so `Transformer` is its child."""
+    b = backbone
+    fields = (b.num_layers, b.num_heads, b.mlp_dim, b.dtype, b.attention, b.pad_multiple)
+    return Encoder(*fields, b.gelu_approximate, b.remat, name="Transformer", **options)
+
+
+class ViT(parts.BackboneFields):
     """AugReg ViT; returns the final-LayerNorm class token [B, hidden] in float32."""
 
-    hidden_size: int
-    num_heads: int
-    mlp_dim: int
-    num_layers: int
-    patch_size: int
-    dtype: jnp.dtype = jnp.float32
-    attention: str = "xla"
-    pad_multiple: int = 1
     gelu_approximate: bool = True  # False: exact (erf) GELU
     remat: bool = False  # gradient checkpointing per encoder block
 
     @nn.compact
     def __call__(self, images: jax.Array) -> jax.Array:
-        p = self.patch_size
-        x = nn.Conv(
-            self.hidden_size,
-            (p, p),
-            strides=(p, p),
-            padding="VALID",
-            dtype=self.dtype,
-            param_dtype=jnp.float32,
-            name="embedding",
-        )(images.astype(self.dtype))
-        b = x.shape[0]
-        x = x.reshape(b, -1, self.hidden_size)
+        x = parts.patch_embedding(
+            images, self.patch_size, self.hidden_size, self.dtype, "embedding"
+        )
         cls = self.param("cls", nn.initializers.zeros, (1, 1, self.hidden_size), jnp.float32)
-        x = jnp.concatenate([jnp.broadcast_to(cls, (b, 1, self.hidden_size)).astype(x.dtype), x], 1)
-        out = Encoder(
-            self.num_layers,
-            self.num_heads,
-            self.mlp_dim,
-            self.dtype,
-            self.attention,
-            self.pad_multiple,
-            self.gelu_approximate,
-            self.remat,
-            name="Transformer",
-        )(x)
-        return out.astype(jnp.float32)
+        x = parts.prepend_token(x, cls)
+        return transformer(self)(x).astype(jnp.float32)

@@ -18,10 +18,7 @@ from universal_embedding.pretrained.common import (
     conv_kernel,
     copy,
     dense_rules,
-    fused,
-    heads_bias,
-    heads_kernel,
-    heads_out_kernel,
+    fused_attention_rules,
     layer_norm_rules,
 )
 
@@ -29,7 +26,6 @@ FAMILY = "clip_vit_with_embedding"
 POSEMB = "positional_embedding"
 BLOCK = r"transformer\.resblocks\.(\d+)\."
 DST = r"transformer/resblocks_\1/"
-QKV = tuple(DST + f"attn/{n}" for n in ("query", "key", "value"))
 RULES: list[Rule] = [
     (r"conv1\.weight", "conv1/kernel", conv_kernel),
     (r"class_embedding", "class_embedding", copy),
@@ -38,10 +34,12 @@ RULES: list[Rule] = [
     *layer_norm_rules(r"ln_post", "ln_post"),
     *layer_norm_rules(BLOCK + r"ln_1", DST + "ln_1"),
     *layer_norm_rules(BLOCK + r"ln_2", DST + "ln_2"),
-    (BLOCK + r"attn\.in_proj_weight", tuple(t + "/kernel" for t in QKV), fused(heads_kernel)),
-    (BLOCK + r"attn\.in_proj_bias", tuple(t + "/bias" for t in QKV), fused(heads_bias)),
-    (BLOCK + r"attn\.out_proj\.weight", DST + "attn/out/kernel", heads_out_kernel),
-    (BLOCK + r"attn\.out_proj\.bias", DST + "attn/out/bias", copy),
+    *fused_attention_rules(
+        BLOCK + r"attn\.in_proj_weight",
+        BLOCK + r"attn\.in_proj_bias",
+        BLOCK + r"attn\.out_proj",
+        DST + "attn",
+    ),
     *dense_rules(BLOCK + r"mlp\.c_fc", DST + "mlp/c_fc"),
     *dense_rules(BLOCK + r"mlp\.c_proj", DST + "mlp/c_proj"),
 ]

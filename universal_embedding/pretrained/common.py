@@ -77,6 +77,57 @@ def dense_rules(src: str, dst: str) -> list[Rule]:
     ]
 
 
+QKV = ("query", "key", "value")  # the attention projections of models/attention.py
+
+
+def attention_out_rules(src: str, dst: str) -> list[Rule]:
+    """PyTorch attention output Linear -> flax `dst/out` kernel [heads, hd, D] and bias."""
+    return [
+        (src + r"\.weight", dst + "/out/kernel", heads_out_kernel),
+        (src + r"\.bias", dst + "/out/bias", copy),
+    ]
+
+
+def split_attention_rules(
+    qkv: str, out: str, dst: str, names: tuple[str, str, str] = QKV
+) -> list[Rule]:
+    """Separate PyTorch query/key/value Linears and the output Linear -> flax `dst/{query,
+    key,value,out}` with a heads axis. `qkv` holds `{}`, replaced by each of `names` (the
+    checkpoint's words for query, key, value)."""
+    rules: list[Rule] = []
+    for name, d in zip(names, QKV, strict=True):
+        src = qkv.replace("{}", name)
+        rules += [
+            (src + r"\.weight", f"{dst}/{d}/kernel", heads_kernel),
+            (src + r"\.bias", f"{dst}/{d}/bias", heads_bias),
+        ]
+    return rules + attention_out_rules(out, dst)
+
+
+def fused_attention_rules(weight: str, bias: str, out: str, dst: str) -> list[Rule]:
+    """A fused q/k/v in-projection (`weight` [3D, D], `bias` [3D], split in thirds) and the
+    output Linear `out` -> flax `dst/{query,key,value,out}` with a heads axis."""
+    targets = tuple(f"{dst}/{d}" for d in QKV)
+    return [
+        (weight, tuple(t + "/kernel" for t in targets), fused(heads_kernel)),
+        (bias, tuple(t + "/bias" for t in targets), fused(heads_bias)),
+        *attention_out_rules(out, dst),
+    ]
+
+
+def hf_vit_embedding_rules(cls: str, posemb: str, patch: str) -> list[Rule]:
+    """transformers' ViT-style embeddings (`ViTModel`, `Dinov2Model`): `embeddings.cls_token`,
+    `embeddings.position_embeddings` and the conv `embeddings.patch_embeddings.projection` ->
+    the backbone's `cls`, `posemb` and `patch/{kernel,bias}`."""
+    conv = r"embeddings\.patch_embeddings\.projection"
+    return [
+        (r"embeddings\.cls_token", cls, copy),
+        (r"embeddings\.position_embeddings", posemb, copy),
+        (conv + r"\.weight", patch + "/kernel", conv_kernel),
+        (conv + r"\.bias", patch + "/bias", copy),
+    ]
+
+
 @dataclasses.dataclass
 class Converted:
     """Tensors renamed to backbone paths, plus what the rules did not know or skipped."""

@@ -24,11 +24,10 @@ from universal_embedding.pretrained.common import (
     conv_kernel,
     copy,
     dense_rules,
-    fused,
-    heads_bias,
-    heads_kernel,
-    heads_out_kernel,
+    fused_attention_rules,
+    hf_vit_embedding_rules,
     layer_norm_rules,
+    split_attention_rules,
 )
 from universal_embedding.pretrained.posemb import resize_dinov2_posemb
 
@@ -38,22 +37,14 @@ REGISTERS = "register_tokens"
 
 _HB = r"encoder\.layer\.(\d+)\."
 _D = r"blocks_\1/"
-QKV = ("query", "key", "value")
 HF_RULES: list[Rule] = [
-    (r"embeddings\.cls_token", "cls_token", copy),
+    *hf_vit_embedding_rules("cls_token", POSEMB, "patch_embed"),
     (r"embeddings\.register_tokens", REGISTERS, copy),
-    (r"embeddings\.position_embeddings", POSEMB, copy),
-    (r"embeddings\.patch_embeddings\.projection\.weight", "patch_embed/kernel", conv_kernel),
-    (r"embeddings\.patch_embeddings\.projection\.bias", "patch_embed/bias", copy),
     *layer_norm_rules(_HB + r"norm1", _D + "norm1"),
     *layer_norm_rules(_HB + r"norm2", _D + "norm2"),
-    *[
-        (_HB + rf"attention\.attention\.{n}\.weight", _D + f"attn/{n}/kernel", heads_kernel)
-        for n in QKV
-    ],
-    *[(_HB + rf"attention\.attention\.{n}\.bias", _D + f"attn/{n}/bias", heads_bias) for n in QKV],
-    (_HB + r"attention\.output\.dense\.weight", _D + "attn/out/kernel", heads_out_kernel),
-    (_HB + r"attention\.output\.dense\.bias", _D + "attn/out/bias", copy),
+    *split_attention_rules(
+        _HB + r"attention\.attention\.{}", _HB + r"attention\.output\.dense", _D + "attn"
+    ),
     (_HB + r"layer_scale1\.lambda1", _D + "ls1/gamma", copy),
     (_HB + r"layer_scale2\.lambda1", _D + "ls2/gamma", copy),
     *dense_rules(_HB + r"mlp\.fc1", _D + "mlp/Dense_0"),
@@ -63,7 +54,6 @@ HF_RULES: list[Rule] = [
 HF_IGNORE = (r"embeddings\.mask_token", r"classifier\..*", r"pooler\..*")
 
 _TB = r"blocks\.(\d+)\."
-_ATT = tuple(_D + f"attn/{n}" for n in QKV)
 HUB_RULES: list[Rule] = [
     (r"cls_token", "cls_token", copy),
     (r"register_tokens", REGISTERS, copy),
@@ -72,10 +62,9 @@ HUB_RULES: list[Rule] = [
     (r"patch_embed\.proj\.bias", "patch_embed/bias", copy),
     *layer_norm_rules(_TB + r"norm1", _D + "norm1"),
     *layer_norm_rules(_TB + r"norm2", _D + "norm2"),
-    (_TB + r"attn\.qkv\.weight", tuple(t + "/kernel" for t in _ATT), fused(heads_kernel)),
-    (_TB + r"attn\.qkv\.bias", tuple(t + "/bias" for t in _ATT), fused(heads_bias)),
-    (_TB + r"attn\.proj\.weight", _D + "attn/out/kernel", heads_out_kernel),
-    (_TB + r"attn\.proj\.bias", _D + "attn/out/bias", copy),
+    *fused_attention_rules(
+        _TB + r"attn\.qkv\.weight", _TB + r"attn\.qkv\.bias", _TB + r"attn\.proj", _D + "attn"
+    ),
     (_TB + r"ls1\.gamma", _D + "ls1/gamma", copy),
     (_TB + r"ls2\.gamma", _D + "ls2/gamma", copy),
     *dense_rules(_TB + r"mlp\.fc1", _D + "mlp/Dense_0"),

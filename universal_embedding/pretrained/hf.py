@@ -19,15 +19,13 @@ from universal_embedding.pretrained.common import (
     conv_kernel,
     copy,
     dense_rules,
-    heads_bias,
-    heads_kernel,
-    heads_out_kernel,
+    hf_vit_embedding_rules,
     layer_norm_rules,
+    split_attention_rules,
 )
 
 CLIP_FAMILY = "clip_vit_with_embedding"
 VIT_FAMILY = "vit_with_embedding"
-QKV = (("q", "query"), ("k", "key"), ("v", "value"))
 
 _CB = r"encoder\.layers\.(\d+)\."
 _CD = r"transformer/resblocks_\1/"
@@ -39,13 +37,9 @@ CLIP_RULES: list[Rule] = [
     *layer_norm_rules(r"post_layernorm", "ln_post"),
     *layer_norm_rules(_CB + r"layer_norm1", _CD + "ln_1"),
     *layer_norm_rules(_CB + r"layer_norm2", _CD + "ln_2"),
-    *[
-        (_CB + rf"self_attn\.{s}_proj\.weight", _CD + f"attn/{d}/kernel", heads_kernel)
-        for s, d in QKV
-    ],
-    *[(_CB + rf"self_attn\.{s}_proj\.bias", _CD + f"attn/{d}/bias", heads_bias) for s, d in QKV],
-    (_CB + r"self_attn\.out_proj\.weight", _CD + "attn/out/kernel", heads_out_kernel),
-    (_CB + r"self_attn\.out_proj\.bias", _CD + "attn/out/bias", copy),
+    *split_attention_rules(
+        _CB + r"self_attn\.{}_proj", _CB + r"self_attn\.out_proj", _CD + "attn", ("q", "k", "v")
+    ),
     *dense_rules(_CB + r"mlp\.fc1", _CD + "mlp/c_fc"),
     *dense_rules(_CB + r"mlp\.fc2", _CD + "mlp/c_proj"),
 ]
@@ -58,21 +52,14 @@ CLIP_IGNORE = (
 
 _VB = r"encoder\.layer\.(\d+)\."
 _VD = r"Transformer/encoderblock_\1/"
-_ATT = _VD + "MultiHeadDotProductAttention_1/"
+_ATT = _VD + "MultiHeadDotProductAttention_1"
 VIT_RULES: list[Rule] = [
-    (r"embeddings\.cls_token", "cls", copy),
-    (r"embeddings\.position_embeddings", "Transformer/posembed_input/pos_embedding", copy),
-    (r"embeddings\.patch_embeddings\.projection\.weight", "embedding/kernel", conv_kernel),
-    (r"embeddings\.patch_embeddings\.projection\.bias", "embedding/bias", copy),
+    *hf_vit_embedding_rules("cls", "Transformer/posembed_input/pos_embedding", "embedding"),
     *layer_norm_rules(_VB + r"layernorm_before", _VD + "LayerNorm_0"),
     *layer_norm_rules(_VB + r"layernorm_after", _VD + "LayerNorm_2"),
-    *[
-        (_VB + rf"attention\.attention\.{d}\.weight", _ATT + f"{d}/kernel", heads_kernel)
-        for _, d in QKV
-    ],
-    *[(_VB + rf"attention\.attention\.{d}\.bias", _ATT + f"{d}/bias", heads_bias) for _, d in QKV],
-    (_VB + r"attention\.output\.dense\.weight", _ATT + "out/kernel", heads_out_kernel),
-    (_VB + r"attention\.output\.dense\.bias", _ATT + "out/bias", copy),
+    *split_attention_rules(
+        _VB + r"attention\.attention\.{}", _VB + r"attention\.output\.dense", _ATT
+    ),
     *dense_rules(_VB + r"intermediate\.dense", _VD + "MlpBlock_3/Dense_0"),
     *dense_rules(_VB + r"output\.dense", _VD + "MlpBlock_3/Dense_1"),
     *layer_norm_rules(r"layernorm", "Transformer/encoder_norm"),

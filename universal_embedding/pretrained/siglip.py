@@ -31,11 +31,9 @@ from universal_embedding.pretrained.common import (
     conv_kernel,
     copy,
     dense_rules,
-    fused,
-    heads_bias,
-    heads_kernel,
-    heads_out_kernel,
+    fused_attention_rules,
     layer_norm_rules,
+    split_attention_rules,
 )
 
 FAMILY = "siglip_vit_with_embedding"
@@ -145,35 +143,27 @@ def position_rows(a: np.ndarray, heads: int) -> np.ndarray:
 
 _HB = r"encoder\.layers\.(\d+)\."
 _HD = r"Transformer/encoderblock_\1/"
-_ATT = _HD + "MultiHeadDotProductAttention_1/"
-_QKV = (("q", "query"), ("k", "key"), ("v", "value"))
-_POOL = "MAPHead_0/MultiHeadDotProductAttention_0/"
+_ATT = _HD + "MultiHeadDotProductAttention_1"
+_POOL = "MAPHead_0/MultiHeadDotProductAttention_0"
 HF_RULES: list[Rule] = [
     (r"embeddings\.patch_embedding\.weight", "embedding/kernel", patch_kernel),
     (r"embeddings\.patch_embedding\.bias", "embedding/bias", copy),
     (r"embeddings\.position_embedding\.weight", POSEMB, position_rows),
     *layer_norm_rules(_HB + r"layer_norm1", _HD + "LayerNorm_0"),
     *layer_norm_rules(_HB + r"layer_norm2", _HD + "LayerNorm_2"),
-    *[(_HB + rf"self_attn\.{s}_proj\.weight", _ATT + f"{d}/kernel", heads_kernel) for s, d in _QKV],
-    *[(_HB + rf"self_attn\.{s}_proj\.bias", _ATT + f"{d}/bias", heads_bias) for s, d in _QKV],
-    (_HB + r"self_attn\.out_proj\.weight", _ATT + "out/kernel", heads_out_kernel),
-    (_HB + r"self_attn\.out_proj\.bias", _ATT + "out/bias", copy),
+    *split_attention_rules(
+        _HB + r"self_attn\.{}_proj", _HB + r"self_attn\.out_proj", _ATT, ("q", "k", "v")
+    ),
     *dense_rules(_HB + r"mlp\.fc1", _HD + "MlpBlock_3/Dense_0"),
     *dense_rules(_HB + r"mlp\.fc2", _HD + "MlpBlock_3/Dense_1"),
     *layer_norm_rules(r"post_layernorm", "Transformer/encoder_norm"),
     (r"head\.probe", "MAPHead_0/probe", copy),
-    (
+    *fused_attention_rules(
         r"head\.attention\.in_proj_weight",
-        tuple(f"{_POOL}{d}/kernel" for _, d in _QKV),
-        fused(heads_kernel),
-    ),
-    (
         r"head\.attention\.in_proj_bias",
-        tuple(f"{_POOL}{d}/bias" for _, d in _QKV),
-        fused(heads_bias),
+        r"head\.attention\.out_proj",
+        _POOL,
     ),
-    (r"head\.attention\.out_proj\.weight", _POOL + "out/kernel", heads_out_kernel),
-    (r"head\.attention\.out_proj\.bias", _POOL + "out/bias", copy),
     *layer_norm_rules(r"head\.layernorm", "MAPHead_0/LayerNorm_0"),
     *dense_rules(r"head\.mlp\.fc1", "MAPHead_0/MlpBlock_0/Dense_0"),
     *dense_rules(r"head\.mlp\.fc2", "MAPHead_0/MlpBlock_0/Dense_1"),
