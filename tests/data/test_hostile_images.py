@@ -92,4 +92,4 @@ def test_index_page_reads_no_indexed_path_outside_the_images_folder(tmp_path):
                             str(tmp_path / "images"))  # fmt: skip
     html = open(page).read()
     assert html.count("<img") == 2  # the query and in.png
-    assert html.count("image unavailable") == 2
+    assert html.count('class="missing"') == 2  # ../secret.png and the absolute path

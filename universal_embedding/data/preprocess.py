@@ -75,7 +75,10 @@ def eval_size(shape: tf.Tensor, image_size: int) -> tf.Tensor:
     return tf.stack([new_h, new_w])
 
 
-MAX_EVAL_RESIZE = 4  # the full resize holds at most this many output crops' worth of pixels
+# The full resize is materialised when it holds at most this many output crops' worth of pixels,
+# or at most MIN_EXACT_RESIZE pixels (any usual aspect ratio: 4M pixels are 48 MB of floats).
+MAX_EVAL_RESIZE = 4
+MIN_EXACT_RESIZE = 1 << 22
 
 
 def _resize_then_crop(image: tf.Tensor, new: tf.Tensor, image_size: int) -> tf.Tensor:
@@ -100,13 +103,13 @@ def eval_transform(image: tf.Tensor, *, image_size: int, norm: str) -> tf.Tensor
     """Resize (bilinear, no antialias) to eval_size, center crop image_size, normalise
     (norm='' keeps pixels in 0..255).
 
-    When the resize would hold more than MAX_EVAL_RESIZE crops' pixels (a very long or tall
-    image: a 1 x 600000 PNG resized to 16 x 9.6M floats), the crop is sampled from the source
-    directly at the same positions instead (equal up to float rounding), so memory stays
-    proportional to the output."""
+    When the resize would hold more than MAX_EVAL_RESIZE crops' pixels and more than
+    MIN_EXACT_RESIZE pixels (a very long or tall image: a 1 x 600000 PNG resized to 16 x 9.6M
+    floats), the crop is sampled from the source directly at the same positions instead (equal up
+    to float rounding), so memory stays proportional to the output."""
     new = eval_size(tf.shape(image)[:2], image_size)
     pixels = tf.cast(new[0], tf.int64) * tf.cast(new[1], tf.int64)
-    small = pixels <= MAX_EVAL_RESIZE * image_size * image_size
+    small = pixels <= max(MAX_EVAL_RESIZE * image_size * image_size, MIN_EXACT_RESIZE)
     image = tf.cond(
         small,
         lambda: _resize_then_crop(image, new, image_size),
