@@ -206,3 +206,29 @@ def test_best_params_linked_to_another_run_are_refused(tmp_path):
     os.symlink(other, mine)
     with pytest.raises(ValueError, match=r"3/params is a symlink leading outside the workdir"):
         checkpoint.restore_params(str(tmp_path / "mine"), "best")
+
+
+def test_with_several_processes_one_series_saves_at_a_time(tmp_path, monkeypatch):
+    """Two series saving the same step at once share orbax's commit barrier name
+    ('_async_write_complete.<step>'): with several processes the other series' pending save is
+    waited for before a save starts (seen as a hang of the two-process run at its last step)."""
+    from universal_embedding.checkpoint import series
+
+    waited = []
+    fake = type("Manager", (), {"wait_until_finished": lambda self: waited.append(True)})()
+    monkeypatch.setattr(series.jax, "process_count", lambda: 1)
+    series.Checkpoints._one_save_in_flight(fake)
+    assert waited == []
+    monkeypatch.setattr(series.jax, "process_count", lambda: 2)
+    series.Checkpoints._one_save_in_flight(fake)
+    assert waited == [True]
+
+    monkeypatch.undo()
+    ckpts = checkpoint.Checkpoints(str(tmp_path), checkpoint_steps=1, max_to_keep=1)
+    seen = []
+    monkeypatch.setattr(series.Checkpoints, "_one_save_in_flight", staticmethod(seen.append))
+    params = {"w": jnp.ones(3)}
+    ckpts.save_best_if_better(1, params, 0.5)
+    ckpts.save_latest(1, params, force=True)
+    ckpts.close()
+    assert seen == [ckpts._latest, ckpts._best]  # best waits for latest, latest for best

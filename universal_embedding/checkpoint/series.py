@@ -168,6 +168,7 @@ class Checkpoints:
             state=ocp.args.PyTreeSave(state), extra=ocp.args.JsonSave(_jsonable(extra or {}))
         )
         with self._storage(f"step {step}"):
+            self._one_save_in_flight(self._best)
             return self._latest.save(step, args=args, force=force)
 
     def restore_latest(self, template: Any, step: int | None = None) -> tuple[Any, dict]:
@@ -215,6 +216,7 @@ class Checkpoints:
             self._best.delete(step)
         args = ocp.args.Composite(params=ocp.args.PyTreeSave(params), extra=ocp.args.JsonSave(info))
         with self._storage(f"the best checkpoint (step {step})"):
+            self._one_save_in_flight(self._latest)
             self._best.save(step, args=args, force=True)
         self._best_metric = metric
         return True
@@ -230,6 +232,14 @@ class Checkpoints:
         with self._storage("a checkpoint"):
             self._latest.wait_until_finished()
             self._best.wait_until_finished()
+
+    @staticmethod
+    def _one_save_in_flight(other: ocp.CheckpointManager) -> None:
+        """With several processes, let the other series' pending save finish first: two
+        managers committing at once let the processes' commit barriers cross (one process then
+        finalises a step before the other wrote its part, and the other waits forever)."""
+        if jax.process_count() > 1:
+            other.wait_until_finished()
 
     @contextlib.contextmanager
     def _storage(self, what: str):
