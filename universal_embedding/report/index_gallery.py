@@ -23,9 +23,7 @@ MAX_FILE_BYTES = 64 << 20  # larger files are not read for a thumbnail
 
 def read_thumb(path: str, size: int) -> Thumb | None:
     """A thumbnail of the image file at `path`, or None (missing, too large, undecodable)."""
-    try:
-        if not os.path.isfile(path) or os.path.getsize(path) > MAX_FILE_BYTES:
-            return None
+    try:  # read_image_file checks existence, file type, size and header before reading
         return thumbnail(image_files.read_image_file(path, MAX_FILE_BYTES), size)
     except (OSError, image_files.BadImageError):
         return None
