@@ -124,18 +124,13 @@ def register_domains(config: ml_collections.ConfigDict) -> tuple[registry.Domain
     return custom_domains.load_domains_file(path) if path else ()
 
 
-def _domain_names(text: str) -> tuple[str, ...]:
-    """Registered domain names of a comma string (unknown names raise, naming the valid ones)."""
-    return tuple(d.name for d in registry.parse_domains(text))
-
-
 def eval_plan(config: ml_collections.ConfigDict) -> EvalPlan:
     """knn_eval_names, eval_knns minus disabled_separate/merged_knns, top_k, knn_search."""
     knns = registry.parse_knn_names(config.eval_knns)
     off_sep = registry.parse_knn_names(config.disabled_separate_knns)
     off_mer = registry.parse_knn_names(config.disabled_merged_knns)
     plan = EvalPlan(
-        domains=_domain_names(config.knn_eval_names),
+        domains=registry.parse_domain_names(config.knn_eval_names),
         separate_knns=tuple(n for n in knns if n not in off_sep),
         merged_knns=tuple(n for n in knns if n not in off_mer),
         k=config.top_k,
@@ -153,7 +148,7 @@ def eval_plan(config: ml_collections.ConfigDict) -> EvalPlan:
 def test_plan(config: ml_collections.ConfigDict) -> EvalPlan:
     """The official protocol on knn_eval_names: test_knn, separate and merged."""
     return EvalPlan(
-        domains=_domain_names(config.knn_eval_names),
+        domains=registry.parse_domain_names(config.knn_eval_names),
         separate_knns=("test_knn",),
         merged_knns=("test_knn",),
         k=config.top_k,

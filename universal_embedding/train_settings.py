@@ -37,7 +37,7 @@ def plan_settings(config: Config) -> plan.PlanSettings:
     """dataset_name (registered domains: register_domains first), info_files_dir, batch_size,
     num_epochs / num_training_steps, classifier, frozen_epochs and the step intervals."""
     return plan.PlanSettings(
-        domains=tuple(d.name for d in registry.parse_domains(config.dataset_name)),
+        domains=registry.parse_domain_names(config.dataset_name),
         info_files_dir=config.info_files_dir,
         batch_size=int(config.batch_size),
         num_epochs=float(config.num_epochs),

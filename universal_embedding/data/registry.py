@@ -172,6 +172,11 @@ def parse_domains(spec: str | Iterable[str]) -> tuple[Domain, ...]:
     return tuple(get_domain(n) for n in names)
 
 
+def parse_domain_names(spec: str | Iterable[str]) -> tuple[str, ...]:
+    """The names of parse_domains(spec): checked against the registry, in the order given."""
+    return tuple(d.name for d in parse_domains(spec))
+
+
 def parse_knn_names(spec: str | Iterable[str]) -> tuple[str, ...]:
     """kNN setup names from a comma-separated string; '' gives none."""
     names = spec.split(",") if isinstance(spec, str) else list(spec)

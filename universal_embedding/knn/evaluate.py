@@ -115,7 +115,7 @@ def run_evaluation(
 ) -> KnnOutput:
     """`evaluate` plus neighbours (keep_neighbours=True) and search/metric timings."""
     t0 = time.perf_counter()
-    domains = tuple(d.name for d in registry.parse_domains(domains))
+    domains = registry.parse_domain_names(domains)
     sep, mer = registry.parse_knn_names(separate_knns), registry.parse_knn_names(merged_knns)
     plan = EvalPlan(domains, sep, mer, k, resolve_backend(backend))
     keys = required_splits(domains, plan.knn_names)
