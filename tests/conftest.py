@@ -69,6 +69,8 @@ def reuse_random_init():
     original, cache = embedding_model.init_params, {}
 
     def cached(model, rng, image_size):
+        if isinstance(rng, jax.core.Tracer):  # under eval_shape (loading.check_loaded): no cache
+            return original(model, rng, image_size)
         key = (model, np.asarray(rng).tobytes(), image_size)
         if key not in cache:
             cache[key] = original(model, rng, image_size)

@@ -122,11 +122,36 @@ def test_val_knn_enabled_and_bad_input_writes_nothing(inputs):
     assert not (workdir / "results.json").exists()
 
 
-def test_imports_neither_tensorflow_nor_models():
+def test_a_workdir_another_run_holds_is_refused_in_one_line(inputs, tmp_path):
+    # descr_eval used to write into a workdir a training (or knn_main) was writing into
+    from universal_embedding.checkpoint import lock
+
+    workdir = tmp_path / "w"
+    workdir.mkdir()
+    (workdir / "results.json").write_text("{}")
+    holder = subprocess.Popen(["sleep", "60"])
+    try:
+        with open(lock.lock_path(str(workdir)), "w") as f:
+            json.dump({"pid": holder.pid, "host": os.uname().nodename, "started": 0}, f)
+        proc = _descr_eval(workdir, inputs / "d.npz", inputs / "info")
+    finally:
+        holder.kill()
+        holder.wait()
+    assert proc.returncode != 0
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error (WorkdirLocked): Workdir "), lines
+    assert f"in use by pid {holder.pid} on {os.uname().nodename}" in lines[0]
+    assert sorted(os.listdir(workdir)) == ["results.json", lock.LOCK_FILE]
+    assert (workdir / "results.json").read_text() == "{}"
+
+
+def test_imports_neither_tensorflow_nor_models_nor_orbax():
+    # it takes the workdir lock, whose package used to import orbax (seconds) with it
     code = (
         "import sys, universal_embedding.descr_eval, universal_embedding.knn.evaluate; "
-        "bad = [m for m in sys.modules if m.split('.')[0] == 'tensorflow' "
-        "or m.startswith('universal_embedding.models')]; assert not bad, bad"
+        "bad = [m for m in sys.modules if m.split('.')[0] in ('tensorflow', 'orbax') "
+        "or m.startswith('universal_embedding.models')]; assert not bad, bad; "
+        "assert 'universal_embedding.checkpoint.lock' in sys.modules"
     )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
     assert proc.returncode == 0, proc.stderr[-2000:]

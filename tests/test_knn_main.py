@@ -340,3 +340,45 @@ def test_knn_main_refuses_a_workdir_a_training_holds(data_dir, tmp_path):
         holder.wait()
     assert sorted(os.listdir(workdir)) == ["results.json", lock.LOCK_FILE]
     assert (workdir / "results.json").read_text() == "{}"
+
+
+def test_latest_after_a_fallback_names_the_step_it_read(data_dir, tmp_path):
+    # the newest latest step is truncated: restore falls back to step 2, and results.json's
+    # run label and the original-format descriptor file used to name step 4 all the same
+    import jax
+
+    from universal_embedding import checkpoint
+    from universal_embedding.models import embedding_model
+
+    train_dir = str(tmp_path / "train")
+    train_config = tiny.tiny_vit(config_knn_vit.get_config())
+    writers.write_config_json(train_config.to_dict(), os.path.join(train_dir, "config.json"))
+    model = embedding_model.build_model(settings.model_spec(train_config), None)
+    images = np.zeros((1, 32, 32, 3), np.float32)
+    shapes = jax.eval_shape(lambda: model.init(jax.random.PRNGKey(0), images))["params"]
+    rng = np.random.default_rng(0)  # random values without compiling an init
+    ckpts = checkpoint.Checkpoints(train_dir, checkpoint_steps=1, max_to_keep=3, async_save=False)
+    for step in (2, 4):
+        params = jax.tree.map(lambda s: rng.normal(size=s.shape).astype(s.dtype), shapes)
+        ckpts.save_latest(step, {"params": params}, {}, force=True)
+    ckpts.close()
+    newest = os.path.join(checkpoint.checkpoint_dir(train_dir), "4", "state")
+    files = [os.path.join(d, n) for d, _, ns in os.walk(newest) for n in ns]
+    biggest = max(files, key=os.path.getsize)
+    with open(biggest, "r+b") as f:
+        f.truncate(os.path.getsize(biggest) // 2)
+
+    workdir = str(tmp_path / "w")
+    config = knn_config(
+        data_dir, train_dir=train_dir, checkpoint="latest", allow_random_init=False,
+        knn_eval_names="cars", eval_knns="test_knn", disabled_separate_knns="",
+        save_neighbors=False, save_json_descriptors=False, save_descriptors=True,
+        descriptor_format="original", descr_save_path=os.path.join(workdir, "saved"),
+    )  # fmt: skip
+    knn_main.run_knn(config, workdir)
+    with open(os.path.join(workdir, "results.html"), encoding="utf-8") as f:
+        page = parse_html(f.read())
+    assert page.find("p", class_="run").text().split(" · ")[1] == (
+        "checkpoint: train latest checkpoint, step 2"
+    )
+    assert os.listdir(os.path.join(workdir, "saved", "descriptors")) == ["descriptors_step_2.pkl"]

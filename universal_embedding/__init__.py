@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from universal_embedding.errors import quiet as _quiet
 
+_quiet.tensorflow_defaults()
 _quiet.install()
 
 __version__ = "0.1.0"

@@ -9,7 +9,8 @@ P: .npz, or JSON in the original or UDON layout (the original's descriptors_step
 files are JSON and are read as such; nothing is ever unpickled). With
 --config.save_descriptors=True the descriptors are written again in descriptor_format
 ('npz': W/descriptors.npz; 'original': W/descriptors/descriptors_step_<step>.pkl): a converter.
-Imports neither TensorFlow nor the models: descriptors and info files are all it reads.
+Imports neither TensorFlow, the models nor orbax: descriptors and info files are all it reads.
+Holds the workdir's lock (W/train.lock) like every command that writes into a workdir.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import re
 from absl import logging
 
 from universal_embedding import runner, settings
+from universal_embedding.checkpoint.lock import WorkdirLock
 from universal_embedding.errors import command
 from universal_embedding.knn.descriptors import descriptor_file, load_descriptors
 from universal_embedding.knn.evaluate import evaluate_with_info_files
@@ -46,6 +48,14 @@ def input_step(path: str) -> int:
 
 
 def descr_eval(config, workdir: str) -> dict[str, float]:
+    """evaluate_descriptors holding the workdir's lock (checkpoint/lock.py): a training or
+    another command writing into the same workdir refuses to start, and this one refuses while
+    one runs (the lock needs no orbax: this command stays light)."""
+    with WorkdirLock(workdir):
+        return evaluate_descriptors(config, workdir)
+
+
+def evaluate_descriptors(config, workdir: str) -> dict[str, float]:
     """Load config.descr_path and evaluate it with the config's kNN plan; write results."""
     if not config.descr_path:
         raise ValueError(

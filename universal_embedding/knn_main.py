@@ -22,7 +22,7 @@ from absl import logging
 from universal_embedding import loading, runner, settings, writers
 from universal_embedding.checkpoint.lock import WorkdirLock
 from universal_embedding.checkpoint.restore import parse_which
-from universal_embedding.checkpoint.series import BEST, LATEST, checkpoint_dir
+from universal_embedding.checkpoint.series import BEST, LATEST, checkpoint_dir, step_folders
 from universal_embedding.errors import command
 from universal_embedding.knn import descriptors as knn_descriptors
 from universal_embedding.knn import evaluator
@@ -32,8 +32,9 @@ from universal_embedding.report import gallery_images, results_files, table
 def write_neighbours(
     config: ml_collections.ConfigDict, workdir: str, found: Mapping, infos: Mapping
 ) -> list[str]:
-    """W/neighbours.html (+ _2, ...) with the config's gallery settings (images_dir: '' =
-    <info_files_dir>/../images; missing files: the TFRecord bytes in eval_dataset_dir)."""
+    """W/neighbours.html (+ _2, ...) with the config's gallery settings: images are the bytes
+    stored in eval_dataset_dir's TFRecords; images_dir ('' = <info_files_dir>/../images) only
+    gives the links to the originals."""
     return gallery_images.write_neighbours(
         workdir,
         found,
@@ -53,34 +54,38 @@ def images_dir(config: ml_collections.ConfigDict) -> str:
     return config.images_dir or gallery_images.default_images_dir(config.info_files_dir)
 
 
-def descriptor_step(config: ml_collections.ConfigDict) -> int:
-    """The step in the original's descriptor file name: -1 for the best checkpoint, N for step
-    N, the newest saved step for 'latest', 0 for pretrained or random weights (as the original
-    named its test_pretrained_features run)."""
+def descriptor_step(config: ml_collections.ConfigDict, restored: int | None = None) -> int:
+    """The step in the original's descriptor file name: -1 for the best checkpoint, the step
+    `restored` (what load_model read: an older step when the newest was unreadable) or else N
+    for step N and the newest saved step for 'latest', 0 for pretrained or random weights (as
+    the original named its test_pretrained_features run)."""
     if not config.train_dir:
         return 0
     series, step = parse_which(config.checkpoint)
     if series == BEST:
         return -1
+    if restored is not None:
+        return restored
     if step is not None:
         return step
-    latest = checkpoint_dir(config.train_dir, LATEST)
-    steps = [int(n) for n in os.listdir(latest) if n.isdigit()] if os.path.isdir(latest) else []
-    return max(steps, default=0)
+    return max(step_folders(checkpoint_dir(config.train_dir, LATEST)), default=0)
 
 
-def checkpoint_label(config: ml_collections.ConfigDict) -> str:
+def checkpoint_label(config: ml_collections.ConfigDict, restored: int | None = None) -> str:
     """What was evaluated, for results.html: '<train_dir name> best checkpoint, step N' (or
-    latest, or '<name>, step N'), 'pretrained <file name>', or 'random initialisation'."""
+    latest, or '<name>, step N'), 'pretrained <file name>', or 'random initialisation'.
+    N is `restored` (the step load_model read) when given."""
     if not config.train_dir:
         if config.pretrained_ckpt:
             return f"pretrained {os.path.basename(config.pretrained_ckpt)}"
         return "random initialisation"
-    step = descriptor_step(config)
+    step = descriptor_step(config, restored)
     if step == -1:  # the best checkpoint: its step is the folder name inside best/
-        best = checkpoint_dir(config.train_dir, BEST)
-        steps = [int(n) for n in os.listdir(best) if n.isdigit()] if os.path.isdir(best) else []
-        step = max(steps, default=-1)
+        step = (
+            restored
+            if restored is not None
+            else max(step_folders(checkpoint_dir(config.train_dir, BEST)), default=-1)
+        )
     where = os.path.basename(os.path.normpath(config.train_dir))
     if not str(config.checkpoint).isdigit():
         where += f" {config.checkpoint} checkpoint"
@@ -93,9 +98,11 @@ def run_knn(config: ml_collections.ConfigDict, workdir: str) -> dict[str, float]
     plan = settings.eval_plan(config)
     spec, source = settings.model_and_weights(config)  # missing weights fail before any data
     output = settings.descriptor_output(config)
-    descriptor_path = knn_descriptors.descriptor_file(output, workdir, descriptor_step(config))
+    knn_descriptors.descriptor_format(output.format)  # a bad format fails before any work
     data = settings.eval_data(config, spec)
     loaded = loading.load_model(spec, source)
+    step = descriptor_step(config, loaded.step)  # the step read, not the newest on disk
+    descriptor_path = knn_descriptors.descriptor_file(output, workdir, step)
     knn = evaluator.KnnEvaluator(loaded.model, plan, data, config.embedd_to_eval)
     evaluator.check_record_counts(data.tfds_dir, knn.infos, data.info_files_dir)
     descriptors = knn.descriptors(loaded.params)
@@ -107,7 +114,7 @@ def run_knn(config: ml_collections.ConfigDict, workdir: str) -> dict[str, float]
     writers.write_config_json(config.to_dict(), written[0])
     saved = descriptors if output.save else None
     model = f"{loaded.spec.model_class} {loaded.spec.model_type}"
-    run = {"model": model, "checkpoint": checkpoint_label(config)}
+    run = {"model": model, "checkpoint": checkpoint_label(config, loaded.step)}
     written += results_files.write_outputs(
         workdir, out.results, plan, saved, descriptor_path, run
     ).values()

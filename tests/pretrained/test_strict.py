@@ -136,7 +136,7 @@ def test_missing_and_unreadable_files(vit, tmp_path, monkeypatch):
         load_pretrained(params, str(tmp_path / "other.npz"), settings.model_spec(config))
     (tmp_path / "model.pt").write_bytes(b"\x80\x02}q\x00.")  # a legacy (non-zip) torch pickle
     monkeypatch.setitem(sys.modules, "torch", None)  # as if torch were not installed
-    with pytest.raises(ImportError, match="PyTorch checkpoint and reading it needs torch"):
+    with pytest.raises(CheckpointError, match="model.pt is a legacy .non-zip. torch.save file"):
         load_pretrained(params, str(tmp_path / "model.pt"), settings.model_spec(config))
 
 

@@ -4,6 +4,7 @@ import collections
 import io
 import os
 import pickle
+import subprocess
 import sys
 from typing import Tuple  # noqa: UP035  (TorchScript wants typing.Tuple)
 
@@ -12,7 +13,7 @@ import numpy as np
 import pytest
 import torch
 
-from universal_embedding.pretrained import CheckpointError
+from universal_embedding.pretrained import CheckpointError, files
 from universal_embedding.pretrained.files import read_checkpoint
 
 
@@ -108,12 +109,37 @@ def test_plain_npy_array_is_not_a_dict(tmp_path):
         read_checkpoint(str(tmp_path / "arr.npy"))
 
 
-def test_pt_hint_without_torch_recommends_no_pickle_format(tmp_path, monkeypatch):
+def test_legacy_torch_pickle_is_refused_with_the_conversion(tmp_path, monkeypatch):
     (tmp_path / "model.pt").write_bytes(pickle.dumps({}, protocol=2))  # legacy torch pickle
-    monkeypatch.setitem(sys.modules, "torch", None)
-    with pytest.raises(ImportError, match="needs torch") as e:
+    monkeypatch.setitem(sys.modules, "torch", None)  # refused before torch would be needed
+    with pytest.raises(CheckpointError, match="is a legacy \\(non-zip\\) torch.save file") as e:
         read_checkpoint(str(tmp_path / "model.pt"))
-    assert ".npy" not in str(e.value) and "safetensors" in str(e.value)
+    assert files.LEGACY_TORCH_FIX in str(e.value) and "\n" not in str(e.value)
+
+
+def test_genuine_and_crafted_legacy_torch_saves_are_refused_and_the_fix_works(tmp_path):
+    n = 123457  # pickled as BININT 'J' + 4 bytes: the storage's declared numel is easy to patch
+    state = {"w": torch.arange(n, dtype=torch.float32), "b": torch.tensor([0.5, 1.5])}
+    legacy = tmp_path / "legacy.pt"
+    torch.save(state, legacy, _use_new_zipfile_serialization=False)
+    data = legacy.read_bytes()
+    at = data.index(b"J" + n.to_bytes(4, "little"))  # first: the storage record, not the shape
+    crafted = tmp_path / "crafted.pt"  # declares 2**30 floats (4 GiB) in a 0.5 MB file
+    crafted.write_bytes(data[:at] + b"J" + (1 << 30).to_bytes(4, "little") + data[at + 5 :])
+    for path in (legacy, crafted):
+        with pytest.raises(CheckpointError) as e:
+            read_checkpoint(str(path))
+        assert str(e.value).startswith(f"{path} is a legacy (non-zip) torch.save file")
+        assert files.LEGACY_TORCH_FIX in str(e.value) and "\n" not in str(e.value)
+    command = files.LEGACY_TORCH_FIX.removeprefix("python -c ").strip('"')
+    command = command.replace("'IN'", repr(str(legacy))).replace(
+        "'OUT.pth'", repr(str(tmp_path / "zip.pth"))
+    )
+    subprocess.run([sys.executable, "-c", command], check=True, timeout=120)
+    container, arrays = read_checkpoint(str(tmp_path / "zip.pth"))
+    assert container == "torch_zip" and sorted(arrays) == ["b", "w"]
+    np.testing.assert_array_equal(arrays["w"], np.arange(n, dtype=np.float32))
+    np.testing.assert_array_equal(arrays["b"], [0.5, 1.5])
 
 
 class SetstateRuns(torch.nn.Module):
@@ -170,12 +196,8 @@ def test_torch_pickle_that_runs_code_is_refused(tmp_path, zip_format):
     path = tmp_path / "open_clip.bin"
     state = {"visual.conv1.weight": torch.ones(2), "x": WritesMarker(marker)}
     torch.save(state, path, _use_new_zipfile_serialization=zip_format)
-    # zip: the restricted reader of safe_pickle.py; legacy pickles: torch.load(weights_only=True)
-    refusal = (
-        r"pickled \w+\.system.*nothing in it was run"
-        if zip_format
-        else r"weights_only=True.*system"
-    )
+    # zip: the restricted reader of safe_pickle.py; legacy pickles: refused unread
+    refusal = r"pickled \w+\.system.*nothing in it was run" if zip_format else r"legacy \(non-zip\)"
     with pytest.raises(CheckpointError, match=refusal) as e:
         read_checkpoint(str(path))
     assert "\n" not in str(e.value)

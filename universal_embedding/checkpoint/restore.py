@@ -14,7 +14,7 @@ import numpy as np
 import orbax.checkpoint as ocp
 from absl import logging
 
-from universal_embedding.checkpoint.series import BEST, LATEST, checkpoint_dir
+from universal_embedding.checkpoint.series import BEST, LATEST, checkpoint_dir, step_folders
 from universal_embedding.errors import limits
 
 
@@ -82,7 +82,7 @@ def _restore_newest_readable(path: str, sharding: Any) -> tuple[Any, dict, int]:
     truncated file) is named in a warning. Nothing is moved: readers leave the workdir as is."""
     from universal_embedding.checkpoint import repair
 
-    steps = sorted((int(n) for n in os.listdir(path) if n.isdigit()), reverse=True)
+    steps = step_folders(path)[::-1]
     skipped: list[str] = []
     for step in steps:
         try:

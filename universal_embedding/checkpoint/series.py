@@ -10,17 +10,23 @@ short (crash, SIGKILL) is never listed as a step.
 from __future__ import annotations
 
 import contextlib
-import errno
 import math
 import os
-import shutil
 from collections.abc import Mapping
 from typing import Any
 
 import jax
 import numpy as np
 import orbax.checkpoint as ocp
-from absl import logging
+from absl import logging as absl_logging
+
+from universal_embedding.checkpoint.full_disk import (
+    DiskFull,
+    failed_save,
+    no_space,
+    quiet_full_disk_records,
+    remove_partial_saves,
+)
 
 LATEST = "latest"
 BEST = "best"
@@ -29,6 +35,14 @@ BEST = "best"
 def checkpoint_dir(workdir: str, which: str = LATEST) -> str:
     """<workdir>/checkpoints/<latest|best>."""
     return os.path.join(os.path.abspath(workdir), "checkpoints", which)
+
+
+def step_folders(folder: str) -> list[int]:
+    """The steps saved in a series folder (its all-digit entries), ascending; [] when the
+    folder does not exist."""
+    if not os.path.isdir(folder):
+        return []
+    return sorted(int(n) for n in os.listdir(folder) if n.isdigit())
 
 
 def _jsonable(value: Any) -> Any:
@@ -66,26 +80,6 @@ def _save_policy(interval: int, steps: tuple[int, ...]):
     )
 
 
-class DiskFull(OSError):
-    """No space left on device while a checkpoint was written (the partial save is removed)."""
-
-
-def _no_space(error: BaseException) -> bool:
-    """True for a full disk or quota, however the storage layer wraps it (TensorStore raises
-    ValueError('RESOURCE_EXHAUSTED: ... No space left on device'))."""
-    errno_ = getattr(error, "errno", None)
-    return errno_ in (errno.ENOSPC, errno.EDQUOT) or "No space left on device" in str(error)
-
-
-def _remove_partial_saves(folders: tuple[str, ...]) -> None:
-    """Delete the temporary folders of unfinished saves (orbax's '<step>.orbax-checkpoint-tmp*')."""
-    for folder in folders:
-        if os.path.isdir(folder):
-            for name in os.listdir(folder):
-                if ".orbax-checkpoint-tmp" in name:
-                    shutil.rmtree(os.path.join(folder, name), ignore_errors=True)
-
-
 class Checkpoints:
     """The two checkpoint series of one training run (all processes must call the same methods)."""
 
@@ -104,6 +98,7 @@ class Checkpoints:
                 f"({max_to_keep}) must be positive."
             )
         self._workdir = workdir
+        quiet_full_disk_records()
         policy = _save_policy(int(checkpoint_steps), tuple(save_on_steps))
         latest_dir = checkpoint_dir(workdir, LATEST)
         self._latest = _manager(latest_dir, max_to_keep, async_save, ("state", "extra"), policy)
@@ -124,7 +119,7 @@ class Checkpoints:
             return float(info["extra"]["metric"])
         except Exception as e:  # noqa: BLE001 - whatever the reader raises, the step is unusable
             target = repair.set_aside(self._best, self._workdir, [step])
-            logging.warning(
+            absl_logging.warning(
                 "Best checkpoint step %d under %s is damaged (%s); moved it to %s.",
                 step, self._best.directory, repair.reason(e), target,
             )  # fmt: skip
@@ -248,12 +243,13 @@ class Checkpoints:
         try:
             yield
         except Exception as e:
-            if not _no_space(e):
+            if not no_space(e):
                 raise
             folders = (str(self._latest.directory), str(self._best.directory))
+            what = failed_save(*folders, what)
             if jax.process_index() == 0:
-                _remove_partial_saves(folders)
-            steps = sorted(int(n) for n in os.listdir(folders[0]) if n.isdigit())
+                remove_partial_saves(folders)
+            steps = step_folders(folders[0])
             last = f"step {steps[-1]}" if steps else "none (a rerun starts from step 0)"
             raise DiskFull(
                 f"No space left on device while saving {what} under {os.path.dirname(folders[0])}"

@@ -36,7 +36,8 @@ def knn_config(model_class: str, arg: str | None) -> ml_collections.ConfigDict:
     c.save_descriptors = True  # W/descriptors.npz (descriptor_format: see configs/base.py)
     c.save_json_descriptors = False  # also W/descriptors.json (the original JSON layout)
     c.save_neighbors = False  # W/neighbours.html
-    # Originals for neighbours.html; '' = <info_files_dir>/../images; missing files: TFRecord bytes.
+    # neighbours.html links thumbnails (made from the TFRecords' bytes) to originals here;
+    # '' = <info_files_dir>/../images. The files are linked, never read.
     c.images_dir = ""
     c.neighbours_queries = 8  # sampled queries per domain in neighbours.html
     c.neighbours_per_page = 200  # queries per page; more go to neighbours_2.html, ...

@@ -4,8 +4,13 @@ Installed when the package is imported (universal_embedding/__init__.py), so com
 Python API alike are quiet: TensorFlow's C++ start-up lines (CPU instructions, oneDNN) are
 off (TF_CPP_MIN_LOG_LEVEL=2 unless set), Python warnings raised inside the libraries below are
 ignored, and their absl / Python log records under ERROR (orbax's CheckpointManager notes,
-for instance) are dropped. Our own log lines and every error stay. `--verbose` on a command,
-or UE_VERBOSE=1, shows everything.
+for instance) are dropped, and so are the bare "Event loop is closed" tracebacks TensorStore
+reports after orbax closed its loop (closed_loop_noise). Our own log lines and every error
+stay. `--verbose` on a command, or UE_VERBOSE=1, shows everything.
+
+TensorFlow's oneDNN custom operations are off unless TF_ENABLE_ONEDNN_OPTS is set, verbose or
+not (tensorflow_defaults): TensorFlow runs only tf.data here (decode, crop, resize), and on CPUs
+with AVX-512 the start-up line saying they are on ignores TF_CPP_MIN_LOG_LEVEL (TF 2.21).
 """
 
 from __future__ import annotations
@@ -13,6 +18,7 @@ from __future__ import annotations
 import logging
 import os
 import sys
+import sysconfig
 import warnings
 from collections.abc import Sequence
 
@@ -46,6 +52,12 @@ def from_library(pathname: str) -> bool:
     return "site-packages" in parts or "dist-packages" in parts
 
 
+def library_or_stdlib(pathname: str) -> bool:
+    """True for a source file of an installed library or of Python's standard library."""
+    stdlib = os.path.abspath(sysconfig.get_paths()["stdlib"])
+    return from_library(pathname) or os.path.abspath(pathname).startswith(stdlib + os.sep)
+
+
 class LibraryRecords(logging.Filter):
     """Drops a library's log records under ERROR unless verbose was asked for."""
 
@@ -55,6 +67,49 @@ class LibraryRecords(logging.Filter):
         from universal_embedding.errors import verbose_requested
 
         return verbose_wanted() or verbose_requested()
+
+
+def closed_loop_noise(unraisable) -> bool:
+    """True for TensorStore delivering a result to the private asyncio loop orbax already
+    closed (its writes still pending after a failed save or restore): a RuntimeError('Event
+    loop is closed') raised in asyncio's call_soon_threadsafe and reported, with no object,
+    through sys.unraisablehook as a bare traceback. Nothing waits for that result."""
+    error, tb = unraisable.exc_value, unraisable.exc_traceback
+    if not isinstance(error, RuntimeError) or str(error) != "Event loop is closed":
+        return False
+    while tb is not None and tb.tb_next is not None:
+        tb = tb.tb_next
+    return (
+        unraisable.object is None
+        and tb is not None
+        and tb.tb_frame.f_code.co_name
+        in (
+            "_check_closed",
+            "call_soon_threadsafe",
+        )
+    )
+
+
+def quiet_closed_loop_noise() -> None:
+    """Wrap sys.unraisablehook (once) so that closed_loop_noise is dropped unless verbose."""
+    previous = sys.unraisablehook
+    if getattr(previous, "_drops_closed_loop_noise", False):
+        return
+
+    def hook(unraisable) -> None:
+        from universal_embedding.errors import verbose_requested
+
+        if closed_loop_noise(unraisable) and not (verbose_wanted() or verbose_requested()):
+            return
+        previous(unraisable)
+
+    hook._drops_closed_loop_noise = True
+    sys.unraisablehook = hook
+
+
+def tensorflow_defaults() -> None:
+    """Off unless set: TensorFlow's oneDNN custom operations (the same tf.data on every CPU)."""
+    os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
 
 
 def install(argv: Sequence[str] | None = None) -> bool:
@@ -70,5 +125,6 @@ def install(argv: Sequence[str] | None = None) -> bool:
     absl_logging.get_absl_logger().addFilter(LibraryRecords())
     for name in LOGGERS[1:]:
         logging.getLogger(name).addFilter(LibraryRecords())
+    quiet_closed_loop_noise()
     _INSTALLED = True
     return True

@@ -11,12 +11,12 @@ from __future__ import annotations
 import json
 import math
 import os
-import struct
 from collections.abc import Iterable, Sequence
 
 import numpy as np
 
 from universal_embedding.errors import limits
+from universal_embedding.knn import index_file
 from universal_embedding.knn.search import search
 
 KINDS = ("flat", "ivf", "hnsw")
@@ -144,38 +144,28 @@ def build(
     return meta
 
 
-_FLAT = (b"IxFI", b"IxF2", b"IxFl")  # faiss IndexFlat (inner product, L2, other metric)
-_HEADER = struct.Struct("<4siqqq?i")  # fourcc, d, ntotal, 2 dummies, is_trained, metric_type
-
-
-def check_index_file(path: str, dim: int, count: int) -> None:
-    """Refuse an index.faiss that is not a regular file or whose header disagrees with
-    meta.json (dimension, row count) or with its own size, before faiss allocates what it
-    declares. A flat index is checked whole: its codes must be count x dim floats filling the
-    file; other kinds are checked by their header and by holding at least count x dim floats."""
+def check_index_file(path: str, dim: int, count: int, kind: str = "flat") -> None:
+    """Refuse an index.faiss that is not a regular file, whose header disagrees with meta.json
+    (dimension, row count, kind) or whose declared sizes its own size cannot hold, before
+    faiss allocates what it declares: knn/index_file.py walks the whole file."""
     size = os.path.getsize(limits.regular_file(path, "Index file"))
     with limits.open_regular(path, "Index file") as f:
-        head = f.read(_HEADER.size + 12)
-    if len(head) < _HEADER.size:
-        raise ValueError(f"{limits.short(path)} is too short ({size} bytes) for a faiss index.")
-    fourcc, d, ntotal, _, _, _, metric = _HEADER.unpack_from(head)
-    if (d, ntotal) != (dim, count):
-        raise ValueError(
-            f"{limits.short(path)} holds {ntotal} vectors of dimension {d}, but meta.json says "
-            f"{count} of dimension {dim}: the index files do not belong together; rebuild it."
-        )
-    if d * ntotal * 4 > size:
-        raise ValueError(
-            f"{limits.short(path)}: {ntotal} x {d} floats do not fit its {size} bytes."
-        )
-    if fourcc in _FLAT:
-        at = _HEADER.size + (4 if metric > 1 else 0)
-        floats = int.from_bytes(head[at : at + 8], "little")
-        if floats != d * ntotal or at + 8 + 4 * floats != size:
+        head = f.read(index_file.HEADER.size)
+        if len(head) < index_file.HEADER.size:
+            raise ValueError(f"{limits.short(path)} is too short ({size} bytes) for a faiss index.")
+        _, d, ntotal, _, _, _, _ = index_file.HEADER.unpack(head)
+        if (d, ntotal) != (dim, count):
             raise ValueError(
-                f"{limits.short(path)} declares {floats:,} floats of codes for {ntotal} x {d} in a "
-                f"{size:,}-byte file (damaged or crafted); refused before reading it. Rebuild it."
+                f"{limits.short(path)} holds {ntotal} vectors of dimension {d}, but meta.json "
+                f"says {count} of dimension {dim}: the index files do not belong together; "
+                "rebuild it."
             )
+        if d * ntotal * 4 > size:
+            raise ValueError(
+                f"{limits.short(path)}: {ntotal} x {d} floats do not fit its {size} bytes."
+            )
+        f.seek(0)
+        index_file.check_layout(f, path, size, kind)
 
 
 class SavedIndex:
@@ -191,11 +181,12 @@ class SavedIndex:
         self.meta = limits.read_json_object(meta_path, "Index meta")
         try:
             dim, count = int(self.meta["dim"]), int(self.meta["count"])
-            self.meta["kind"]
+            if self.meta["kind"] not in KINDS:
+                raise ValueError(f"kind {limits.short(self.meta['kind'])!r} is not one of {KINDS}")
         except (KeyError, TypeError, ValueError) as e:
             raise ValueError(f"{meta_path}: no valid kind, dim and count ({e}).") from None
         self.dir = index_dir
-        check_index_file(os.path.join(index_dir, INDEX_FILE), dim, count)
+        check_index_file(os.path.join(index_dir, INDEX_FILE), dim, count, self.meta["kind"])
         self.index = _faiss().read_index(os.path.join(index_dir, INDEX_FILE))
         if self.meta["kind"] == "ivf":
             self.index.nprobe = int(self.meta["nprobe"])

@@ -59,6 +59,9 @@ class LoadedModel:
     params: dict
     spec: ModelSpec  # the model as trained (train_dir) or as given
     normalization: str  # 'clip' | 'imagenet': how its images must be normalised
+    # The checkpoint step the weights were read from (train_dir only; None otherwise): for
+    # 'latest' the step actually restored, an older one when newer steps were unreadable.
+    step: int | None = None
 
 
 def resolve_spec(spec: ModelSpec, source: WeightSource) -> ModelSpec:
@@ -253,6 +256,7 @@ def load_model(spec: ModelSpec, source: WeightSource) -> LoadedModel:
             source.train_dir, source.checkpoint, model, spec
         )
         logging.info("Weights: %s (original UnED checkpoint)", info["path"])
+        step = info["step"]
     elif kind == "train_dir":
         params, info = restore_params(source.train_dir, source.checkpoint)
         check_loaded(model, params, spec, os.path.join(source.train_dir, "config.json"))
@@ -262,7 +266,9 @@ def load_model(spec: ModelSpec, source: WeightSource) -> LoadedModel:
             source.train_dir,
             info.get("step"),
         )
+        step = info.get("step")
     else:
+        step = None
         params = initial_params(spec, model, source)
         if kind == "random":
             logging.warning("No weights given: evaluating a RANDOMLY initialised model.")
@@ -275,4 +281,4 @@ def load_model(spec: ModelSpec, source: WeightSource) -> LoadedModel:
                     "off-the-shelf backbone.",
                     spec.output_dim,
                 )
-    return LoadedModel(model, without_heads(params), spec, normalization_of(spec))
+    return LoadedModel(model, without_heads(params), spec, normalization_of(spec), step)

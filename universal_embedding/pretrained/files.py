@@ -4,16 +4,14 @@ File containers are told apart by their first bytes: `.npz` (zip of .npy), `.npy
 dict), TorchScript (zip with constants.pkl), PyTorch (zip with data.pkl, or legacy pickle) and
 safetensors (8-byte header length then JSON); a file named `.safetensors` must be one. No code
 in a weight file runs: pickles are read by restricted unpicklers (safe_pickle.py; TorchScript
-and zip-format torch.save files, without torch) or, for legacy (non-zip) torch pickles only, by
-`torch.load(weights_only=True)`.
+and zip-format torch.save files, without torch). Legacy (non-zip) torch.save pickles are refused
+with the command that converts them (their declared storage sizes cannot be bounded).
 """
 
 from __future__ import annotations
 
 import json
 import os
-import pickle
-import zipfile
 from collections.abc import Callable, Mapping
 
 import numpy as np
@@ -161,33 +159,19 @@ def _read_safetensors_raw(path: str, header: dict, skip: Callable[[str], bool]) 
     return out
 
 
-def _read_torch(path: str) -> dict[str, np.ndarray]:
-    if zipfile.is_zipfile(path):  # storages are zip members: their declared sizes are bounded
-        limits.check_zip_budget(path, "Checkpoint")
-    try:
-        import torch
-    except ImportError as e:
-        raise ImportError(
-            f"{path} is a PyTorch checkpoint and reading it needs torch, which is not installed: "
-            "pip install torch (CPU build is enough), or use the .safetensors release."
-        ) from e
-    try:  # torch's own restricted unpickler: tensors and plain containers only
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as e:
-        lines = [line.strip() for line in str(e).splitlines() if line.strip()]
-        why = next((line for line in lines if "GLOBAL" in line), lines[0] if lines else "")
-        raise CheckpointError(
-            f"{path}: refused by torch.load(weights_only=True), nothing in it was run ({why}). "
-            "Use the original weights or a .safetensors file."
-        ) from None
-    state = _state_dict(path, state)
-    return {
-        k.removeprefix("module."): v.detach().to(torch.float32).numpy()
-        if v.is_floating_point()
-        else v.numpy()
-        for k, v in state.items()
-        if torch.is_tensor(v)
-    }
+LEGACY_TORCH_FIX = (
+    "python -c \"import torch; torch.save(torch.load('IN', weights_only=True), 'OUT.pth')\""
+)
+
+
+def _refuse_legacy_torch(path: str) -> dict[str, np.ndarray]:
+    """Legacy (non-zip) torch.save files are refused unread: their storages declare sizes that
+    torch allocates before reading the data, and there is no member size to bound them by."""
+    raise CheckpointError(
+        f"{limits.short(path)} is a legacy (non-zip) torch.save file, which is not read (it "
+        "declares storage sizes that cannot be checked before allocating them). Convert it once "
+        f"where you trust the file: {LEGACY_TORCH_FIX} writes a zip-format OUT.pth, which is read."
+    )
 
 
 def _state_dict(path: str, state: object) -> dict:
@@ -217,7 +201,11 @@ def _read_npz(path: str, skip: Callable[[str], bool] = lambda n: False) -> dict:
 
 READERS = {"npz": _read_npz, "npy": safe_pickle.load_npy_dict}
 READERS |= {"torchscript": safe_pickle.load_torchscript}
-READERS |= {"safetensors": _read_safetensors, "torch": _read_torch, "torch_zip": _read_torch_zip}
+READERS |= {
+    "safetensors": _read_safetensors,
+    "torch": _refuse_legacy_torch,
+    "torch_zip": _read_torch_zip,
+}
 
 
 def resolve_path(path: str) -> str:

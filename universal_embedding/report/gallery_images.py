@@ -1,6 +1,7 @@
-"""The images of neighbours.html: original files on disk, else the bytes in the TFRecords.
+"""The images of neighbours.html: the image bytes stored in the TFRecords, never re-read
+from the files the info files name (those are only linked, when under images_dir).
 
-`write_neighbours` samples the queries, finds their images and writes the gallery pages
+`write_neighbours` samples the queries, reads their images and writes the gallery pages
 (report/gallery_page.py); every argument is a plain value, so any program can call it.
 """
 
@@ -23,48 +24,36 @@ def default_images_dir(info_files_dir: str) -> str:
 
 
 def original_files(images_dir: str, infos: Infos) -> neighbour_rows.OriginalFiles:
-    """(key, position) -> the original image file under images_dir, or None when absent."""
+    """(key, position) -> the original image file under images_dir, or None when absent or
+    outside it: the page links to it ("open the original") and never reads it."""
     from universal_embedding.data import image_files  # TensorFlow only when drawing a gallery
 
     def find(key: str, p: int) -> str | None:
         name = infos[key].paths[p]
         if image_files.outside_dir(images_dir, [name]):  # `..`, absolute or a symlink out
-            logging.warning("neighbours.html: %s leads outside %s; not read.", name, images_dir)
+            logging.warning("neighbours.html: %s leads outside %s; not linked.", name, images_dir)
             return None
         return image_files.resolve_path(images_dir, name)
 
     return find
 
 
-def image_loader(images_dir: str, tfds_dir: str, infos: Infos) -> neighbour_rows.ImageLoader:
-    """Loader for neighbours.html: original files under images_dir, else the TFRecord bytes
-    (records in tfds_dir found by their keys); None for an image found in neither."""
-    from universal_embedding.data import image_files, record_images
-
-    original = original_files(images_dir, infos)
+def image_loader(tfds_dir: str, infos: Infos) -> neighbour_rows.ImageLoader:
+    """Loader for neighbours.html: the image bytes stored in each split's TFRecords for the
+    wanted info-file rows (data/record_images.py; one pass per split, at most
+    MAX_GALLERY_IMAGE_BYTES an image); None for a row not found. No file named in an info
+    file or a record is read."""
+    from universal_embedding.data import record_images  # TensorFlow only when drawing a gallery
 
     def load(key: str, positions: Sequence[int]) -> dict[int, bytes | None]:
-        paths = infos[key].paths
-        out: dict[int, bytes | None] = {}
-        for p in positions:
-            full = original(key, p)
-            if full is not None:  # size (--max_image_bytes default) and header checked first
-                try:
-                    out[p] = image_files.read_image_file(full)
-                except (OSError, image_files.BadImageError) as e:
-                    logging.warning("neighbours.html: %s not shown: %s", full, e)
-        missing = [p for p in positions if p not in out]
-        if missing:
-            domain, split = key.split("/", 1)
-            try:
-                found = record_images.read_images_by_key(
-                    tfds_dir, domain, split, [paths[p] for p in missing]
-                )
-            except FileNotFoundError as e:
-                logging.warning("No images for %s in neighbours.html: %s", key, e)
-                found = {}
-            out.update({p: found.get(paths[p]) for p in missing})
-        return out
+        domain, split = key.split("/", 1)
+        try:
+            return record_images.read_images_at(
+                tfds_dir, domain, split, positions, infos[key].paths
+            )
+        except FileNotFoundError as e:
+            logging.warning("No images for %s in neighbours.html: %s", key, e)
+            return {p: None for p in positions}
 
     return load
 
@@ -84,13 +73,14 @@ def write_neighbours(
 ) -> list[str]:
     """W/neighbours.html (+ _2, ...) from the evaluation's neighbour lists (every setup):
     `num_queries` sampled queries per domain (seeded by `seed`), their top `k`, thumbnails of
-    at most `thumb_size` pixels, `per_page` queries a page. Returns the page paths."""
+    at most `thumb_size` pixels made from the TFRecords' bytes, `per_page` queries a page;
+    images under `images_dir` are linked, not read. Returns the page paths."""
     labels = {key: info.labels for key, info in infos.items()}
     sections = neighbour_rows.build_sections(found, labels, num_queries=num_queries, seed=seed)
     return gallery_page.write_gallery(
         workdir,
         sections,
-        image_loader(images_dir, tfds_dir, infos),
+        image_loader(tfds_dir, infos),
         {key: info.paths for key, info in infos.items()},
         k=k,
         thumb_size=thumb_size,
