@@ -63,3 +63,55 @@ def test_command_line_from_a_flagfile(tmp_path):
     for split in splits:
         n = len(info_files.load_split(os.path.join(data_dir, "info_files"), "cars", split))
         assert input_pipeline.num_records(tfds, "cars", split) == n
+
+
+def _shard_records(tfds):
+    """{shard: [(key, labels, image bytes), ...]} (a record's bytes may differ between
+    processes: protobuf writes map entries in a per-process order)."""
+    import tensorflow as tf
+
+    out = {}
+    for folder, _, files in os.walk(tfds):
+        for name in files:
+            if ".tfrecord" in name and "_meta" not in folder:
+                rows = []
+                for raw in tf.data.TFRecordDataset(os.path.join(folder, name)):
+                    f = tf.train.Example.FromString(raw.numpy()).features.feature
+                    rows.append((f["key"].bytes_list.value[0], list(f["class_id"].int64_list.value),
+                                 f["image_bytes"].bytes_list.value[0]))  # fmt: skip
+                out[os.path.relpath(os.path.join(folder, name), tfds)] = rows
+    return out
+
+
+def test_processes_write_the_same_shards_and_errors_stay_one_line(tmp_path):
+    data_dir = str(tmp_path / "data")
+    synthetic.write_synthetic_uned(data_dir, seed=0, scale=0.05, domains=["cars", "sop"])
+    runs = {}
+    for processes in (1, 2):
+        cmd = [sys.executable, "-m", "universal_embedding.data.prepare", f"--data_dir={data_dir}",
+               f"--processes={processes}"]  # fmt: skip
+        out = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=300)
+        assert out.returncode == 0, out.stderr[-2000:]
+        runs[processes] = (_shard_records(os.path.join(data_dir, "tfds")), out.stdout.splitlines())
+        if processes == 2:  # one bar over every split's images
+            assert "prepare: 100%" in out.stderr and " 89/89 " in out.stderr, out.stderr[-500:]
+        os.rename(os.path.join(data_dir, "tfds"), os.path.join(data_dir, f"tfds{processes}"))
+    (one, lines_one), (two, lines_two) = runs[1], runs[2]
+    assert len(one) == 1 + 1 + 1 + 5 + 1 + 1, sorted(one)  # cars 3 splits, sop 5+1+1 shards
+    assert one == two and sum(map(len, one.values())) == 89
+    assert [x.split(":")[0] for x in lines_one] == [x.split(":")[0] for x in lines_two]
+    os.remove(
+        os.path.join(
+            data_dir,
+            "images",
+            "sop",
+            "test",
+            sorted(os.listdir(os.path.join(data_dir, "images", "sop", "test")))[0],
+            "000.jpg",
+        )
+    )
+    cmd = [sys.executable, "-m", "universal_embedding.data.prepare", f"--data_dir={data_dir}",
+           "--processes=2"]  # fmt: skip
+    out = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 1 and "Traceback" not in out.stderr
+    assert [x for x in out.stderr.splitlines() if "sop" in x and "missing" in x]

@@ -88,22 +88,40 @@ def test_jax_backend_with_several_index_chunks():
     np.testing.assert_array_equal(ids, want_i)
 
 
+def _latest_first(index, m):
+    """A backend returning the LATEST rows of a tie group first (as no real one does)."""
+
+    def fn(q):
+        s = q @ index.T
+        later = np.broadcast_to(-np.arange(len(index)), s.shape)
+        order = np.lexsort((later, -s), axis=-1)[:, :m]
+        return np.take_along_axis(s, order, 1).astype(np.float32), order.astype(np.int64)
+
+    return fn
+
+
 def test_exact_fallback_when_backend_cuts_a_tie_group(monkeypatch):
     """A backend that returns the LATEST tied rows is corrected by the boundary check."""
 
-    def latest_first(index, m):
-        def fn(q):
-            s = q @ index.T
-            later = np.broadcast_to(-np.arange(len(index)), s.shape)
-            order = np.lexsort((later, -s), axis=-1)[:, :m]
-            return np.take_along_axis(s, order, 1).astype(np.float32), order.astype(np.int64)
-
-        return fn
-
-    monkeypatch.setattr(knn_search, "_backend_fn", lambda backend, index, m: latest_first(index, m))
+    monkeypatch.setattr(knn_search, "_backend_fn", lambda _, index, m: _latest_first(index, m))
     index = np.array([[2, 0]] + [[1, 0]] * 6, np.float32)
     _, ids = knn_search.search(np.array([[1, 0]], np.float32), index, 3, backend="numpy")
     assert ids.tolist() == [[0, 1, 2]]
+
+
+@pytest.mark.parametrize("ties, exact_calls", [(5, 0), (12, 1)])
+def test_wider_candidates_settle_ties_before_the_exact_path(monkeypatch, ties, exact_calls):
+    """Tied at the first candidates' end: kk + _TIE_WIDEN more settle a tie group that ends
+    within them without exact_topk; a longer group still goes to exact_topk."""
+
+    calls = []
+    exact = knn_search.exact_topk
+    monkeypatch.setattr(knn_search, "_backend_fn", lambda _, index, m: _latest_first(index, m))
+    monkeypatch.setattr(knn_search, "_TIE_WIDEN", 4)
+    monkeypatch.setattr(knn_search, "exact_topk", lambda *a: calls.append(1) or exact(*a))
+    index = np.array([[2, 0]] + [[1, 0]] * ties + [[0, 1]] * 10, np.float32)
+    _, ids = knn_search.search(np.array([[1, 0]], np.float32), index, 3, backend="numpy")
+    assert ids.tolist() == [[0, 1, 2]] and len(calls) == exact_calls
 
 
 def test_bad_arguments():

@@ -11,7 +11,7 @@ import pytest
 from universal_embedding import descr_eval, settings
 from universal_embedding.configs import config_knn_descr_eval
 from universal_embedding.knn import descriptors
-from universal_embedding.original import descriptor_files
+from universal_embedding.original import descriptor_files, json_stream
 
 NAN = float("nan")
 
@@ -279,14 +279,63 @@ def test_a_real_pickle_is_never_loaded(tmp_path, protocol, message):
 def test_json_too_large_for_memory_fails_before_reading(tmp_path, monkeypatch):
     path = tmp_path / "d.json"
     path.write_text(json.dumps({"cars": {"test": [[[1.0, 0.0]] * 50]}}))
-    # text + 40 bytes per number (49 commas between rows + 50 within them, + 1) + 64 per list
-    needed = path.stat().st_size + 40 * 100 + 64 * 52
-    assert descriptor_files.json_memory_needed(str(path)) == needed
+    # streamed: 16 bytes per number (49 commas between rows + 50 within them, + 1), the buffer
+    needed = 16 * 100 + 32 * json_stream.CHUNK
+    assert descriptor_files.stream_memory_needed(str(path)) == needed
     monkeypatch.setattr(descriptor_files, "available_memory", lambda: needed - 1)
     with pytest.raises(ValueError, match=f"'{path}' is .* GB of JSON; reading it needs about"):
         descriptors.load_descriptors(str(path))
     monkeypatch.setattr(descriptor_files, "available_memory", lambda: needed)
     assert descriptors.load_descriptors(str(path))["cars/test"].shape == (50, 2)
+    # parsed whole (a layout the stream does not read): text + 40 bytes a number + 64 a list
+    path.write_text(json.dumps({"cars": {"test": [[[1.0, 0.0]] * 50], "x": [1]}}))
+    whole = path.stat().st_size + 40 * 101 + 64 * 53
+    assert descriptor_files.json_memory_needed(str(path)) == whole
+    monkeypatch.setattr(descriptor_files, "available_memory", lambda: whole - 1)
+    with pytest.raises(ValueError, match="reading it needs about"):
+        descriptors.load_descriptors(str(path))
+
+
+@pytest.mark.parametrize("chunk", [1, 2, 5, 64, 1 << 22])
+def test_streamed_reading_equals_the_whole_parse(tmp_path, monkeypatch, chunk):
+    rng = np.random.default_rng(0)
+    a, b, c = (rng.random(s, dtype=np.float32) for s in [(45, 3), (5, 4), (30, 2)])
+    layouts = {
+        "original": {"cars": {"test": [a]}, "sop": {"val": [c]}},
+        "udon": {"cars": {"test": {"embedding": a, "teacher": b}}},
+        "plain": {"cars": {"test": a}, "sop": {"val": c}},
+    }
+    monkeypatch.setattr(json_stream, "CHUNK", chunk)
+    for name, tree in layouts.items():
+        path = str(tmp_path / f"{name}.json")
+        descriptor_files.write_json(path, tree)
+        with open(path) as f:
+            streamed = json_stream.read_arrays(f)
+            f.seek(0)
+            whole = json.load(f, object_pairs_hook=descriptor_files._convert_lists)
+        flat = {
+            "/".join(p for p in (d, s, e) if p): v
+            for d, splits in whole.items()
+            for s, value in splits.items()
+            for e, v in (value.items() if isinstance(value, dict) else [("", value)])
+        }
+        assert streamed.keys() == flat.keys(), name
+        for key, arr in flat.items():
+            assert streamed[key].dtype == np.float64 and np.array_equal(streamed[key], arr)
+
+
+def test_streamed_reading_memory_is_the_arrays_not_the_text(tmp_path):
+    from tests.hostile import peak_runs
+
+    x = np.random.default_rng(0).random((150_000, 64), dtype=np.float32)
+    path = str(tmp_path / "d.pkl")
+    descriptor_files.save_original(path, {"cars/test": x})
+    setup = f"from universal_embedding.original import descriptor_files as d\npath = {path!r}\n"
+    runs = peak_runs(setup, {"read": "a = d.load_json_arrays(path)['cars/test']"})
+    assert runs["read"]["error"] == ""
+    # float64 arrays (77 MB, twice while joined) + a block; the text alone is 190 MB, its lists
+    # ~380 MB more
+    assert runs["read"]["grown_mb"] < 260, runs
 
 
 @pytest.mark.parametrize(
@@ -298,3 +347,34 @@ def test_json_too_large_for_memory_fails_before_reading(tmp_path, monkeypatch):
 )
 def test_hostile_json_fails_in_one_line(tmp_path, text, message, assert_load_fails_in_one_line):
     assert_load_fails_in_one_line(tmp_path / "d.pkl", text, message)
+
+
+def test_json_writer_streams_the_text_json_dump_writes(tmp_path, monkeypatch):
+    rng = np.random.default_rng(0)
+    tree = {
+        "cars": {"test": [rng.random((45, 3), dtype=np.float32)]},
+        "é": {"paths": ["ü/a.jpg", "b"], "val": {"embedding": np.zeros((0, 4), np.float32)}},
+        "sop": {"test": np.zeros((3, 0), np.float32), "one": rng.random(3)},
+    }
+    monkeypatch.setattr(descriptor_files, "ROWS_PER_WRITE", 7)
+    path = str(tmp_path / "d.pkl")
+    descriptor_files.write_json(path, tree)
+    with open(path) as f:
+        assert f.read() == json.dumps(tree, default=descriptor_files._tolist)
+
+
+def test_json_writer_memory_is_one_block_not_the_file(tmp_path):
+    from tests.hostile import peak_runs
+
+    setup = (
+        "import numpy as np\n"
+        "from universal_embedding.original import descriptor_files as d\n"
+        "x = np.random.default_rng(0).random((150_000, 64), dtype=np.float32)\n"
+        f"path = {str(tmp_path / 'd.pkl')!r}\n"
+    )
+    runs = peak_runs(setup, {"write": "d.save_original(path, {'cars/test': x})"})
+    assert runs["write"]["error"] == ""
+    # the whole array as Python lists would be ~350 MB (9.6M floats); a 20k-row block ~50 MB
+    assert runs["write"]["grown_mb"] < 120, runs
+    loaded = descriptor_files.load_json_arrays(str(tmp_path / "d.pkl"))
+    assert loaded["cars/test"].shape == (150_000, 64)

@@ -21,7 +21,7 @@ import tensorflow as tf  # noqa: E402
 from PIL import Image  # noqa: E402
 
 # Kept byte for byte: the formats every TensorFlow version decodes. Others are re-encoded as PNG.
-_KEEP_MAGIC = (b"\xff\xd8\xff", b"\x89PNG\r\n\x1a\n")
+KEEP_MAGIC = (b"\xff\xd8\xff", b"\x89PNG\r\n\x1a\n")
 _ESCAPE_RE = re.compile(r"#U([0-9a-fA-F]{4,6})")
 DEFAULT_MAX_IMAGE_BYTES = 100_000_000  # 100 MB; UnED images are well under 1 MB
 
@@ -54,6 +54,9 @@ def unescape_name(path: str) -> str:
 
 def resolve_path(files_dir: str, rel_path: str) -> str | None:
     """The existing file for an info-file path: as written, `#U`-escaped or unescaped; else None."""
+    if rel_path.isascii() and "#U" not in rel_path:  # the common case: one name to try
+        full = os.path.join(files_dir, rel_path)
+        return full if os.path.isfile(full) else None
     seen = []
     for name in (
         rel_path,
@@ -93,14 +96,14 @@ def tf_compatible_bytes(raw: bytes) -> bytes:
     """`raw` itself if it is a JPEG/PNG TensorFlow decodes, else a lossless RGB PNG re-encoding."""
     if not raw:
         raise BadImageError("empty file")
-    if raw.startswith(_KEEP_MAGIC) and _tf_decodes(raw):
+    if raw.startswith(KEEP_MAGIC) and _tf_decodes(raw):
         return raw
     return _reencode_png(raw)
 
 
 def fast_compatible_bytes(raw: bytes) -> bytes:
     """tf_compatible_bytes without the test decode of JPEG/PNG (cheap; for use inside tf.data)."""
-    return raw if raw.startswith(_KEEP_MAGIC) else _reencode_png(raw)
+    return raw if raw.startswith(KEEP_MAGIC) else _reencode_png(raw)
 
 
 def downscaled_bytes(raw: bytes, max_side: int, jpeg_quality: int = 90) -> bytes:
@@ -127,16 +130,29 @@ def downscaled_bytes(raw: bytes, max_side: int, jpeg_quality: int = 90) -> bytes
 
 def outside_dir(files_dir: str, rel_paths: Sequence[str]) -> list[tuple[int, str]]:
     """(index, path) of info-file paths that lead outside files_dir (`..`, absolute paths, also
-    once `#U`-unescaped, and symlinks: a file or folder inside files_dir that links outside)."""
+    once `#U`-unescaped, and symlinks: a file or folder inside files_dir that links outside).
+    Each folder's real path is resolved once; a file costs one lstat."""
     root = os.path.realpath(files_dir)
+    prefix = root.rstrip(os.sep) + os.sep
+    folders: dict[str, str] = {}
     bad = []
     for i, rel in enumerate(rel_paths):
         for name in (rel, unescape_name(rel)):
-            full = os.path.realpath(os.path.join(root, name))
-            if os.path.commonpath([root, full]) != root:
+            full = _real_path(os.path.join(root, name), folders)
+            if full != root and not full.startswith(prefix):
                 bad.append((i, rel))
                 break
     return bad
+
+
+def _real_path(full: str, folders: dict[str, str]) -> str:
+    """os.path.realpath(full), its folder's real path taken from (and added to) `folders`."""
+    folder, base = os.path.split(full)
+    if base in ("", ".", "..") or os.path.islink(full):
+        return os.path.realpath(full)
+    if folder not in folders:
+        folders[folder] = os.path.realpath(folder)
+    return os.path.join(folders[folder], base)
 
 
 def repeated_paths(entries: Sequence[dict]) -> list[tuple[int, int, str]]:
@@ -237,15 +253,17 @@ def read_image_file(full: str, max_bytes: int = DEFAULT_MAX_IMAGE_BYTES) -> byte
 
 
 def load_image_bytes(
-    files_dir: str, rel_path: str, max_bytes: int = DEFAULT_MAX_IMAGE_BYTES
+    files_dir: str, rel_path: str, max_bytes: int = DEFAULT_MAX_IMAGE_BYTES, test_decode=True
 ) -> tuple[bytes | None, str]:
     """(bytes to store, '') for a good image, (None, reason) for a missing, oversized, or
-    undecodable one."""
+    undecodable one. test_decode=False: JPEG/PNG bytes are not test-decoded here (the caller
+    does it, e.g. decode_check.checked)."""
     full = resolve_path(files_dir, rel_path)
     if full is None:
         return None, f"missing (no {os.path.join(files_dir, rel_path)} nor its #U-escaped name)"
     try:
-        return tf_compatible_bytes(read_image_file(full, max_bytes)), ""
+        raw = read_image_file(full, max_bytes)
+        return (tf_compatible_bytes(raw) if test_decode else fast_compatible_bytes(raw)), ""
     except (OSError, BadImageError) as e:
         return None, str(e)
 

@@ -19,7 +19,7 @@ import numpy as np
 import tensorflow as tf
 import tqdm
 
-from universal_embedding.data import image_files, info_files, registry
+from universal_embedding.data import decode_check, image_files, info_files, registry
 from universal_embedding.data.side_files import (
     SKIPPED_SUFFIX,
     SUMMARY_SUFFIX,
@@ -191,7 +191,7 @@ def convert(
     workers: int = 0,
     skip_bad_images: bool = False,
     seed: int = 0,
-    progress: bool = True,
+    progress: bool | Callable[[int], None] = True,
     allow_outside_files_dir: bool = False,
     max_image_bytes: int = image_files.DEFAULT_MAX_IMAGE_BYTES,
     max_side: int = 0,
@@ -239,12 +239,14 @@ def convert(
         def load(i: int) -> tuple[bytes | None, str]:
             return _load(files_dir, entries[i]["path"], max_image_bytes, max_side)
 
-        results = _ordered_map(load, order, workers)
+        results = decode_check.checked(_ordered_map(load, order, workers))
+        if callable(progress):
+            results = _counted(results, progress)
         bar = tqdm.tqdm(
             results,
             total=len(order),
             desc=os.path.basename(output_file),
-            disable=not progress,
+            disable=progress is not True,
             unit="img",
         )
         for pos, (i, (data, reason)) in enumerate(zip(order, bar, strict=True)):
@@ -294,8 +296,21 @@ def convert(
     return summary
 
 
+def _counted(items: Iterable, report: Callable[[int], None], every: int = 256) -> Iterator:
+    """The items, calling report(n) after every `every` of them (and for the rest at the end)."""
+    n = 0
+    for item in items:
+        yield item
+        n += 1
+        if n == every:
+            report(n)
+            n = 0
+    if n:
+        report(n)
+
+
 def _load(files_dir: str, rel_path: str, max_bytes: int, max_side: int) -> tuple[bytes | None, str]:
-    data, reason = image_files.load_image_bytes(files_dir, rel_path, max_bytes)
+    data, reason = image_files.load_image_bytes(files_dir, rel_path, max_bytes, test_decode=False)
     if data is None or not max_side:
         return data, reason
     try:

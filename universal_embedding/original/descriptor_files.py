@@ -7,9 +7,10 @@ in a ONE-element list, `{"domain": {"split": [ [[...], ...] ]}}`; UDON names the
 `{"domain": {"split": {"embedding": [[...], ...]}}}`. The original extract_dir_descriptors wrote
 a folder's descriptors to `<workdir>/descriptors.json`, `{"descriptors": [[...], ...], "paths":
 [...]}` (n x d, not wrapped; paths as listed, under base_dir). Reading parses JSON only (a pickle is
-refused, never loaded) and turns each split into an array as soon as its object is parsed,
-so memory holds the file text, one domain's number lists and the arrays; a file whose estimate
-(json_memory_needed) exceeds the memory available stops before parsing.
+refused, never loaded), a block of rows at a time (original/json_stream.py), so memory holds
+the arrays, not the text nor its number lists; a file in another layout is parsed whole to name
+what is wrong. A file whose estimate (stream_memory_needed, json_memory_needed for the whole
+parse) exceeds the memory available stops before parsing.
 
 Results: the original writes a JSON list of three objects `[top_1, mp_k, map_k]`, each value
 `np.round(fraction, 3)` (numpy rounds half to even on the scaled value: 0.0025 -> 0.002,
@@ -26,6 +27,8 @@ from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
+
+from universal_embedding.original import json_stream
 
 DECIMALS = 3  # the original's np.round(value, 3)
 RESULTS_FILE = "results_original.json"
@@ -127,18 +130,46 @@ def save_dir_original(workdir: str, descriptors: np.ndarray, paths: list[str]) -
 
 
 def write_json(path: str, tree: Any) -> None:
-    """json.dump of tree (arrays as nested lists, the original's encoding: default separators,
-    non-ASCII escaped), written to a temporary name and renamed into place."""
+    """The text json.dump(tree) writes (arrays as nested lists, the original's encoding: default
+    separators, non-ASCII escaped), streamed: an array is encoded ROWS_PER_WRITE rows at a time,
+    so memory holds one block's lists, not the whole file's; written to a temporary name and
+    renamed into place."""
     folder = os.path.dirname(os.path.abspath(path))
     os.makedirs(folder, exist_ok=True)
     tmp = os.path.join(folder, f".{os.path.basename(path)}.tmp-{os.getpid()}")
     try:
         with open(tmp, "w") as f:
-            json.dump(tree, f, default=_tolist)  # one array's number lists at a time
+            _write_value(f, tree)
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):
             os.remove(tmp)
+
+
+ROWS_PER_WRITE = 20_000
+
+
+def _write_value(f: Any, value: Any) -> None:
+    if isinstance(value, dict):
+        f.write("{")
+        for i, (key, item) in enumerate(value.items()):
+            f.write(f"{', ' if i else ''}{json.dumps(key)}: ")
+            _write_value(f, item)
+        f.write("}")
+    elif isinstance(value, np.ndarray) and value.ndim == 2 and len(value):
+        f.write("[[")
+        for lo in range(0, len(value), ROWS_PER_WRITE):
+            block = json.dumps(value[lo : lo + ROWS_PER_WRITE].tolist())
+            f.write(("], [" if lo else "") + block[2:-2])
+        f.write("]]")
+    elif isinstance(value, list) and any(isinstance(v, (dict, np.ndarray)) for v in value):
+        f.write("[")
+        for i, item in enumerate(value):
+            f.write(", " if i else "")
+            _write_value(f, item)
+        f.write("]")
+    else:
+        f.write(json.dumps(value, default=_tolist))
 
 
 class _Bad:
@@ -187,27 +218,42 @@ def available_memory() -> int:
     return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
 
 
-def json_memory_needed(path: str) -> int:
-    """Upper estimate of the peak memory of parsing a JSON descriptor file: its text plus, per
-    number (counted by its commas) and per list, its Python objects, as if all lived at once.
-    About 3x the size for real descriptors (~20 characters a number); more for terse files."""
+def _count_commas_and_lists(path: str) -> tuple[int, int]:
     commas = lists = 0
     with open(path, "rb") as f:
         while chunk := f.read(1 << 20):
             commas += chunk.count(b",")
             lists += chunk.count(b"[")
+    return commas, lists
+
+
+def json_memory_needed(path: str) -> int:
+    """Upper estimate of the peak memory of parsing a JSON descriptor file whole (json.load): its
+    text plus, per number (counted by its commas) and per list, its Python objects, as if all
+    lived at once. About 3x the size for real descriptors (~20 characters a number)."""
+    commas, lists = _count_commas_and_lists(path)
     return os.path.getsize(path) + BYTES_PER_NUMBER * (commas + 1) + BYTES_PER_LIST * lists
 
 
-def _check_readable(path: str) -> None:
-    size = os.path.getsize(path)
-    needed, available = json_memory_needed(path), available_memory()
+def stream_memory_needed(path: str) -> int:
+    """Upper estimate of the peak memory of reading a descriptor file block by block
+    (original/json_stream.py): 16 bytes a number (its float64 entry, once more while a split's
+    blocks are joined) plus the text buffer and one block's Python lists."""
+    commas, _ = _count_commas_and_lists(path)
+    return 16 * (commas + 1) + 32 * json_stream.CHUNK
+
+
+def _check_memory(path: str, needed: int) -> None:
+    available = available_memory()
     if needed > available:
         raise ValueError(
-            f"Descriptor file '{path}' is {size / 1e9:.2f} GB of JSON; reading it needs about "
-            f"{needed / 1e9:.1f} GB of memory but {available / 1e9:.1f} GB are available. Read "
-            "it on a machine with more memory, or save the descriptors as .npz."
+            f"Descriptor file '{path}' is {os.path.getsize(path) / 1e9:.2f} GB of JSON; reading "
+            f"it needs about {needed / 1e9:.1f} GB of memory but {available / 1e9:.1f} GB are "
+            "available. Read it on a machine with more memory, or save the descriptors as .npz."
         )
+
+
+def _check_not_pickle(path: str) -> None:
     with open(path, "rb") as f:
         if f.read(1) == _PICKLE_START:
             raise ValueError(
@@ -219,8 +265,17 @@ def _check_readable(path: str) -> None:
 
 def load_json_arrays(path: str) -> dict[str, np.ndarray]:
     """{'domain/split' or 'domain/split/embedding': array as parsed} of a JSON descriptor file
-    (original, UDON, or one n x d list per split); numbers are checked by the caller."""
-    _check_readable(path)
+    (original, UDON, or one n x d list per split); numbers are checked by the caller. The usual
+    layouts are read a block of rows at a time (json_stream); anything else is parsed whole by
+    json.load, which names what is wrong."""
+    _check_not_pickle(path)
+    _check_memory(path, stream_memory_needed(path))
+    try:
+        with open(path, encoding="utf-8") as f:
+            return json_stream.read_arrays(f)
+    except (json_stream.Unexpected, UnicodeDecodeError, RecursionError):
+        pass
+    _check_memory(path, json_memory_needed(path))
     try:
         with open(path, encoding="utf-8") as f:
             tree = json.load(f, object_pairs_hook=_convert_lists)
