@@ -31,7 +31,10 @@ def test_load_split_labels_num_classes_and_available_splits(tmp_path):
     )
     _write(tmp_path, "gldv2", "index", [{"path": "i.jpg", "class_id": 3}])
     split = info_files.load_split(str(tmp_path), "gldv2", "test")
-    assert split == info_files.InfoSplit("gldv2", "test", ("q.jpg", "r.jpg"), ((7, 2), (0,)))
+    assert (split.domain, split.split) == ("gldv2", "test")
+    assert tuple(split.paths) == ("q.jpg", "r.jpg")
+    assert tuple(split.labels) == ((7, 2), (0,))
+    assert split.labels.values.tolist() == [7, 2, 0] and split.labels.offsets.tolist() == [0, 2, 3]
     assert len(split) == 2
     assert info_files.num_classes(str(tmp_path), "gldv2") == 5
     assert info_files.num_classes(str(tmp_path), "gldv2", "test") == 8

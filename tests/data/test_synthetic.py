@@ -64,7 +64,7 @@ def test_eval_classes_relevance_and_multilabel(syn_dir):
                 hits = [j for j, lj in enumerate(idx.labels) if set(lj) & set(labels)]
                 assert [j for j in hits if not (setup.self_search and j == i)], (dom.name, knn, i)
     met = {s: info_files.load_split(info_dir, "met", s) for s in ("train", "index", "small_train")}
-    assert met["index"].paths == met["train"].paths
+    assert tuple(met["index"].paths) == tuple(met["train"].paths)
     assert set(met["small_train"].paths) < set(met["train"].paths)
     gld = info_files.load_split(info_dir, "gldv2", "test")
     assert sum(len(labels) > 1 for labels in gld.labels) == 2

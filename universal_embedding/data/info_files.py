@@ -9,17 +9,19 @@ from collections.abc import Sequence
 from typing import Any
 
 from universal_embedding.data import registry
+from universal_embedding.data.columns import LabelSets, PackedStrings
 from universal_embedding.errors import limits
 
 
 @dataclasses.dataclass(frozen=True)
 class InfoSplit:
-    """One split of one domain: image paths and label tuples, in info-file order."""
+    """One split of one domain: image paths and label sets, in info-file order, as arrays
+    (columns.py: item i of `paths` is a str, of `labels` a tuple of ints)."""
 
     domain: str
     split: str
-    paths: tuple[str, ...]
-    labels: tuple[tuple[int, ...], ...]
+    paths: Sequence[str]  # PackedStrings when read from an info file
+    labels: LabelSets
 
     def __len__(self) -> int:
         return len(self.paths)
@@ -86,8 +88,8 @@ def load_split(info_files_dir: str, domain: str, split: str) -> InfoSplit:
     return InfoSplit(
         domain=domain,
         split=split,
-        paths=tuple(e["path"] for e in entries),
-        labels=tuple(label_tuple(e["class_id"]) for e in entries),
+        paths=PackedStrings.from_strings(e["path"] for e in entries),
+        labels=LabelSets.from_sets([label_tuple(e["class_id"]) for e in entries]),
     )
 
 
@@ -96,7 +98,7 @@ def num_classes(info_files_dir: str, domain: str, split: str = "train") -> int:
     info = load_split(info_files_dir, domain, split)
     if not len(info):
         raise ValueError(f"Info file of domain '{domain}', split '{split}' has no entries.")
-    return max(max(labels) for labels in info.labels) + 1
+    return int(info.labels.values.max()) + 1
 
 
 def available_splits(info_files_dir: str, domain: str) -> tuple[str, ...]:

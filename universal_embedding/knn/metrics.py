@@ -8,28 +8,13 @@ single- and multi-label data take the same exact, loop-free path.
 
 from __future__ import annotations
 
-import dataclasses
-import itertools
 from collections.abc import Sequence
 
 import numpy as np
 
+from universal_embedding.data.columns import LabelSets
+
 _JOIN_BUDGET = 1 << 25  # (query, index image) candidate pairs held at once when counting
-
-
-@dataclasses.dataclass(frozen=True)
-class LabelSets:
-    """n label sets: set i is values[offsets[i]:offsets[i+1]]."""
-
-    values: np.ndarray  # int64
-    offsets: np.ndarray  # int64 [n + 1]
-
-    def __len__(self) -> int:
-        return len(self.offsets) - 1
-
-    @property
-    def lengths(self) -> np.ndarray:
-        return np.diff(self.offsets)
 
 
 Labels = LabelSets | np.ndarray | Sequence[int | Sequence[int]]
@@ -42,12 +27,10 @@ def as_label_sets(labels: Labels) -> LabelSets:
     if isinstance(labels, np.ndarray) and labels.ndim == 1:
         values = labels.astype(np.int64)
         return LabelSets(values, np.arange(len(values) + 1, dtype=np.int64))
-    sets = [(x,) if isinstance(x, (int, np.integer)) else x for x in labels]
-    lengths = np.fromiter(map(len, sets), dtype=np.int64, count=len(sets))
-    values = np.fromiter(itertools.chain.from_iterable(sets), dtype=np.int64, count=lengths.sum())
-    if values.size and values.min() < 0:
-        raise ValueError(f"Labels must be >= 0, found {values.min()}.")
-    return LabelSets(values, np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64))
+    sets = LabelSets.from_sets([(x,) if isinstance(x, (int, np.integer)) else x for x in labels])
+    if sets.values.size and sets.values.min() < 0:
+        raise ValueError(f"Labels must be >= 0, found {sets.values.min()}.")
+    return sets
 
 
 def _ragged_take(sets: LabelSets, items: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

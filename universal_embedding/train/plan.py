@@ -105,7 +105,7 @@ def make_plan(
             if not len(split):
                 raise ValueError(f"Training split of '{d}' in {ps.info_files_dir} is empty.")
             sizes.append(len(split))
-            classes.append(max(max(labels) for labels in split.labels) + 1)
+            classes.append(int(split.labels.values.max()) + 1)
         else:
             sizes.append(int(train_sizes[d]))
             classes.append(int(num_classes[d]))
