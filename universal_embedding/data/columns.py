@@ -33,12 +33,13 @@ def _position(i, n: int) -> int:
     return i + n if i < 0 else i
 
 
-@dataclasses.dataclass(frozen=True, eq=False)
-class LabelSets(Sequence):
-    """n label sets: set i is values[offsets[i]:offsets[i+1]] (item i: a tuple of ints)."""
+class _Ragged(Sequence):
+    """A sequence whose item i is made from the span offsets[i]:offsets[i+1] (by _item)."""
 
-    values: np.ndarray  # int64
     offsets: np.ndarray  # int64 [n + 1]
+
+    def _item(self, lo: int, hi: int):
+        raise NotImplementedError
 
     def __len__(self) -> int:
         return len(self.offsets) - 1
@@ -46,7 +47,18 @@ class LabelSets(Sequence):
     def __getitem__(self, i):
         if isinstance(i, slice):
             return tuple(self[j] for j in range(*i.indices(len(self))))
-        lo, hi = self.offsets[_position(i, len(self)) :][:2]
+        lo, hi = self.offsets[_position(i, len(self)) :][:2].tolist()
+        return self._item(lo, hi)
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class LabelSets(_Ragged):
+    """n label sets: set i is values[offsets[i]:offsets[i+1]] (item i: a tuple of ints)."""
+
+    values: np.ndarray  # int64
+    offsets: np.ndarray  # int64 [n + 1]
+
+    def _item(self, lo: int, hi: int) -> tuple[int, ...]:
         return tuple(self.values[lo:hi].tolist())
 
     @property
@@ -64,25 +76,18 @@ class LabelSets(Sequence):
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
-class PackedStrings(Sequence):
+class PackedStrings(_Ragged):
     """n strings stored as one UTF-8 buffer and offsets (item i: a str)."""
 
     data: bytes
     offsets: np.ndarray  # int64 [n + 1]
 
-    def __len__(self) -> int:
-        return len(self.offsets) - 1
-
-    def __getitem__(self, i):
-        if isinstance(i, slice):
-            return tuple(self[j] for j in range(*i.indices(len(self))))
-        lo, hi = self.offsets[_position(i, len(self)) :][:2].tolist()
+    def _item(self, lo: int, hi: int) -> str:
         return self.data[lo:hi].decode("utf-8", _UTF8_ERRORS)
 
     def __iter__(self):
-        data, ends = self.data, self.offsets.tolist()
-        for lo, hi in itertools.pairwise(ends):
-            yield data[lo:hi].decode("utf-8", _UTF8_ERRORS)
+        for lo, hi in itertools.pairwise(self.offsets.tolist()):
+            yield self._item(lo, hi)
 
     @classmethod
     def from_strings(cls, strings: Iterable[str]) -> PackedStrings:
