@@ -104,24 +104,32 @@ def test_exact_fallback_when_backend_cuts_a_tie_group(monkeypatch):
     """A backend that returns the LATEST tied rows is corrected by the boundary check."""
 
     monkeypatch.setattr(knn_search, "_backend_fn", lambda _, index, m: _latest_first(index, m))
+    monkeypatch.setattr(knn_search, "_TIE_WIDEN", 2)  # 5 of the 7 rows are candidates
     index = np.array([[2, 0]] + [[1, 0]] * 6, np.float32)
     _, ids = knn_search.search(np.array([[1, 0]], np.float32), index, 3, backend="numpy")
     assert ids.tolist() == [[0, 1, 2]]
 
 
 @pytest.mark.parametrize("ties, exact_calls", [(5, 0), (12, 1)])
-def test_wider_candidates_settle_ties_before_the_exact_path(monkeypatch, ties, exact_calls):
-    """Tied at the first candidates' end: kk + _TIE_WIDEN more settle a tie group that ends
-    within them without exact_topk; a longer group still goes to exact_topk."""
+def test_extra_candidates_settle_ties_without_the_exact_path(monkeypatch, ties, exact_calls):
+    """The k + _TIE_WIDEN candidates settle a tie group at the k-th place that ends within
+    them without exact_topk, in one backend call (no second search of the tied rows); a longer
+    group goes to exact_topk."""
 
-    calls = []
+    calls, searches = [], []
     exact = knn_search.exact_topk
-    monkeypatch.setattr(knn_search, "_backend_fn", lambda _, index, m: _latest_first(index, m))
+
+    def backend(_, index, m):
+        fn = _latest_first(index, m)
+        return lambda q: searches.append(m) or fn(q)
+
+    monkeypatch.setattr(knn_search, "_backend_fn", backend)
     monkeypatch.setattr(knn_search, "_TIE_WIDEN", 4)
     monkeypatch.setattr(knn_search, "exact_topk", lambda *a: calls.append(1) or exact(*a))
     index = np.array([[2, 0]] + [[1, 0]] * ties + [[0, 1]] * 10, np.float32)
     _, ids = knn_search.search(np.array([[1, 0]], np.float32), index, 3, backend="numpy")
     assert ids.tolist() == [[0, 1, 2]] and len(calls) == exact_calls
+    assert searches == [3 + 4]
 
 
 def test_bad_arguments():

@@ -7,12 +7,12 @@ CPU), 'jax' (chunked matmul + `lax.top_k`, for GPU/TPU), 'numpy' (reference),
 'auto' (jax when a GPU/TPU is present, else faiss).
 
 Whatever the backend returns is put in canonical order (score descending, then
-index position ascending); rows whose tie group may reach past the candidates a
-backend returned ask the backend for _TIE_WIDEN more, and those whose group reaches past these
-too are recomputed exactly, so results never depend on how a
+index position ascending). The backend is asked for _TIE_WIDEN candidates beyond the k
+needed, so a tie group at the k-th place that ends within them is settled by that order alone;
+rows whose group reaches past them are recomputed exactly. So results never depend on how a
 backend orders equal scores. (faiss 1.15 keeps the earliest rows of a tie group
 but returns them latest first; `lax.top_k` returns lower positions first.)
-Memory: the index, a [16384, k+2] result chunk and the backend's score block
+Memory: the index, a [16384, k+1+_TIE_WIDEN] result chunk and the backend's score block
 (faiss: 4096 x 16384 floats; jax: query chunk x index chunk).
 """
 
@@ -28,7 +28,10 @@ from tqdm import tqdm
 BACKENDS = ("auto", "faiss", "jax", "numpy")
 _QUERY_CHUNK = 16384  # queries per backend call: bounds result buffers, paces the progress bar
 _EXACT_BUDGET = 1 << 24  # score-matrix elements per step of the exact (numpy) path
-_TIE_WIDEN = 64  # a row tied at the candidates' end asks for this many more before exact_topk
+# Candidates beyond the k needed. The extra ones cost faiss nothing measurable (its heaps),
+# and settle ties without a second pass: with k + 1 on near-duplicate data, every tied row
+# was searched again.
+_TIE_WIDEN = 64
 # faiss: take its blocked BLAS path from 20 queries on (below its default threshold,
 # 128k, it scans the whole index once per query: memory-bound, ~2x slower), and use
 # large blocks (a 256 MB score block): fewer BLAS/OpenMP hand-overs, ~2x less CPU on
@@ -87,22 +90,21 @@ def search(
     if self_ids.shape != (num_q,):
         raise ValueError(f"self_ids must have shape ({num_q},), got {self_ids.shape}.")
     kk = min(k + int(bool((self_ids >= 0).any())), num_x)  # candidates incl. a possible self
-    m = min(kk + 1, num_x)  # one more, to see whether a tie group runs past kk
+    m = min(kk + _TIE_WIDEN, num_x)  # more, to see whether a tie group runs past kk
     scores = np.full((num_q, k), -np.inf, dtype=np.float32)
     ids = np.full((num_q, k), -1, dtype=np.int64)
     if num_q == 0 or kk == 0:
         return scores, ids
     backend = resolve_backend(backend)
     topk = _backend_fn(backend, index, m)
-    wide = functools.cache(lambda: _backend_fn(backend, index, min(kk + _TIE_WIDEN, num_x)))
     bar = tqdm(total=num_q, desc=progress, unit="query", leave=False, disable=progress is None)
     for lo in range(0, num_q, _QUERY_CHUNK):
         hi = min(lo + _QUERY_CHUNK, num_q)
         s, i = _canonical(*topk(queries[lo:hi]))
-        if m > kk:  # tie at the candidate boundary: redo those rows exactly
+        if m < num_x:  # a tie group reaching the candidates' end: redo those rows exactly
             redo = np.nonzero(s[:, kk - 1] == s[:, m - 1])[0]
             if len(redo):
-                s[redo, :kk], i[redo, :kk] = _untie(queries[lo:hi][redo], index, kk, wide())
+                s[redo, :kk], i[redo, :kk] = exact_topk(queries[lo:hi][redo], index, kk)
         s, i = _drop_self(s[:, :kk], i[:, :kk], self_ids[lo:hi], k)
         scores[lo:hi, : s.shape[1]], ids[lo:hi, : i.shape[1]] = s, i
         bar.update(hi - lo)
@@ -125,19 +127,6 @@ def _drop_self(scores: np.ndarray, ids: np.ndarray, self_ids: np.ndarray, k: int
     gone = np.take_along_axis(is_self, order, 1)  # only when fewer than k others exist
     scores[gone], ids[gone] = -np.inf, -1
     return scores, ids
-
-
-def _untie(queries: np.ndarray, index: np.ndarray, kk: int, wide: Callable) -> ScoresIds:
-    """Exact top-kk of rows whose tie group reached the first candidates' end: the backend's
-    top kk + _TIE_WIDEN candidates settle every row whose tie group ends within them (all of
-    its members are among them); exact_topk the rest."""
-    s, i = _canonical(*wide(queries))
-    out_s, out_i = s[:, :kk].copy(), i[:, :kk].copy()
-    if s.shape[1] < len(index):  # not every index row is a candidate
-        still = np.nonzero(s[:, kk - 1] == s[:, -1])[0]
-        if len(still):
-            out_s[still], out_i[still] = exact_topk(queries[still], index, kk)
-    return out_s, out_i
 
 
 def exact_topk(queries: np.ndarray, index: np.ndarray, m: int) -> ScoresIds:
