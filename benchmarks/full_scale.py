@@ -4,14 +4,15 @@
 
 Builds an UnED-shaped data set under W/data (benchmarks/full_scale_data.py: every split of every
 domain at S x the registry's sizes, real class and shard counts), then runs the project's own
-commands, each in a process of its own so its peak RSS is its own (os.wait4's ru_maxrss):
-making the data, `data.prepare`, training the tiny ViT (64-d embedding) on all 8 domains with a
-joint head over all training classes (W/train) and with separate heads, a training killed with
-SIGKILL twice and rerun (resuming mid-epoch of cars and across its epoch boundary; its logged
-losses must equal W/train's), the final test (W/train/results.json, descriptors.npz, the
-original-format .pkl), `descr_eval` on both descriptor files beside faiss's bare exact search of
-the same searches, `knn_main` on W/train with its gallery, `index build` (flat, ivf) over every
-test index image and `index query` of 1,000 images, and UDON. --out gets
+commands, each in a process of its own so its peak RSS is its own (os.wait4's ru_maxrss): making
+the data, `data.prepare`, training the tiny ViT (64-d embedding) on all 8 domains with a joint
+head over all training classes (W/train) and with separate heads, a training killed with SIGKILL
+twice and rerun (its logged losses must equal W/train's; at 0.01, 110 steps an epoch, the reruns
+cross every domain's epoch boundaries, at 0.1 and 1.0 they resume mid-epoch), the final test
+(W/train/results.json, descriptors.npz, the original-format .pkl), `descr_eval` on both
+descriptor files beside faiss's bare exact search of the same searches, `knn_main` on W/train
+with its gallery, `index build` (flat, ivf) over every test index image and `index query` of
+1,000 images, and UDON. --out gets
 {"scale", "stages": [{"name", "seconds", "peak_rss_bytes", "output_bytes"}, ...], "checks"}.
 """
 
